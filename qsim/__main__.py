@@ -1,0 +1,3 @@
+from qsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The `qsim` command: a thin layer over the public API.
+
+Each feature package owns its sub-commands in a `commands` module exposing
+`register(subparsers)`; every sub-parser sets `func(args) -> int`. This file only
+collects them, so adding a command never means editing logic here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import qsim
+
+# Modules that contribute sub-commands (each has `register(subparsers)`).
+COMMAND_MODULES: list[str] = [
+    "qsim.demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qsim",
+        description="Bit-accurate quantized-network simulator and hardware design-space explorer.",
+    )
+    parser.add_argument("--version", action="version", version=f"qsim {qsim.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        # User-facing errors carry their own explanation; a traceback would only hide it.
+        print(f"qsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
