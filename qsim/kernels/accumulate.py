@@ -1,0 +1,110 @@
+"""Sequential Numba kernels that emulate a narrow accumulator at every addition.
+
+Accumulation order (the contract of every kernel in this package): each output starts
+at 0; the bias (when given) is the first addition; then the products for k = 0, 1, …,
+K-1 in increasing k. After each addition a sum outside [-2^(bits-1), 2^(bits-1)-1] is
+one overflow event and is wrapped (two's complement) or saturated. Grouped sums restart
+from 0 at each group boundary and carry no bias. The int64 NumPy twins live in
+`qsim.kernels.reference`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _fit(s, lo, hi, half, mask, saturate):
+    """Return (value kept by the accumulator, 1 if `s` overflowed else 0)."""
+    if s > hi:
+        if saturate:
+            return hi, 1
+        return ((s + half) & mask) - half, 1
+    if s < lo:
+        if saturate:
+            return lo, 1
+        return ((s + half) & mask) - half, 1
+    return s, 0
+
+
+@njit(cache=True)
+def seq_matmul(a, b, bias, has_bias, group, bits, saturate):
+    """Σ_k a[m,k]·b[k,n] per K-group of length `group` with every addition emulated.
+
+    a (M, K) and b (K, N) are int64 operands with zero points already subtracted.
+    Returns (sums (M, N, G) int64, overflow count)."""
+    M, K = a.shape
+    N = b.shape[1]
+    G = (K + group - 1) // group
+    half = np.int64(1) << (bits - 1)
+    mask = (np.int64(1) << bits) - 1
+    lo = -half
+    hi = half - 1
+    out = np.empty((M, N, G), np.int64)
+    row = np.empty(N, np.int64)
+    count = 0
+    for m in range(M):
+        for g in range(G):
+            for n in range(N):
+                row[n] = 0
+            if has_bias:
+                for n in range(N):
+                    v, o = _fit(bias[n], lo, hi, half, mask, saturate)
+                    row[n] = v
+                    count += o
+            for k in range(g * group, min(K, (g + 1) * group)):
+                av = a[m, k]
+                for n in range(N):
+                    v, o = _fit(row[n] + av * b[k, n], lo, hi, half, mask, saturate)
+                    row[n] = v
+                    count += o
+            for n in range(N):
+                out[m, n, g] = row[n]
+    return out, count
+
+
+@njit(cache=True)
+def seq_matmul_pairsat16(a, b, bias, has_bias, correction, bits, saturate):
+    """ORT/MLAS u8×s8 AVX2 accumulation: Σ_j sat16(a[2j]·b[2j] + a[2j+1]·b[2j+1]) on raw codes.
+
+    Order: bias, the saturated pair sums for j = 0, 1, …, then the exact zero-point
+    correction (one addition). Counts int16 pair saturations plus accumulator overflows."""
+    M, K = a.shape
+    N = b.shape[1]
+    half = np.int64(1) << (bits - 1)
+    mask = (np.int64(1) << bits) - 1
+    lo = -half
+    hi = half - 1
+    out = np.empty((M, N), np.int64)
+    row = np.empty(N, np.int64)
+    count = 0
+    for m in range(M):
+        for n in range(N):
+            row[n] = 0
+        if has_bias:
+            for n in range(N):
+                v, o = _fit(bias[n], lo, hi, half, mask, saturate)
+                row[n] = v
+                count += o
+        for k in range(0, K, 2):
+            a0 = a[m, k]
+            a1 = a[m, k + 1] if k + 1 < K else 0
+            for n in range(N):
+                p = a0 * b[k, n]
+                if k + 1 < K:
+                    p += a1 * b[k + 1, n]
+                if p > 32767:
+                    p = 32767
+                    count += 1
+                elif p < -32768:
+                    p = -32768
+                    count += 1
+                v, o = _fit(row[n] + p, lo, hi, half, mask, saturate)
+                row[n] = v
+                count += o
+        for n in range(N):
+            v, o = _fit(row[n] + correction[m, n], lo, hi, half, mask, saturate)
+            out[m, n] = v
+            count += o
+    return out, count

@@ -1,0 +1,94 @@
+"""Integer 2-D convolution (NCHW, OIHW) as im2col + the emulated-accumulator matmul.
+
+Column order k = (input channel within the group, kernel row, kernel column), so the
+accumulation order is bias, then that k ascending (see `qsim.kernels.accumulate`).
+Padding holds the input zero point: padded taps add exactly 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.kernels._checks import check_acc, check_bias, check_codes, check_product_fits, check_zero_point
+from qsim.kernels.gemm import matmul_core
+
+
+def _pair(v, name: str, minimum: int) -> tuple[int, int]:
+    t = tuple(int(x) for x in (v if np.ndim(v) else (v, v)))
+    if len(t) != 2 or min(t) < minimum:
+        raise ValueError(f"{name} must be two integers >= {minimum}, got {v!r}")
+    return t
+
+
+def _padding(v) -> tuple[int, int, int, int]:
+    t = tuple(int(x) for x in (v if np.ndim(v) else (v,) * 4))
+    if len(t) != 4 or min(t) < 0:
+        raise ValueError(f"padding must be (top, left, bottom, right) non-negative integers, got {v!r}")
+    return t
+
+
+def im2col(x, kh: int, kw: int, stride, padding, dilation, pad_value) -> tuple[np.ndarray, int, int]:
+    """(N·Ho·Wo, C·kh·kw) patches in x's dtype, padded with `pad_value`; columns (c, i, j)."""
+    N, C, H, W = x.shape
+    top, left, bottom, right = padding
+    Hp, Wp = H + top + bottom, W + left + right
+    Ho = (Hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    Wo = (Wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"kernel {kh}x{kw} (dilation {dilation}) does not fit the padded input {Hp}x{Wp}")
+    if any(padding):
+        xp = np.full((N, C, Hp, Wp), pad_value, dtype=x.dtype)
+        xp[:, :, top:top + H, left:left + W] = x
+    else:
+        xp = np.ascontiguousarray(x)
+    sN, sC, sH, sW = xp.strides
+    view = np.lib.stride_tricks.as_strided(
+        xp, shape=(N, Ho, Wo, C, kh, kw),
+        strides=(sN, sH * stride[0], sW * stride[1], sC, sH * dilation[0], sW * dilation[1]), writeable=False)
+    return view.reshape(N * Ho * Wo, C * kh * kw), Ho, Wo
+
+
+def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1), padding=(0, 0, 0, 0),
+               dilation=(1, 1), groups=1, acc_bits=32, overflow="wrap"):
+    """Integer conv: x (N, C, H, W) codes, w (O, C/groups, kH, kW) codes → (acc (N, O, Ho, Wo), overflows).
+
+    x_zero_point scalar; w_zero_point scalar or (O,); bias (O,) int32; padding
+    (top, left, bottom, right) filled with x_zero_point; groups == C is depthwise (O/C is the
+    channel multiplier). Accumulator emulation as in `matmul_int`."""
+    x = check_codes(x, "x")
+    w = check_codes(w, "w")
+    if x.ndim != 4:
+        raise ValueError(f"x must be 4-D (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"w must be 4-D (O, C/groups, kH, kW), got shape {w.shape}")
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = w.shape
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive integer, got {groups!r}")
+    if C % groups or O % groups or Cg != C // groups:
+        raise ValueError(f"shape mismatch: x has C={C}, w has {O} outputs x {Cg} inputs; with groups={groups} "
+                         f"need C % groups == 0, O % groups == 0 and w.shape[1] == C/groups")
+    stride = _pair(stride, "stride", 1)
+    dilation = _pair(dilation, "dilation", 1)
+    padding = _padding(padding)
+    zx = check_zero_point(x_zero_point, x, "x_zero_point")
+    zw = np.broadcast_to(check_zero_point(w_zero_point, w, "w_zero_point", (O,)), (O,))
+    bias = check_bias(bias, O)
+    bits, _, hi = check_acc(acc_bits, overflow)
+    max_x = 0 if x.size == 0 else max(abs(int(x.min()) - int(zx)), abs(int(x.max()) - int(zx)))
+    w2 = w.reshape(O, Cg * kh * kw)
+    max_w = 0 if w.size == 0 else int(np.abs(w2.astype(np.int64) - zw[:, None]).max())
+    check_product_fits(max_x, max_w, hi, bits)
+    cols, Ho, Wo = im2col(x, kh, kw, stride, padding, dilation, int(zx))
+    Og, Kg = O // groups, Cg * kh * kw
+    out = np.empty((N * Ho * Wo, O), np.int64)
+    count = 0
+    for g in range(groups):
+        sl = slice(g * Og, (g + 1) * Og)
+        a = np.ascontiguousarray(cols[:, g * Kg:(g + 1) * Kg])
+        acc, c = matmul_core(a, np.ascontiguousarray(w2[sl].T), int(zx), zw[sl], None if bias is None else bias[sl],
+                             bits, overflow == "saturate", max_x, max_w)
+        out[:, sl] = acc
+        count += c
+    acc = out.reshape(N, Ho, Wo, O).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(acc).astype(np.int32 if bits <= 32 else np.int64), count
