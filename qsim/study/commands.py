@@ -1,0 +1,60 @@
+"""`qsim study run SPEC` and `qsim study plot DIR`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _run(args) -> int:
+    from qsim.study import run_study
+
+    res = run_study(args.spec, args.out, jobs=args.jobs, dask=args.dask, progress=not args.quiet,
+                    plots=not args.no_plots)
+    t = res.manifest["timings_s"]
+    print(f"{res.manifest['design_points']} design points ({res.manifest['configs']} quant configs, "
+          f"{res.manifest['accuracy_evaluations_computed']} accuracy evaluations computed, the rest cached) "
+          f"in {t['total']:.1f} s")
+    show = [c for c in ("target", "profile", "label", "accuracy", "energy_j", "latency_s", "memory_bytes")
+            if c in res.pareto.columns]
+    overall = res.pareto[res.pareto["pareto_scope"] == "overall"][show]
+    print(f"\nOverall Pareto front ({len(overall)} points):")
+    print(overall.head(args.top).to_string(index=False))
+    print(f"\nResults: {res.out_dir}/results.parquet, results.csv, pareto.csv, manifest.json, plots/")
+    return 0
+
+
+def _plot(args) -> int:
+    import pandas as pd
+
+    from qsim.study.plots import draw_all
+    from qsim.study.spec import parse_study
+
+    out = Path(args.dir)
+    for name in ("results.parquet", "pareto.csv", "manifest.json"):
+        if not (out / name).exists():
+            raise FileNotFoundError(f"{out} is not a study results directory: {name} is missing")
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = draw_all(out, pd.read_parquet(out / "results.parquet"), pd.read_csv(out / "pareto.csv"),
+                     parse_study(manifest["spec"]))
+    for f in files:
+        print(f)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("study", help="run design-space studies and draw their plots")
+    ssub = p.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
+    r = ssub.add_parser("run", help="run (or resume) a study spec, e.g. studies/quickstart.yaml")
+    r.add_argument("spec", help="study YAML file")
+    r.add_argument("--out", default=None, help="output directory (default results/<study name>)")
+    r.add_argument("--jobs", type=int, default=1, help="local worker processes for accuracy evaluations (default 1)")
+    r.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="run accuracy evaluations on a Dask cluster at ADDRESS ('local' starts a LocalCluster)")
+    r.add_argument("--no-plots", action="store_true", help="skip the plots")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--top", type=int, default=15, help="rows of the overall Pareto front to print (default 15)")
+    r.set_defaults(func=_run)
+    pl = ssub.add_parser("plot", help="redraw the plots of a results directory without recomputing")
+    pl.add_argument("dir", help="results directory, e.g. results/quickstart")
+    pl.set_defaults(func=_plot)

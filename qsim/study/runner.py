@@ -1,0 +1,253 @@
+"""Run a study: accuracy once per quant config, cost per (config, profile), tidy table out.
+
+Numerics and cost are independent, so each configuration's accuracy is computed once
+(through the bit-accurate kernels) and joined with the cost of that configuration on
+every profile. Every finished accuracy evaluation and every cost batch is cached on disk
+as soon as it exists; a killed run restarted later recomputes only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+import qsim
+from qsim.study.cache import ResultCache
+from qsim.study.pareto import pareto_table
+from qsim.study.spec import DesignConfig, StudySpec, parse_study, stable_hash
+
+# Element formats of the block schemes, as the cost models name them.
+ELEMENT_FORMATS = {
+    "mxint8": "int", "mxfp8_e4m3": "fp8_e4m3", "mxfp8_e5m2": "fp8_e5m2", "mxfp6_e3m2": "fp6_e3m2",
+    "mxfp6_e2m3": "fp6_e2m3", "mxfp4": "fp4_e2m1", "nvfp4": "fp4_e2m1",
+}
+
+
+@dataclass
+class StudyResult:
+    table: pd.DataFrame
+    pareto: pd.DataFrame
+    out_dir: Path
+    manifest: dict
+
+
+# -- accuracy -------------------------------------------------------------------
+def evaluate_config(network: str, config: dict, calibration_size: int, eval_size: int | None) -> dict:
+    """One accuracy evaluation (runs in a worker process or on a Dask worker)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from qsim.nets import evaluate
+
+    cfg = DesignConfig(**config)
+    res = evaluate(
+        network, wspec=cfg.weight_spec(), aspec=cfg.act_spec(), calib_size=calibration_size, policy=cfg.policy,
+        acc_bits=cfg.acc_bits, eval_size=eval_size,
+    )
+    q = res["quantized"]
+    return {
+        "network": network, "metric_name": res.get("metric", "accuracy"), "float_accuracy": res["float"]["metric"],
+        "accuracy": q["metric"], "sqnr_db": q.get("sqnr_db"), "overflows": int(q.get("overflows", 0)),
+        "per_layer": q.get("per_layer", []),
+    }
+
+
+def _accuracy_tasks(spec: StudySpec, configs: list[DesignConfig]):
+    for net in spec.networks:
+        for cfg in configs:
+            yield stable_hash({"network": net, "config": cfg.as_dict(), "calibration_size": spec.calibration_size,
+                               "eval_size": spec.eval_size, "qsim": qsim.__version__}), net, cfg
+
+
+def run_accuracy(spec, configs, cache: ResultCache, jobs: int = 1, dask: str | None = None, progress: bool = True):
+    """Accuracy records keyed by (network, config key); computes only what the cache lacks."""
+    done, todo = {}, []
+    for key, net, cfg in _accuracy_tasks(spec, configs):
+        rec = cache.get_json("accuracy", key)
+        if rec is None:
+            todo.append((key, net, cfg))
+        else:
+            done[(net, cfg.key)] = rec
+    bar = tqdm(total=len(todo), desc=f"{spec.name}: accuracy", unit="config", disable=not progress or not todo)
+
+    def finish(key, net, cfg, rec):
+        cache.put_json("accuracy", key, rec)  # persisted the moment it exists
+        done[(net, cfg.key)] = rec
+        bar.update()
+
+    args = lambda net, cfg: (net, cfg.as_dict(), spec.calibration_size, spec.eval_size)  # noqa: E731
+    if dask:
+        client, cluster = _dask_client(dask)
+        try:
+            futures = {client.submit(evaluate_config, *args(net, cfg), pure=False): (key, net, cfg) for key, net, cfg in todo}
+            from dask.distributed import as_completed as dask_completed
+
+            for fut in dask_completed(futures):
+                finish(*futures[fut], fut.result())
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    elif jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(evaluate_config, *args(net, cfg)): (key, net, cfg) for key, net, cfg in todo}
+            for fut in as_completed(futures):
+                finish(*futures[fut], fut.result())
+    else:
+        for key, net, cfg in todo:
+            finish(key, net, cfg, evaluate_config(*args(net, cfg)))
+    bar.close()
+    return done, len(todo)
+
+
+def _dask_client(address: str):
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError('--dask needs the dask extra: pip install -e ".[dask]"') from None
+    if address == "local":
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(cluster), cluster
+    return Client(address), None
+
+
+# -- cost -----------------------------------------------------------------------
+def cost_quant(cfg: DesignConfig):
+    """The cost model's view of a config: operand widths, formats and scale metadata."""
+    from qsim.hw import CostQuant
+
+    w = cfg.weight_spec()
+    return CostQuant(
+        w_bits=w.bits, a_bits=cfg.abits if cfg.abits is not None else 16,
+        granularity="tensor" if w.granularity == "global" else w.granularity, group_size=w.group_size,
+        scale_bits=w.scale_bits, zero_point=w.scheme == "affine", acc_bits=cfg.acc_bits,
+        w_format=ELEMENT_FORMATS.get(cfg.scheme, "int"), a_format="int" if cfg.abits is not None else "fp16",
+    )
+
+
+def workload_of(target: str, is_network: bool):
+    if is_network:
+        from qsim.nets import get_network
+
+        return get_network(target).workload
+    from qsim.workload.zoo import get_workload
+
+    return get_workload(target)
+
+
+def profile_key(profile_name: str) -> str:
+    """Hash of the profile's content, so an edited profile invalidates its cached costs."""
+    from qsim.hw import load_profile
+
+    prof = load_profile(profile_name)
+    dump = prof.model_dump() if hasattr(prof, "model_dump") else repr(prof)
+    return stable_hash(dump)
+
+
+def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache, progress: bool = True) -> pd.DataFrame:
+    from qsim.hw import cost_batch, load_profile
+
+    frames, is_net = [], bool(spec.networks)
+    # Cost ignores calibration and requantization policy: evaluate each distinct cost view once.
+    views: dict[tuple, list[DesignConfig]] = {}
+    for cfg in configs:
+        q = cost_quant(cfg)
+        views.setdefault(tuple(sorted(vars(q).items())) if hasattr(q, "__dict__") else repr(q), []).append(cfg)
+    view_keys = list(views)
+    quants = [cost_quant(views[k][0]) for k in view_keys]
+    jobs = [(t, p) for t in spec.targets for p in spec.profiles]
+    for target, prof_name in tqdm(jobs, desc=f"{spec.name}: cost", unit="profile", disable=not progress):
+        key = stable_hash({"target": target, "profile": profile_key(prof_name), "views": [repr(q) for q in quants],
+                           "qsim": qsim.__version__})
+        frame = cache.get_frame("cost", key)
+        if frame is None:
+            workload = workload_of(target, is_net)
+            frame = cost_batch(workload, quants, load_profile(prof_name)).reset_index(drop=True)
+            frame.insert(0, "view", range(len(quants)))
+            cache.put_frame("cost", key, frame)
+        frame = frame.copy()
+        frame["target"], frame["profile"] = target, prof_name
+        frames.append(frame)
+    cost = pd.concat(frames, ignore_index=True)
+    # Fan the distinct cost views back out to every config sharing them.
+    fan = pd.DataFrame([{"view": i, "config_key": c.key} for i, k in enumerate(view_keys) for c in views[k]])
+    return cost.merge(fan, on="view").drop(columns="view")
+
+
+# -- the whole study ------------------------------------------------------------------
+def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: str | None = None,
+              progress: bool = True, plots: bool = True) -> StudyResult:
+    """Run (or resume) a study; `spec` is a YAML path or a dict. Writes results/<name>/."""
+    t_start = time.perf_counter()
+    spec = spec if isinstance(spec, StudySpec) else parse_study(spec)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    out = Path(out_dir) if out_dir is not None else Path("results") / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    cache = ResultCache(out / "cache")
+    configs = spec.configs()
+
+    t0 = time.perf_counter()
+    acc, n_acc_computed = run_accuracy(spec, configs, cache, jobs, dask, progress) if spec.networks else ({}, 0)
+    t_acc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cost = run_cost(spec, configs, cache, progress)
+    t_cost = time.perf_counter() - t0
+
+    cfg_frame = pd.DataFrame([{**c.as_dict(), "config_key": c.key, "label": config_label(c)} for c in configs])
+    table = cost.merge(cfg_frame, on="config_key")
+    if spec.networks:
+        acc_rows = [{"target": net, "config_key": k, **{c: rec[c] for c in
+                     ("accuracy", "float_accuracy", "sqnr_db", "overflows", "metric_name")}}
+                    for (net, k), rec in acc.items()]
+        table = table.merge(pd.DataFrame(acc_rows), on=["target", "config_key"], how="left")
+    lead = [c for c in ("target", "profile", "label", *cfg_frame.columns.drop(["config_key", "label"]),
+                        "accuracy", "float_accuracy", "sqnr_db", "overflows") if c in table.columns]
+    table = table[lead + [c for c in table.columns if c not in lead]]
+    table = table.sort_values(["target", "profile", "wbits", "label"], kind="stable").reset_index(drop=True)
+    front = pareto_table(table, spec.objectives, group="profile")
+
+    table.to_parquet(out / "results.parquet", index=False)
+    table.to_csv(out / "results.csv", index=False)
+    front.to_csv(out / "pareto.csv", index=False)
+    manifest = {
+        "study": spec.name, "spec": spec.raw, "spec_hash": spec.hash, "qsim_version": qsim.__version__,
+        "python": platform.python_version(), "packages": _versions(), "design_points": len(table),
+        "configs": len(configs), "accuracy_evaluations_computed": n_acc_computed,
+        "timings_s": {"accuracy": round(t_acc, 3), "cost": round(t_cost, 3)},
+    }
+    if plots:
+        from qsim.study.plots import draw_all
+
+        t0 = time.perf_counter()
+        manifest["plots"] = [str(p.relative_to(out)) for p in draw_all(out, table, front, spec)]
+        manifest["timings_s"]["plots"] = round(time.perf_counter() - t0, 3)
+    manifest["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return StudyResult(table=table, pareto=front, out_dir=out, manifest=manifest)
+
+
+def config_label(cfg: DesignConfig) -> str:
+    if cfg.scheme in ELEMENT_FORMATS:
+        w = cfg.scheme
+    else:
+        g = f"g{cfg.group_size}" if cfg.granularity == "group" else cfg.granularity
+        w = f"W{cfg.wbits}-{cfg.scheme}-{g}"
+    return f"{w}/A{cfg.abits}" if cfg.abits is not None else f"{w}/Afloat"
+
+
+def _versions() -> dict:
+    out = {}
+    for pkg in ("numpy", "numba", "pandas", "matplotlib", "onnx", "onnxruntime", "pydantic", "pyarrow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,296 @@
+"""Study specs: parse a YAML file or dict, validate everything up front, expand the grid.
+
+A study is the network (or a cost-only workload), the calibration set size, a grid
+of quantization choices, the hardware profiles and the Pareto objectives. Every
+problem in a spec is collected and reported at once, naming its key, before any
+work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qsim.quant.spec import BLOCK_FORMATS, CALIBRATIONS, GRANULARITIES, SCHEMES, QuantSpec
+
+POLICIES = ("fp32_rne", "gemmlowp", "tflite_optimized", "float64_half_away", "exact")
+ACT_SCHEMES = ("affine", "symmetric", "binary")
+OBJECTIVE_COLUMNS = ("accuracy", "energy_j", "latency_s", "memory_bytes", "cycles", "sqnr_db")
+TOP_KEYS = {
+    "name", "description", "network", "networks", "workload", "calibration_size", "eval_size", "grid",
+    "profiles", "objectives", "breakdown", "tie_bits",
+}
+# grid key: default values
+GRID_DEFAULTS: dict[str, list] = {
+    "wbits": [8],
+    "abits": [8],
+    "scheme": ["symmetric"],
+    "act_scheme": ["affine"],
+    "granularity": ["channel"],
+    "group_size": [32],
+    "calibration": ["minmax"],
+    "policy": ["fp32_rne"],
+    "acc_bits": [32],
+    "scale_dtype": ["fp32"],
+}
+
+
+class StudySpecError(ValueError):
+    """All problems of a study spec, one per line, each naming its key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the study spec:\n{lines}")
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """One quantization configuration of the grid (hardware-independent)."""
+
+    wbits: int
+    abits: int | None  # None: activations stay float (weight-only)
+    scheme: str
+    act_scheme: str
+    granularity: str
+    group_size: int | None
+    calibration: str
+    policy: str
+    acc_bits: int
+    scale_dtype: str
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @property
+    def key(self) -> str:
+        return stable_hash(self.as_dict())
+
+    def weight_spec(self) -> QuantSpec:
+        if self.scheme in BLOCK_FORMATS:
+            return QuantSpec(scheme=self.scheme)
+        return QuantSpec(
+            bits=self.wbits, scheme=self.scheme, granularity=self.granularity,
+            group_size=self.group_size if self.granularity == "group" else None, scale_dtype=self.scale_dtype,
+        )
+
+    def act_spec(self) -> QuantSpec | None:
+        if self.abits is None:
+            return None
+        return QuantSpec(bits=self.abits, scheme=self.act_scheme, granularity="tensor", calibration=self.calibration)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    networks: tuple[str, ...]
+    workloads: tuple[str, ...]
+    calibration_size: int
+    eval_size: int | None
+    grid: dict[str, list]
+    profiles: tuple[str, ...]
+    objectives: dict[str, str]
+    tie_bits: bool = False
+    description: str = ""
+    raw: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def hash(self) -> str:
+        return stable_hash(self.raw)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Networks (accuracy + cost) or, for cost-only studies, workloads."""
+        return self.networks or self.workloads
+
+    def configs(self) -> list[DesignConfig]:
+        """Expand the grid into unique configurations (group size only matters for `group`)."""
+        g = self.grid
+        seen, out = set(), []
+        for values in itertools.product(*(g[k] for k in GRID_DEFAULTS)):
+            d = dict(zip(GRID_DEFAULTS, values))
+            if self.tie_bits and d["abits"] is not None and d["abits"] != d["wbits"]:
+                continue
+            if d["scheme"] in BLOCK_FORMATS:
+                bits, block = BLOCK_FORMATS[d["scheme"]]
+                d.update(wbits=bits, granularity="group", group_size=block, scale_dtype="e8m0" if d["scheme"] != "nvfp4" else "e4m3")
+            elif d["granularity"] != "group":
+                d["group_size"] = None
+            cfg = DesignConfig(**d)
+            if cfg not in seen:
+                seen.add(cfg)
+                out.append(cfg)
+        return out
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _expand_values(key: str, value, problems: list[str]) -> list:
+    """A grid value: scalar, list, or {range: [start, stop], step: s} (inclusive)."""
+    if isinstance(value, dict):
+        unknown = set(value) - {"range", "step"}
+        rng = value.get("range")
+        if unknown or not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, int) for v in rng)):
+            problems.append(f"grid.{key}: a range is written {{range: [start, stop], step: 1}} with integers, got {value!r}")
+            return []
+        step = value.get("step", 1)
+        if not isinstance(step, int) or step < 1:
+            problems.append(f"grid.{key}.step must be a positive integer, got {step!r}")
+            return []
+        return list(range(rng[0], rng[1] + 1, step))
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        problems.append(f"grid.{key} is empty; give at least one value")
+    return values
+
+
+def _check_choices(key: str, values: list, allowed, problems: list[str]) -> None:
+    for v in values:
+        if v not in allowed:
+            problems.append(f"grid.{key}: {v!r} is not allowed; choose from {sorted(map(str, allowed))}")
+
+
+def _check_ints(key: str, values: list, lo: int, hi: int, problems: list[str], allow_none=False) -> None:
+    for v in values:
+        if v is None and allow_none:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            extra = " or null/'float' (activations stay float)" if allow_none else ""
+            problems.append(f"grid.{key}: {v!r} is not allowed; use integers in {lo}..{hi}{extra}")
+
+
+def parse_study(source: dict | str | Path) -> StudySpec:
+    """Validate a study (dict, YAML text path) and return a StudySpec; StudySpecError lists every problem."""
+    from qsim.hw import list_profiles  # local: the hw layer is only needed here
+    from qsim.nets import list_networks
+    from qsim.workload.zoo import list_workloads
+
+    label = "study spec"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"study spec {str(path)!r} does not exist")
+        label = str(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise StudySpecError(label, [f"not valid YAML: {exc}"]) from None
+    else:
+        raw = source
+    if not isinstance(raw, dict):
+        raise StudySpecError(label, [f"the spec must be a mapping of keys, got {type(raw).__name__}"])
+    problems: list[str] = []
+    for key in sorted(set(raw) - TOP_KEYS):
+        problems.append(f"unknown key {key!r}; allowed keys are {sorted(TOP_KEYS)}")
+
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
+        problems.append(f"name: a non-empty name without spaces or slashes is required, got {name!r}")
+
+    networks = raw.get("networks", [raw["network"]] if "network" in raw else [])
+    networks = networks if isinstance(networks, list) else [networks]
+    known_nets = list_networks()
+    for n in networks:
+        if n not in known_nets:
+            problems.append(f"network: {n!r} is not a qsim network; known networks: {known_nets}")
+    workloads = raw.get("workload", [])
+    workloads = workloads if isinstance(workloads, list) else [workloads]
+    known_wl = list_workloads()
+    for w in workloads:
+        if w not in known_wl:
+            problems.append(f"workload: {w!r} is not a known workload shape; known: {known_wl}")
+    if not networks and not workloads:
+        problems.append("network: give a network (accuracy + cost) or a workload (cost only)")
+    if networks and workloads:
+        problems.append("network and workload: give one of them; a network already has its workload")
+
+    calib = raw.get("calibration_size", 256)
+    if not isinstance(calib, int) or calib < 1:
+        problems.append(f"calibration_size must be a positive integer, got {calib!r}")
+    eval_size = raw.get("eval_size")
+    if eval_size is not None and (not isinstance(eval_size, int) or eval_size < 1):
+        problems.append(f"eval_size must be a positive integer or absent (whole test split), got {eval_size!r}")
+
+    grid_raw = raw.get("grid", {})
+    if not isinstance(grid_raw, dict):
+        problems.append(f"grid must be a mapping of grid keys to values, got {grid_raw!r}")
+        grid_raw = {}
+    for key in sorted(set(grid_raw) - set(GRID_DEFAULTS)):
+        problems.append(f"grid: unknown key {key!r}; grid keys are {list(GRID_DEFAULTS)}")
+    grid = {k: _expand_values(k, grid_raw[k], problems) if k in grid_raw else list(v) for k, v in GRID_DEFAULTS.items()}
+    grid["abits"] = [None if v in ("float", None) else v for v in grid["abits"]]
+    _check_ints("wbits", grid["wbits"], 1, 16, problems)
+    _check_ints("abits", grid["abits"], 1, 16, problems, allow_none=True)
+    _check_ints("acc_bits", grid["acc_bits"], 8, 64, problems)
+    _check_ints("group_size", grid["group_size"], 1, 1 << 20, problems)
+    _check_choices("scheme", grid["scheme"], SCHEMES, problems)
+    _check_choices("act_scheme", grid["act_scheme"], ACT_SCHEMES, problems)
+    _check_choices("granularity", grid["granularity"], GRANULARITIES, problems)
+    _check_choices("calibration", grid["calibration"], CALIBRATIONS, problems)
+    _check_choices("policy", grid["policy"], POLICIES, problems)
+    _check_choices("scale_dtype", grid["scale_dtype"], ("fp32", "fp16", "bf16", "pow2"), problems)
+    # Impossible combinations.
+    if 1 in grid["abits"] and "affine" in grid["act_scheme"]:
+        problems.append("grid.abits/act_scheme: binary (1-bit) activations cannot use the affine scheme; use act_scheme binary")
+    if "binary" in grid["act_scheme"] and any(b not in (1, None) for b in grid["abits"]):
+        problems.append("grid.act_scheme: 'binary' activations are 1 bit; set abits to [1]")
+    if "kmeans" in grid["scheme"] and any(g != "tensor" for g in grid["granularity"]):
+        problems.append("grid.scheme/granularity: kmeans shares one codebook per tensor; use granularity [tensor]")
+
+    profiles = raw.get("profiles", [])
+    profiles = profiles if isinstance(profiles, list) else [profiles]
+    if not profiles:
+        problems.append("profiles: name at least one hardware profile (see `qsim profiles list`) or a YAML file")
+    known_profiles = list_profiles()
+    for p in profiles:
+        if not isinstance(p, str) or (p not in known_profiles and not Path(p).is_file()):
+            problems.append(f"profiles: {p!r} is neither a shipped profile nor a file; shipped: {known_profiles}")
+
+    objectives = raw.get("objectives", {"accuracy": "max", "energy_j": "min", "latency_s": "min", "memory_bytes": "min"})
+    if not isinstance(objectives, dict) or not objectives:
+        problems.append(f"objectives: a mapping like {{accuracy: max, energy_j: min}}, got {objectives!r}")
+        objectives = {}
+    for col, sense in objectives.items():
+        if col not in OBJECTIVE_COLUMNS:
+            problems.append(f"objectives: {col!r} is not a result column; choose from {list(OBJECTIVE_COLUMNS)}")
+        if sense not in ("min", "max"):
+            problems.append(f"objectives.{col}: must be 'min' or 'max', got {sense!r}")
+    if workloads and ("accuracy" in objectives or "sqnr_db" in objectives):
+        objectives = {k: v for k, v in objectives.items() if k not in ("accuracy", "sqnr_db")}
+    tie_bits = raw.get("tie_bits", False)
+    if not isinstance(tie_bits, bool):
+        problems.append(f"tie_bits must be true or false (true: only configs with abits == wbits), got {tie_bits!r}")
+
+    if not problems and networks:
+        _check_group_sizes(networks, grid, problems)
+    if problems:
+        raise StudySpecError(label, problems)
+    return StudySpec(
+        name=name, networks=tuple(networks), workloads=tuple(workloads), calibration_size=calib, eval_size=eval_size,
+        grid=grid, profiles=tuple(profiles), objectives=dict(objectives), tie_bits=tie_bits,
+        description=str(raw.get("description", "")), raw=raw,
+    )
+
+
+def _check_group_sizes(networks, grid, problems) -> None:
+    """A group larger than every reduction dimension of a network is just per-channel: say so."""
+    from qsim.nets import get_network
+
+    if "group" not in grid["granularity"]:
+        return
+    for n in networks:
+        k_max = max(layer.gemm.K for layer in get_network(n).workload.mac_layers)
+        for gs in grid["group_size"]:
+            if gs > k_max:
+                problems.append(
+                    f"grid.group_size: {gs} is larger than the largest reduction dimension K={k_max} of {n!r}; "
+                    f"use a group size <= {k_max} (or granularity channel)"
+                )
