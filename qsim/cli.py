@@ -17,6 +17,7 @@ import qsim
 COMMAND_MODULES: list[str] = [
     "qsim.demo",
     "qsim.study.commands",
+    "qsim.onnxrun.commands",
 ]
 
 

@@ -1,0 +1,175 @@
+"""Run an ONNX graph node by node on qsim's integer kernels, and compare with ORT.
+
+The graph is checked before anything runs: an op qsim does not implement is an
+error naming the node and its op type, never a silently different answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from qsim.onnxrun.float_ops import FLOAT_OPS
+from qsim.onnxrun.ops import QUANT_OPS, NodeContext
+
+OPS = {**QUANT_OPS, **FLOAT_OPS}
+OVERFLOW_MODES = ("wrap", "saturate")
+ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def load_model(model_or_path) -> onnx.ModelProto:
+    """A ModelProto from a path, raw bytes or a ModelProto; clear errors for anything else."""
+    if isinstance(model_or_path, onnx.ModelProto):
+        return model_or_path
+    if isinstance(model_or_path, (bytes, bytearray)):
+        model, where = onnx.ModelProto(), "the given bytes"
+        try:
+            model.ParseFromString(bytes(model_or_path))
+        except Exception as exc:  # protobuf raises its own DecodeError
+            raise ValueError(f"{where} are not an ONNX model ({exc})") from None
+    elif isinstance(model_or_path, (str, Path)):
+        path = Path(model_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model file not found: {path}")
+        where = str(path)
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:
+            raise ValueError(f"{where} is not an ONNX model ({type(exc).__name__}: {exc})") from None
+    else:
+        raise TypeError(f"model must be an onnx.ModelProto, bytes or a file path, got {type(model_or_path).__name__}")
+    if not model.HasField("graph") or not model.graph.output:
+        raise ValueError(f"{where} is not an ONNX model (no graph with outputs)")
+    return model
+
+
+def _elem_dtype(value_info) -> np.dtype | None:
+    t = value_info.type.tensor_type
+    return np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)) if t.elem_type else None
+
+
+class OnnxExecutor:
+    """Executes one model; `run()` fills `overflows` {node: (op_type, count)} for integer nodes."""
+
+    def __init__(self, model_or_path, *, acc_bits: int = 32, overflow: str = "wrap", pair_saturate16: bool = False):
+        if not isinstance(acc_bits, (int, np.integer)) or isinstance(acc_bits, bool):
+            raise TypeError(f"acc_bits must be an int, got {acc_bits!r}")
+        if overflow not in OVERFLOW_MODES:
+            raise ValueError(f"overflow must be one of {list(OVERFLOW_MODES)}, got {overflow!r}")
+        self.model = load_model(model_or_path)
+        self.options = dict(acc_bits=int(acc_bits), overflow=overflow, pair_saturate16=bool(pair_saturate16))
+        graph = self.model.graph
+        self.opset = next((o.version for o in self.model.opset_import if o.domain in DEFAULT_DOMAINS), 1)
+        self.initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.inputs = [vi for vi in graph.input if vi.name not in self.initializers]
+        self.input_names = [vi.name for vi in self.inputs]
+        self.output_names = [o.name for o in graph.output]
+        self.overflows: dict[str, tuple[str, int]] = {}
+        bad = [f"{self._node_name(i, n)!r} ({n.op_type}{'' if n.domain in DEFAULT_DOMAINS else ' in domain ' + n.domain})"
+               for i, n in enumerate(graph.node) if n.domain not in DEFAULT_DOMAINS or n.op_type not in OPS]
+        if bad:
+            raise ValueError(f"unsupported op(s) at node(s) {', '.join(bad)}; qsim run-onnx supports {sorted(OPS)}")
+
+    @staticmethod
+    def _node_name(i: int, node) -> str:
+        return node.name or f"{node.op_type}_{i}"
+
+    def _check_inputs(self, inputs: dict) -> dict:
+        if not isinstance(inputs, dict):
+            raise TypeError(f"inputs must be a dict name -> array, got {type(inputs).__name__}")
+        unknown = sorted(set(inputs) - set(self.input_names) - set(self.initializers))
+        if unknown:
+            raise ValueError(f"unknown input(s) {unknown}; the graph's inputs are {self.input_names}")
+        feeds = {}
+        for vi in self.inputs:
+            if vi.name not in inputs:
+                raise ValueError(f"input {vi.name!r} is missing; the graph's inputs are {self.input_names}")
+            arr = np.asarray(inputs[vi.name])
+            want = _elem_dtype(vi)
+            if want is not None and arr.dtype != want:
+                raise ValueError(f"input {vi.name!r} must have dtype {want}, got {arr.dtype}")
+            dims = vi.type.tensor_type.shape.dim
+            if vi.type.tensor_type.HasField("shape"):
+                fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+                if len(fixed) != arr.ndim or any(f is not None and f != s for f, s in zip(fixed, arr.shape)):
+                    shown = [f if f is not None else "?" for f in fixed]
+                    raise ValueError(f"input {vi.name!r} must have shape {shown}, got {list(arr.shape)}")
+            feeds[vi.name] = arr
+        for name in set(inputs) & set(self.initializers):  # an input overriding its initializer
+            feeds[name] = np.asarray(inputs[name])
+        return feeds
+
+    def run(self, inputs: dict) -> dict[str, np.ndarray]:
+        env = dict(self.initializers)
+        env.update(self._check_inputs(inputs))
+        self.overflows = {}
+        for i, node in enumerate(self.model.graph.node):
+            name = self._node_name(i, node)
+            ctx = NodeContext(name, node.op_type, self.opset, n_outputs=len([o for o in node.output if o]),
+                              **self.options)
+            args = []
+            for t in node.input:
+                if t and t not in env:
+                    raise ctx.error(f"input tensor {t!r} is not produced by any earlier node")
+                args.append(env[t] if t else None)
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            outs = OPS[node.op_type](ctx, args, attrs)
+            for t, v in zip(node.output, outs):
+                if t:
+                    env[t] = v
+            if ctx.integer_node:
+                self.overflows[name] = (node.op_type, ctx.overflows)
+        return {n: env[n] for n in self.output_names}
+
+
+def run_onnx(model_or_path, inputs: dict, *, acc_bits: int = 32, overflow: str = "wrap",
+             pair_saturate16: bool = False) -> dict[str, np.ndarray]:
+    """Run the model on `inputs` (graph input name -> array); returns graph output name -> array."""
+    return OnnxExecutor(model_or_path, acc_bits=acc_bits, overflow=overflow, pair_saturate16=pair_saturate16).run(inputs)
+
+
+def run_ort(model_or_path, inputs: dict, *, optimization: str = "disable") -> dict[str, np.ndarray]:
+    """ONNX Runtime on CPU, one thread. `disable` runs the graph as written (no QDQ fusion)."""
+    import onnxruntime as ort
+
+    if optimization not in ORT_OPT_LEVELS:
+        raise ValueError(f"optimization must be one of {list(ORT_OPT_LEVELS)}, got {optimization!r}")
+    level = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+    model = load_model(model_or_path)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    feeds = {i.name: np.asarray(inputs[i.name]) for i in sess.get_inputs() if i.name in inputs}
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def compare_outputs(ours: dict, theirs: dict) -> list[dict]:
+    """Per output: differing elements (exact; NaN equals NaN) and max |difference|."""
+    rows = []
+    for name, a in ours.items():
+        b = np.asarray(theirs[name])
+        a = np.asarray(a)
+        if a.shape != b.shape or a.dtype != b.dtype:
+            rows.append(dict(output=name, elements=int(max(a.size, b.size)), differing=int(max(a.size, b.size)),
+                             max_abs_diff=float("inf"), note=f"qsim {a.dtype}{list(a.shape)} vs ORT {b.dtype}{list(b.shape)}"))
+            continue
+        if a.dtype.kind in "iub":
+            d = np.abs(a.astype(np.int64) - b.astype(np.int64))
+            differ = d != 0
+        else:
+            a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            differ = ~((a64 == b64) | (np.isnan(a64) & np.isnan(b64)))
+            d = np.where(differ, np.abs(a64 - b64), 0.0)
+        rows.append(dict(output=name, elements=int(a.size), differing=int(differ.sum()),
+                         max_abs_diff=float(d.max()) if d.size else 0.0, note=""))
+    return rows
