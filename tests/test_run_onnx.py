@@ -107,3 +107,117 @@ def test_dynamic_quantize_linear(case):
     m = make_model([node("DynamicQuantizeLinear", ["x"], ["y", "ys", "yz"])], {"x": x},
                    {"y": U8, "ys": F32, "yz": U8})
     assert_matches_ort(m, {"x": x})
+
+
+# -- MatMulInteger / QLinearMatMul ---------------------------------------------------------
+def _weights(dtype, shape, a_dtype=U8):
+    """Full range, except |w| <= 64 for u8×s8 where ORT's AVX2 kernel saturates int16 pairs."""
+    if a_dtype == U8 and dtype == S8:
+        return rnd(S8, shape, -64, 64)
+    return rnd(dtype, shape)
+
+
+MATMUL_SHAPES = [((3, 5), (5, 4)), ((2, 1, 3, 17), (3, 17, 4)), ((17,), (17, 6)), ((2, 3, 8), (8,)), ((1, 33), (33, 1))]
+
+
+@pytest.mark.parametrize("a_dtype,b_dtype", [(U8, U8), (S8, S8), (S8, U8), (U8, S8)])
+@pytest.mark.parametrize("shapes", MATMUL_SHAPES)
+def test_matmul_integer(a_dtype, b_dtype, shapes):
+    a = rnd(a_dtype, shapes[0])
+    b = _weights(b_dtype, shapes[1], a_dtype)
+    za = np.array(limits(a_dtype)[1], a_dtype)  # zero points at the type limits
+    zb = np.array(limits(b_dtype)[0], b_dtype)
+    m = single("MatMulInteger", {"a": a}, {"b": b, "za": za, "zb": zb}, I32, ["a", "b", "za", "zb"])
+    assert_matches_ort(m, {"a": a})
+
+
+def test_matmul_integer_per_column_b_zero_point_and_no_zero_points():
+    a, b = rnd(U8, (4, 9)), rnd(U8, (9, 5))
+    zb = np.array([0, 255, 7, 128, 3], U8)
+    m = single("MatMulInteger", {"a": a}, {"b": b, "zb": zb}, I32, ["a", "b", "", "zb"])
+    assert_matches_ort(m, {"a": a})
+    m = single("MatMulInteger", {"a": a}, {"b": b}, I32, ["a", "b"])
+    assert_matches_ort(m, {"a": a})
+
+
+QLMM_PARAMS = {
+    # (a_scale, b_scale, y_scale): powers of two give acc/8 and acc/16: exact .5 ties everywhere
+    "ties": (0.5, 0.25, 1.0),
+    "ties_per_column": (0.25, [0.5, 0.25, 0.125, 1.0], 2.0),
+    "random": (0.0123, 0.0311, 0.071),
+    "saturating": (0.5, 0.5, 0.125),
+    "random_per_column": (0.02, [0.011, 0.037, 0.0051, 0.09], 0.3),
+}
+
+
+@pytest.mark.parametrize("types", [(U8, U8, U8), (U8, S8, U8), (S8, S8, S8)])
+@pytest.mark.parametrize("params", list(QLMM_PARAMS))
+def test_qlinear_matmul(types, params):
+    a_t, b_t, y_t = types
+    a_s, b_s, y_s = QLMM_PARAMS[params]
+    a, b = rnd(a_t, (2, 5, 12)), _weights(b_t, (12, 4), a_t)
+    amin, amax = limits(a_t)
+    bmin, bmax = limits(b_t)
+    ymin, ymax = limits(y_t)
+    sat = params == "saturating"  # mid-range zero points give both signs of acc
+    az, bz = ((amin + amax) // 2, (bmin + bmax) // 2) if sat else (amin, bmax if b_t == U8 else 0)
+    inits = {"as": s(a_s), "az": np.array(az, a_t), "b": b, "bs": s(b_s), "bz": np.array(bz, b_t),
+             "ys": s(y_s), "yz": np.array((ymin + ymax) // 2 + 1, y_t)}
+    order = ["a", "as", "az", "b", "bs", "bz", "ys", "yz"]
+    m = single("QLinearMatMul", {"a": a}, inits, y_t, order)
+    y = assert_matches_ort(m, {"a": a})["y"]
+    if sat:
+        assert (y == ymin).any() and (y == ymax).any()
+
+
+# -- ConvInteger / QLinearConv -------------------------------------------------------------
+CONV_CASES = {
+    # name: (x shape, w shape, attrs)
+    "plain": ((1, 3, 7, 8), (4, 3, 3, 3), {}),
+    "stride_pad": ((2, 3, 9, 8), (5, 3, 3, 2), {"strides": [2, 3], "pads": [1, 0, 2, 1]}),
+    "dilation": ((1, 2, 10, 9), (3, 2, 3, 3), {"dilations": [2, 3], "pads": [2, 1, 2, 1]}),
+    "groups": ((1, 6, 6, 6), (4, 3, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}),
+    "depthwise": ((2, 4, 7, 7), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    "multiplier": ((1, 3, 6, 5), (6, 1, 3, 3), {"group": 3}),
+    "same_upper": ((1, 2, 7, 6), (3, 2, 3, 4), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    "valid": ((1, 2, 7, 6), (3, 2, 2, 3), {"auto_pad": "VALID"}),
+    "conv1d": ((2, 3, 11), (4, 3, 3), {"strides": [2], "pads": [1, 2]}),
+}
+
+
+@pytest.mark.parametrize("x_dtype,w_dtype", [(U8, U8), (U8, S8), (S8, S8)])
+@pytest.mark.parametrize("case", list(CONV_CASES))
+def test_conv_integer(x_dtype, w_dtype, case):
+    xs, ws, attrs = CONV_CASES[case]
+    x, w = rnd(x_dtype, xs), _weights(w_dtype, ws, x_dtype)
+    zx = np.array(limits(x_dtype)[1], x_dtype)  # the zero point fills the padding
+    zw = np.array(limits(w_dtype)[0] // 2, w_dtype)
+    m = single("ConvInteger", {"x": x}, {"w": w, "zx": zx, "zw": zw}, I32, ["x", "w", "zx", "zw"], **attrs)
+    assert_matches_ort(m, {"x": x})
+
+
+@pytest.mark.parametrize("types", [(U8, U8, U8), (U8, S8, U8), (S8, S8, S8)])
+@pytest.mark.parametrize("case", list(CONV_CASES))
+def test_qlinear_conv(types, case):
+    x_t, w_t, y_t = types
+    xs, ws, attrs = CONV_CASES[case]
+    o = ws[0]
+    x, w = rnd(x_t, xs), _weights(w_t, ws, x_t)
+    ymin, ymax = limits(y_t)
+    per_channel = case in ("plain", "depthwise", "groups", "conv1d")
+    w_s = s(2.0 ** RNG.integers(-4, 0, o)) if per_channel else s(0.125)  # power-of-two: ties
+    inits = {"xs": s(0.25), "xz": np.array(limits(x_t)[0], x_t), "w": w, "ws": w_s,
+             "wz": np.array(0 if w_t == S8 else 128, w_t), "ys": s(2.0),
+             "yz": np.array(ymax - 20, y_t), "b": rnd(I32, (o,), -5000, 5000)}
+    order = ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"]
+    m = single("QLinearConv", {"x": x}, inits, y_t, order, **attrs)
+    y = assert_matches_ort(m, {"x": x})["y"]
+    assert ((y == ymax).any() and (y == ymin).any()) or case in ("depthwise", "multiplier")  # saturation
+
+
+def test_qlinear_conv_random_scales_no_bias():
+    x, w = rnd(U8, (1, 4, 9, 9)), rnd(U8, (8, 4, 3, 3))
+    inits = {"xs": s(0.0173), "xz": np.array(131, U8), "w": w, "ws": s(RNG.uniform(0.001, 0.01, 8)),
+             "wz": np.array(120, U8), "ys": s(0.093), "yz": np.array(0, U8)}
+    m = single("QLinearConv", {"x": x}, inits, U8, ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], pads=[1, 1, 1, 1])
+    assert_matches_ort(m, {"x": x})
