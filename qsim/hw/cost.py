@@ -1,0 +1,309 @@
+"""Cost of layers and workloads on a profile: dispatch to the family model, flat reports.
+
+All arithmetic runs on NumPy arrays over rows = layers × quant configs, so `cost_batch`
+evaluates a whole sweep in one pass; `cost_layer` and `cost_workload` are the same code
+on fewer rows. A report row is flat (one row of a study table): macs, cycles, latency_s,
+utilization, bound, bytes_<level> (every memory level and dram), energy_mac_j,
+energy_<level>_j, energy_static_j, energy_j (the sum of those), memory_bytes (stored
+weights incl. scale/zero-point metadata), precision_used, fallback.
+
+Non-MAC layers (elementwise, pooling, softmax, norms) cost memory traffic only: inputs
+read and outputs written once at every level at the activation width (norm parameters
+at 16 bits).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from qsim.hw import cpu_simd, fpga, gpu_tensor_core, systolic_array
+from qsim.hw.energy import mac_energy_pj, node_scale
+from qsim.hw.memory import hierarchy_bytes, level_bandwidths
+from qsim.hw.profiles import load_profile
+from qsim.hw.quant import CostQuant
+from qsim.hw.schema import PRECISION_BITS
+
+FAMILY_MODELS = {
+    "cpu_simd": cpu_simd, "gpu_tensor_core": gpu_tensor_core,
+    "systolic_array": systolic_array, "fpga": fpga,
+}
+_GRAN = {"tensor": 0, "channel": 1, "group": 2}
+_NUMERIC_PLAN_KEYS = ("peak", "rate", "k_mma", "k_div", "passes", "lanes")
+
+
+_PLAN_CACHE: dict = {}
+
+
+def _plan(profile, q: CostQuant) -> dict:
+    """Per (profile, config) constants incl. MAC energy; cached (profiles are immutable in use)."""
+    key = (id(profile), q)
+    hit = _PLAN_CACHE.get(key)
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    if len(_PLAN_CACHE) > 20000:
+        _PLAN_CACHE.clear()
+    prm = _make_plan(profile, q)
+    _PLAN_CACHE[key] = (profile, prm)
+    return prm
+
+
+def _make_plan(profile, q: CostQuant) -> dict:
+    fam = FAMILY_MODELS[profile.family]
+    prm = dict(fam.plan(profile, q))
+    scale = node_scale(profile.technology_nm, profile.voltage_v)
+    prec = prm["precision"]
+    table = profile.mac_energy_pj
+    if prm.get("exact_bits") and q.w_format == "int" and q.a_format == "int":
+        pj = mac_energy_pj(table, "int8", q.w_bits, q.a_bits, q.acc_bits, scale)
+    elif prec in PRECISION_BITS and (prec.startswith("int") or prec == "binary"):
+        pb = PRECISION_BITS[prec]
+        pj = mac_energy_pj(table, prec, pb, pb, q.acc_bits, scale)
+    else:
+        pj = mac_energy_pj(table, prec, q.w_bits, q.a_bits, q.acc_bits, scale)
+    prm["mac_pj"] = pj
+    return prm
+
+
+def _as_quant(q) -> CostQuant:
+    if isinstance(q, CostQuant):
+        return q
+    raise TypeError(f"quant config must be a CostQuant or a dict {{layer name: CostQuant, 'default': CostQuant}}, "
+                    f"got {type(q).__name__}")
+
+
+def quant_for(q, layer_name: str) -> CostQuant:
+    """The CostQuant of one layer from a CostQuant or a per-layer dict with a 'default'."""
+    if isinstance(q, Mapping):
+        if layer_name in q:
+            return _as_quant(q[layer_name])
+        if "default" not in q:
+            raise ValueError(f"per-layer quant dict has no entry for layer {layer_name!r} and no 'default'")
+        return _as_quant(q["default"])
+    return _as_quant(q)
+
+
+def _layer_arrays(layers) -> dict:
+    """Shape arrays of layers (non-MAC layers get M=N=K=1 placeholders and is_mac False)."""
+    n = len(layers)
+    cols = {k: np.zeros(n) for k in ("M", "Ng", "K", "N", "GB", "a_el", "b_el", "c_el", "macs", "in_el",
+                                     "out_el", "w_el")}
+    is_mac = np.zeros(n, dtype=bool)
+    b_is_w = np.ones(n, dtype=bool)
+    for i, layer in enumerate(layers):
+        g = layer.gemm
+        if g is not None:
+            is_mac[i] = True
+            b_is_w[i] = g.b_is_weight
+            cols["M"][i], cols["N"][i], cols["K"][i] = g.M, g.N, g.K
+            cols["Ng"][i] = g.N // g.groups
+            cols["GB"][i] = g.groups * g.batch
+            cols["a_el"][i], cols["b_el"][i], cols["c_el"][i] = g.a_elements, g.b_elements, g.c_elements
+            cols["macs"][i] = g.macs
+        else:
+            for k in ("M", "Ng", "K", "N", "GB"):
+                cols[k][i] = 1
+            cols["in_el"][i], cols["out_el"][i] = layer.input_elements, layer.output_elements
+            cols["w_el"][i] = layer.weight_elements
+    cols["is_mac"], cols["b_is_w"] = is_mac, b_is_w
+    return cols
+
+
+def _quant_arrays(qs: list[CostQuant]) -> dict:
+    return {
+        "w_bits": np.array([q.w_bits for q in qs], dtype=float),
+        "meta": np.array([q.w_meta_bits_per_group for q in qs], dtype=float),
+        "gran": np.array([_GRAN[q.granularity] for q in qs]),
+        "gs": np.array([q.group_size or 1 for q in qs], dtype=float),
+        "a_bpe": np.array([q.a_bits_per_element for q in qs], dtype=float),
+        "acc": np.array([q.acc_bits for q in qs], dtype=float),
+    }
+
+
+def _evaluate(profile, L: dict, Q: dict, P: dict) -> dict:
+    """Core vectorised model. L: layer arrays, Q: quant arrays, P: plan arrays (all length R)."""
+    fam = FAMILY_MODELS[profile.family]
+    M, Ng, K, N, GB = L["M"], L["Ng"], L["K"], L["N"], L["GB"]
+    is_mac = L["is_mac"]
+    meta_per_elem = np.where(Q["gran"] == 2, Q["meta"] / Q["gs"],
+                             np.where(Q["gran"] == 1, Q["meta"] / K, Q["meta"] / (N * K)))
+    w_bpe = Q["w_bits"] + meta_per_elem
+    ab, accb = Q["a_bpe"] / 8.0, Q["acc"] / 8.0
+    bb = np.where(L["b_is_w"], w_bpe / 8.0, ab)
+    a_bytes, b_bytes, c_bytes = L["a_el"] * ab, L["b_el"] * bb, L["c_el"] * ab
+
+    eff = profile.compute_efficiency
+    compute = np.ceil(fam.compute_cycles(profile, P, M, Ng, K, GB) / eff)
+    tile = fam.compute_tile(profile, P, M, Ng, K)
+    per_level = hierarchy_bytes(profile, tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, L["c_el"], ab, bb, accb)
+    # Non-MAC layers: read inputs (+ params), write outputs once at every level.
+    nm_read = L["in_el"] * ab + L["w_el"] * 2.0
+    nm_write = L["out_el"] * ab
+    compute = np.where(is_mac, compute, 0.0)
+    out: dict = {"macs": np.where(is_mac, L["macs"], 0.0), "compute_cycles": compute}
+    bws = level_bandwidths(profile)
+    mem_cycles = {}
+    for name, (r, w) in per_level.items():
+        r = np.where(is_mac, r, nm_read)
+        w = np.where(is_mac, w, nm_write)
+        out[f"read_bytes_{name}"], out[f"write_bytes_{name}"] = r, w
+        out[f"bytes_{name}"] = r + w
+        mem_cycles[name] = (r + w) / bws[name]
+    names = list(mem_cycles)
+    stack = np.vstack([compute] + [mem_cycles[n] for n in names])
+    if profile.double_buffering:
+        cycles = stack.max(axis=0)
+    else:
+        cycles = compute + stack[1:].max(axis=0)
+    cycles = np.ceil(np.maximum(cycles, 1.0))
+    bound_idx = stack.argmax(axis=0)
+    out["bound_idx"] = bound_idx
+    out["bound_names"] = ["compute"] + names
+    out["cycles"] = cycles
+    out["stall_cycles"] = cycles - compute
+    out["latency_s"] = cycles / profile.clock
+    peak = P["peak"]
+    out["utilization"] = out["macs"] / (cycles * peak)
+    out["peak_macs_per_cycle"] = peak * np.ones_like(cycles)
+    # Energy by component.
+    out["energy_mac_j"] = out["macs"] * P["mac_pj"] * 1e-12
+    total = out["energy_mac_j"].copy()
+    for level in profile.memory:
+        e = (out[f"read_bytes_{level.name}"] * level.read_pj_per_byte
+             + out[f"write_bytes_{level.name}"] * level.write_pj_per_byte) * 1e-12
+        out[f"energy_{level.name}_j"] = e
+        total += e
+    out["energy_dram_j"] = out["bytes_dram"] * 8.0 * profile.dram.energy_pj_per_bit * 1e-12
+    out["energy_static_j"] = profile.static_power * out["latency_s"]
+    out["energy_j"] = total + out["energy_dram_j"] + out["energy_static_j"]
+    out["memory_bytes"] = np.where(is_mac, np.where(L["b_is_w"], b_bytes, 0.0), L["w_el"] * 2.0)
+    return out
+
+
+def _plan_arrays(plans: list[dict], index: np.ndarray) -> dict:
+    P = {}
+    for key in _NUMERIC_PLAN_KEYS + ("mac_pj",):
+        if key in plans[0]:
+            P[key] = np.array([p[key] for p in plans], dtype=float)[index]
+    return P
+
+
+def _run(profile, layers, per_row_q: list[CostQuant], L: dict | None = None, layer_index=None):
+    uniq = list(dict.fromkeys(per_row_q))
+    pos = {q: i for i, q in enumerate(uniq)}
+    qidx = np.array([pos[q] for q in per_row_q])
+    plans = [_plan(profile, q) for q in uniq]
+    Q = {k: v[qidx] for k, v in _quant_arrays(uniq).items()}
+    P = _plan_arrays(plans, qidx)
+    if L is None:
+        L = _layer_arrays(layers)
+    if layer_index is not None:
+        L = {k: v[layer_index] for k, v in L.items()}
+    return _evaluate(profile, L, Q, P), plans, qidx
+
+
+_REPORT_SKIP = ("bound_idx", "bound_names")
+
+
+def _records(profile, layers, res, plans, qidx, per_row_q) -> list[dict]:
+    rows = []
+    names = res["bound_names"]
+    keys = [k for k in res if k not in _REPORT_SKIP and not k.startswith(("read_bytes_", "write_bytes_"))]
+    for i, layer in enumerate(layers):
+        plan, q = plans[qidx[i]], per_row_q[i]
+        rec = {"name": layer.name, "kind": type(layer).__name__, "profile": profile.name}
+        for k in keys:
+            v = res[k][i]
+            rec[k] = int(v) if k in ("macs", "cycles", "compute_cycles", "stall_cycles") or k.startswith("bytes_") \
+                else float(v)
+        rec["bytes_" + "dram"] = rec.get("bytes_dram", 0)
+        rec["bound"] = names[int(res["bound_idx"][i])]
+        mac = bool(layer.gemm is not None)
+        rec["precision_used"] = plan["precision"] if mac else "-"
+        rec["fallback"] = plan.get("fallback", "") if mac else ""
+        if "path" in plan and mac:
+            rec["path"] = plan["path"]
+        rec.update(w_bits=q.w_bits, a_bits=q.a_bits, granularity=q.granularity, group_size=q.group_size,
+                   w_format=q.w_format, a_format=q.a_format)
+        rows.append(rec)
+    return rows
+
+
+def cost_layer(layer, q, profile) -> dict:
+    """Flat cost record of one layer (q: CostQuant or per-layer dict; profile: name, path or object)."""
+    profile = load_profile(profile)
+    qq = quant_for(q, layer.name)
+    res, plans, qidx = _run(profile, [layer], [qq])
+    return _records(profile, [layer], res, plans, qidx, [qq])[0]
+
+
+def cost_workload(workload, q, profile) -> pd.DataFrame:
+    """One row per layer (MAC and non-MAC); `totals(df)` sums it. attrs carry profile and workload."""
+    profile = load_profile(profile)
+    layers = list(workload.layers if hasattr(workload, "layers") else workload)
+    if not layers:
+        raise ValueError("workload has no layers")
+    per_row = [quant_for(q, layer.name) for layer in layers]
+    res, plans, qidx = _run(profile, layers, per_row)
+    df = pd.DataFrame(_records(profile, layers, res, plans, qidx, per_row))
+    df.attrs.update(profile=profile.name, workload=getattr(workload, "name", ""),
+                    peak_macs_per_cycle=float(plans[0]["peak"]), clock_hz=profile.clock)
+    return df
+
+
+_SUM_COLS_PREFIX = ("bytes_", "energy_")
+
+
+def totals(df: pd.DataFrame) -> dict:
+    """Whole-workload totals of a `cost_workload` frame (layers run one after another)."""
+    out = {"macs": int(df["macs"].sum()), "cycles": int(df["cycles"].sum()),
+           "compute_cycles": int(df["compute_cycles"].sum()), "latency_s": float(df["latency_s"].sum())}
+    for c in df.columns:
+        if c.startswith(_SUM_COLS_PREFIX):
+            out[c] = int(df[c].sum()) if c.startswith("bytes_") else float(df[c].sum())
+    out["memory_bytes"] = float(df["memory_bytes"].sum())
+    peak = float((df["peak_macs_per_cycle"] * df["cycles"]).sum())
+    out["utilization"] = out["macs"] / peak if peak else 0.0
+    bounds = df.groupby("bound")["cycles"].sum()
+    out["bound"] = str(bounds.idxmax()) if len(bounds) else "compute"
+    fb = sorted({f for f in df["fallback"] if f})
+    out["fallback"] = "; ".join(fb)
+    return out
+
+
+def cost_batch(workload, qs, profile, layer_arrays: dict | None = None) -> pd.DataFrame:
+    """Totals for many quant configs at once (one vectorised pass over layers × configs).
+
+    qs: list of CostQuant or per-layer dicts. Returns one row per config with config index,
+    label, macs, cycles, latency_s, utilization, bytes_<level>, energy_* and memory_bytes.
+    """
+    profile = load_profile(profile)
+    layers = list(workload.layers if hasattr(workload, "layers") else workload)
+    if not layers:
+        raise ValueError("workload has no layers")
+    qs = list(qs)
+    if not qs:
+        raise ValueError("cost_batch needs at least one quant config")
+    nl, nq = len(layers), len(qs)
+    L = layer_arrays if layer_arrays is not None else _layer_arrays(layers)
+    per_row = []
+    for q in qs:
+        if isinstance(q, Mapping):
+            per_row += [quant_for(q, layer.name) for layer in layers]
+        else:
+            per_row += [_as_quant(q)] * nl
+    layer_index = np.tile(np.arange(nl), nq)
+    res, plans, qidx = _run(profile, layers, per_row, L=L, layer_index=layer_index)
+    out = {"config": np.arange(nq)}
+    out["label"] = [q.label() if isinstance(q, CostQuant) else "mixed" for q in qs]
+    for k, v in res.items():
+        if k in _REPORT_SKIP or k in ("utilization", "peak_macs_per_cycle") or k.startswith(("read_bytes_", "write_bytes_")):
+            continue
+        out[k] = v.reshape(nq, nl).sum(axis=1)
+    busy = (res["peak_macs_per_cycle"] * res["cycles"]).reshape(nq, nl).sum(axis=1)
+    out["utilization"] = out["macs"] / busy
+    df = pd.DataFrame(out)
+    df.insert(2, "profile", profile.name)
+    return df

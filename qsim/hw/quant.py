@@ -1,0 +1,127 @@
+"""`CostQuant`: what the cost models need to know about a quant config, and precision mapping.
+
+Only bit widths, element formats and the granularity's metadata matter for cost; the
+numerics (rounding, calibration) do not. Metadata rule (REFERENCE 1): per-group weights
+store one `scale_bits` scale (+ a `w_bits` zero point when `zero_point`) per `group_size`
+elements — INT4 g32 fp16 = 4.5 bits/element, INT4 g128 fp16 + zp = 4.156.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qsim.hw.schema import PRECISION_BITS
+
+INT = "int"
+# Element formats → (native precision name, element bits).
+FLOAT_FORMATS = {
+    "fp8_e4m3": ("fp8", 8), "fp8_e5m2": ("fp8", 8), "fp6_e3m2": ("fp6", 6), "fp6_e2m3": ("fp6", 6),
+    "fp4_e2m1": ("fp4", 4), "fp16": ("fp16", 16), "bf16": ("bf16", 16), "tf32": ("tf32", 19), "fp32": ("fp32", 32),
+}
+GRANULARITIES = ("tensor", "channel", "group")
+# Float precisions in order of preference, with significand bits (an int operand of b bits fits if sig ≥ b).
+_FLOAT_ORDER = [("fp4", 2), ("fp6", 4), ("fp8", 4), ("fp16", 11), ("bf16", 8), ("tf32", 11), ("fp32", 24)]
+_INT_ORDER = ["binary", "int2", "int4", "int8", "int16", "int32"]
+
+
+@dataclass(frozen=True)
+class CostQuant:
+    """Bit widths and formats of one layer's operands, as the cost models see them.
+
+    w_bits/a_bits  element bits of weights / activations (1..32)
+    granularity    of weight scales: tensor, channel (per output channel) or group
+    group_size     elements per weight scale for `group`
+    scale_bits     bits of each stored scale; zero_point: also store a w_bits zero point
+    acc_bits       accumulator width (adder energy, partial-sum spills)
+    w_format/a_format  "int" or a float element format (fp8_e4m3, fp4_e2m1, ... — MX/NVFP4/FP8)
+    a_group_size/a_scale_bits  block scales on activations (MX: 32 / 8), None = per tensor
+    """
+
+    w_bits: int = 8
+    a_bits: int = 8
+    granularity: str = "channel"
+    group_size: int | None = None
+    scale_bits: int = 32
+    zero_point: bool = False
+    acc_bits: int = 32
+    w_format: str = INT
+    a_format: str = INT
+    a_group_size: int | None = None
+    a_scale_bits: int = 8
+
+    def __post_init__(self):
+        for name in ("w_bits", "a_bits", "acc_bits", "scale_bits", "a_scale_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 64:
+                raise ValueError(f"{name} must be an integer in 1..64, got {v!r}")
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
+        if self.granularity == "group" and (not isinstance(self.group_size, int) or self.group_size < 1):
+            raise ValueError(f"granularity 'group' needs group_size (a positive integer), got {self.group_size!r}")
+        if self.a_group_size is not None and (not isinstance(self.a_group_size, int) or self.a_group_size < 1):
+            raise ValueError(f"a_group_size must be a positive integer or None, got {self.a_group_size!r}")
+        for name, bits in (("w_format", self.w_bits), ("a_format", self.a_bits)):
+            fmt = getattr(self, name)
+            if fmt != INT and fmt not in FLOAT_FORMATS:
+                raise ValueError(f"{name} must be 'int' or one of {sorted(FLOAT_FORMATS)}, got {fmt!r}")
+            if fmt != INT and FLOAT_FORMATS[fmt][1] != bits:
+                raise ValueError(f"{name} {fmt!r} has {FLOAT_FORMATS[fmt][1]} bits but "
+                                 f"{name[0]}_bits is {bits}")
+            if fmt == INT and bits > 32:
+                raise ValueError(f"{name[0]}_bits must be <= 32 for integer operands, got {bits}")
+
+    @property
+    def w_meta_bits_per_group(self) -> int:
+        return self.scale_bits + (self.w_bits if self.zero_point else 0)
+
+    def w_bits_per_element(self, n_out: int = 1, k: int = 1) -> float:
+        """Stored bits per weight incl. scale/zero-point metadata for a (n_out × k) weight."""
+        meta = self.w_meta_bits_per_group
+        if self.granularity == "group":
+            return self.w_bits + meta / self.group_size
+        if self.granularity == "channel":
+            return self.w_bits + meta / max(k, 1)
+        return self.w_bits + meta / max(n_out * k, 1)
+
+    @property
+    def a_bits_per_element(self) -> float:
+        return self.a_bits + (self.a_scale_bits / self.a_group_size if self.a_group_size else 0.0)
+
+    def label(self) -> str:
+        w = self.w_format if self.w_format != INT else f"int{self.w_bits}"
+        a = self.a_format if self.a_format != INT else f"int{self.a_bits}"
+        g = f"g{self.group_size}" if self.granularity == "group" else self.granularity
+        return f"W{w}-A{a}-{g}"
+
+
+def wanted_precision(q: CostQuant) -> str:
+    """The narrowest native precision that holds both operands exactly."""
+    return precision_candidates(q)[0]
+
+
+def precision_candidates(q: CostQuant) -> list[str]:
+    """Native precisions able to run (w, a), best first (a unit uses the first it has).
+
+    Both int: intB for the smallest B ≥ max(w, a) (binary for 1 bit), then wider ints, then floats
+    whose significand holds the ints (fp16 for ≤ 11 bits). Any float operand: the smallest float
+    format at least as wide as every float operand whose significand holds any int operand.
+    """
+    if q.w_format == INT and q.a_format == INT:
+        b = max(q.w_bits, q.a_bits)
+        ints = [p for p in _INT_ORDER if PRECISION_BITS[p] >= b and (p != "binary" or b == 1)]
+        floats = [p for p, sig in _FLOAT_ORDER if sig >= b and PRECISION_BITS[p] >= 8]
+        return ints + floats
+    fbits = max(FLOAT_FORMATS[f][1] for f in (q.w_format, q.a_format) if f != INT)
+    ibits = max([b for f, b in ((q.w_format, q.w_bits), (q.a_format, q.a_bits)) if f == INT], default=0)
+    return [p for p, sig in _FLOAT_ORDER if PRECISION_BITS[p] >= fbits and sig >= ibits]
+
+
+def resolve(q: CostQuant, supported, profile_name: str, unit: str) -> tuple[str, str]:
+    """(precision used, fallback note) for a unit supporting `supported` precisions."""
+    cands = precision_candidates(q)
+    for p in cands:
+        if p in supported:
+            note = "" if p == cands[0] else f"{cands[0]}->{p}: {profile_name} has no {cands[0].upper()} {unit}"
+            return p, note
+    raise ValueError(f"profile {profile_name!r} cannot run {q.label()}: needs one of {cands}, "
+                     f"its {unit} support {sorted(supported)}")
