@@ -29,18 +29,25 @@ def _fit(s, lo, hi, half, mask, saturate):
 
 
 @njit(cache=True)
-def seq_matmul(a, b, bias, has_bias, group, bits, saturate):
+def _limits(bits):
+    """(half, mask, lo, hi) of a two's-complement accumulator; 64 bits never overflows here."""
+    if bits >= 64:
+        return np.int64(0), np.int64(-1), np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    half = np.int64(1) << (bits - 1)
+    return half, (np.int64(1) << bits) - 1, -half, half - 1
+
+
+@njit(cache=True)
+def seq_matmul(a, b, bias, has_bias, group, n_groups, bits, saturate):
     """Σ_k a[m,k]·b[k,n] per K-group of length `group` with every addition emulated.
 
-    a (M, K) and b (K, N) are int64 operands with zero points already subtracted.
-    Returns (sums (M, N, G) int64, overflow count)."""
+    a (M, K) and b (K, N) are int64 operands with zero points already subtracted;
+    n_groups = ceil(K/group) (1 for a plain matmul, so K = 0 still adds the bias).
+    Returns (sums (M, N, n_groups) int64, overflow count)."""
     M, K = a.shape
     N = b.shape[1]
-    G = (K + group - 1) // group
-    half = np.int64(1) << (bits - 1)
-    mask = (np.int64(1) << bits) - 1
-    lo = -half
-    hi = half - 1
+    G = n_groups
+    half, mask, lo, hi = _limits(bits)
     out = np.empty((M, N, G), np.int64)
     row = np.empty(N, np.int64)
     count = 0
@@ -72,10 +79,7 @@ def seq_matmul_pairsat16(a, b, bias, has_bias, correction, bits, saturate):
     correction (one addition). Counts int16 pair saturations plus accumulator overflows."""
     M, K = a.shape
     N = b.shape[1]
-    half = np.int64(1) << (bits - 1)
-    mask = (np.int64(1) << bits) - 1
-    lo = -half
-    hi = half - 1
+    half, mask, lo, hi = _limits(bits)
     out = np.empty((M, N), np.int64)
     row = np.empty(N, np.int64)
     count = 0

@@ -49,8 +49,8 @@ def matmul_core(a, b, za, zb, bias, bits: int, saturate: bool, max_a: int, max_b
     b64 = b.astype(np.int64) - np.asarray(zb, np.int64)
     has_bias = bias is not None
     bias_arr = bias if has_bias else np.zeros(N, np.int64)
-    out, count = seq_matmul(a64, b64, bias_arr, has_bias, max(K, 1), bits, saturate)
-    return out[:, :, 0] if K else np.zeros((M, N), np.int64), int(count)
+    out, count = seq_matmul(a64, b64, bias_arr, has_bias, max(K, 1), 1, bits, saturate)
+    return out[:, :, 0], int(count)
 
 
 def matmul_int(a, b, a_zero_point=0, b_zero_point=0, bias=None, *, acc_bits=32, overflow="wrap",
@@ -131,7 +131,7 @@ def grouped_core(a, b, group_size: int, za, zbg, bits: int, saturate: bool):
         else:
             parts = np.einsum("mgk,gkn->gmn", a64.reshape(M, G, group_size), b64.reshape(G, group_size, N))
         return np.ascontiguousarray(parts.transpose(1, 2, 0)), 0
-    out, count = seq_matmul(a64, b64, np.zeros(N, np.int64), False, group_size, bits, saturate)
+    out, count = seq_matmul(a64, b64, np.zeros(N, np.int64), False, group_size, G, bits, saturate)
     return out, int(count)
 
 
@@ -148,7 +148,7 @@ def matmul_int_grouped(a, b, group_size, a_zero_point=0, b_zero_point=0, *, acc_
     if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
         raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
     K, N = b.shape
-    G = max(1, -(-K // int(group_size)))
+    G = -(-K // int(group_size))
     za = check_zero_point(a_zero_point, a, "a_zero_point")
     zbg = _group_zero_points(b_zero_point, b, G, N)
     bits, _, _ = check_acc(acc_bits, overflow)
