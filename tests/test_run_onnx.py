@@ -221,3 +221,104 @@ def test_qlinear_conv_random_scales_no_bias():
              "wz": np.array(120, U8), "ys": s(0.093), "yz": np.array(0, U8)}
     m = single("QLinearConv", {"x": x}, inits, U8, ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], pads=[1, 1, 1, 1])
     assert_matches_ort(m, {"x": x})
+
+
+# -- ORT's AVX2 u8×s8 pair saturation -------------------------------------------------------
+def _pair_check(model, feeds):
+    """Full-range u8×s8: where ORT saturates int16 pairs, pair_saturate16 reproduces it exactly."""
+    if ort_pair_saturates():
+        assert_matches_ort(model, feeds, pair_saturate16=True)
+        exact = run_onnx(model, feeds)["y"]
+        assert not np.array_equal(exact, run_onnx(model, feeds, pair_saturate16=True)["y"])
+    else:  # a VNNI (or non-x86) CPU: ORT is exact
+        assert_matches_ort(model, feeds)
+
+
+def test_pair_saturate16_matmul_integer_and_qlinear_matmul():
+    a, b = rnd(U8, (2, 7, 40)), rnd(S8, (40, 9))
+    m = single("MatMulInteger", {"a": a}, {"b": b, "za": np.array(3, U8), "zb": np.array(-5, S8)}, I32,
+               ["a", "b", "za", "zb"])
+    _pair_check(m, {"a": a})
+    inits = {"as": s(0.1), "az": np.array(3, U8), "b": b, "bs": s(RNG.uniform(0.01, 0.1, 9)), "bz": np.array(0, S8),
+             "ys": s(30.0), "yz": np.array(128, U8)}
+    m = single("QLinearMatMul", {"a": a}, inits, U8, ["a", "as", "az", "b", "bs", "bz", "ys", "yz"])
+    _pair_check(m, {"a": a})
+
+
+@pytest.mark.parametrize("case", ["plain", "stride_pad", "groups", "multiplier", "conv1d"])
+def test_pair_saturate16_qlinear_conv(case):
+    xs, ws, attrs = CONV_CASES[case]
+    xs = (xs[0], xs[1] * 4) + xs[2:]  # more channels: more pairs
+    ws = (ws[0] * 2, ws[1] * 4) + ws[2:] if case != "multiplier" else (ws[0] * 4, 4) + ws[2:]
+    attrs = dict(attrs, group=attrs.get("group", 1) if case != "multiplier" else 3)
+    x, w = rnd(U8, xs), rnd(S8, ws)
+    inits = {"xs": s(0.1), "xz": np.array(7, U8), "w": w, "ws": s(0.05), "wz": np.array(-3, S8), "ys": s(20.0),
+             "yz": np.array(128, U8), "b": rnd(I32, (ws[0],), -9000, 9000)}
+    m = single("QLinearConv", {"x": x}, inits, U8, ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], **attrs)
+    _pair_check(m, {"x": x})
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_full_range_u8s8_conv_integer_and_depthwise_are_exact_in_ort(pair):
+    """ORT's ConvInteger and depthwise QLinearConv do not saturate pairs; qsim follows ORT."""
+    x, w = rnd(U8, (1, 16, 6, 6)), rnd(S8, (8, 16, 3, 3))
+    m = single("ConvInteger", {"x": x}, {"w": w, "xz": np.array(9, U8)}, I32, ["x", "w", "xz"], pads=[1, 1, 1, 1])
+    assert_matches_ort(m, {"x": x}, pair_saturate16=pair)
+    x, w = rnd(U8, (1, 6, 7, 7)), rnd(S8, (6, 1, 3, 3))
+    inits = {"xs": s(0.1), "xz": np.array(7, U8), "w": w, "ws": s(0.05), "wz": np.array(0, S8), "ys": s(2.0),
+             "yz": np.array(128, U8)}
+    m = single("QLinearConv", {"x": x}, inits, U8, ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], group=6)
+    assert_matches_ort(m, {"x": x}, pair_saturate16=pair)
+
+
+# -- float ops around quantized nodes (exact data: small integers times powers of two) -------
+def exact_f32(shape, lo=-8, hi=8, step=0.25):
+    return (RNG.integers(lo, hi + 1, shape) * step).astype(F32)
+
+
+FLOAT_CASES = {
+    "conv": (("Conv", ["x", "w", "b"]), (1, 3, 8, 7), {"w": exact_f32((4, 3, 3, 3)), "b": exact_f32((4,))},
+             {"strides": [2, 1], "pads": [1, 2, 0, 1], "dilations": [1, 2]}),
+    "conv_groups_same": (("Conv", ["x", "w"]), (2, 4, 7, 7), {"w": exact_f32((4, 2, 3, 3))},
+                         {"group": 2, "auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    "conv_depthwise_valid": (("Conv", ["x", "w"]), (1, 3, 6, 6), {"w": exact_f32((6, 1, 3, 2))},
+                             {"group": 3, "auto_pad": "VALID"}),
+    "gemm": (("Gemm", ["x", "w", "c"]), (5, 6), {"w": exact_f32((4, 6)), "c": exact_f32((4,))},
+             {"transB": 1, "alpha": 0.5, "beta": 2.0}),
+    "gemm_transA": (("Gemm", ["x", "w"]), (6, 5), {"w": exact_f32((6, 3))}, {"transA": 1}),
+    "matmul": (("MatMul", ["x", "w"]), (2, 3, 4, 6), {"w": exact_f32((3, 6, 2))}, {}),
+    "add": (("Add", ["x", "w"]), (2, 3, 4), {"w": exact_f32((3, 1))}, {}),
+    "relu": (("Relu", ["x"]), (3, 5), {}, {}),
+    "clip": (("Clip", ["x", "lo", "hi"]), (3, 5), {"lo": np.array(-1.0, F32), "hi": np.array(0.5, F32)}, {}),
+    "clip_min_only": (("Clip", ["x", "lo"]), (3, 5), {"lo": np.array(-0.25, F32)}, {}),
+    "reshape": (("Reshape", ["x", "shape"]), (2, 3, 4), {"shape": np.array([0, -1, 2], np.int64)}, {}),
+    "flatten": (("Flatten", ["x"]), (2, 3, 4, 5), {}, {"axis": 2}),
+    "flatten_0": (("Flatten", ["x"]), (2, 3, 4), {}, {"axis": 0}),
+    "maxpool": (("MaxPool", ["x"]), (1, 2, 7, 8), {}, {"kernel_shape": [3, 2], "strides": [2, 2], "pads": [1, 0, 1, 1]}),
+    "maxpool_ceil_dilated": (("MaxPool", ["x"]), (1, 2, 8, 9), {},
+                             {"kernel_shape": [2, 3], "strides": [2, 2], "dilations": [2, 1], "ceil_mode": 1}),
+    "maxpool_same": (("MaxPool", ["x"]), (1, 2, 7, 8), {}, {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    "avgpool": (("AveragePool", ["x"]), (1, 2, 7, 8), {}, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    "avgpool_include_pad": (("AveragePool", ["x"]), (1, 2, 7, 8), {},
+                            {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    "avgpool_ceil": (("AveragePool", ["x"]), (1, 2, 8, 7), {},
+                     {"kernel_shape": [3, 2], "strides": [2, 2], "pads": [1, 0, 0, 1], "ceil_mode": 1}),
+    "avgpool_ceil_include_pad": (("AveragePool", ["x"]), (1, 2, 8, 7), {},
+                                 {"kernel_shape": [3, 2], "strides": [2, 2], "pads": [1, 0, 0, 1], "ceil_mode": 1,
+                                  "count_include_pad": 1}),
+    "global_avgpool": (("GlobalAveragePool", ["x"]), (2, 3, 5, 7), {}, {}),
+}
+
+
+@pytest.mark.parametrize("case", list(FLOAT_CASES))
+def test_float_ops(case):
+    (op, order), xshape, inits, attrs = FLOAT_CASES[case]
+    x = exact_f32(xshape)
+    m = single(op, {"x": x}, inits, F32, order, **attrs)
+    assert_matches_ort(m, {"x": x})
+
+
+def test_maxpool_on_uint8_codes():
+    x = rnd(U8, (1, 3, 6, 6))
+    m = single("MaxPool", {"x": x}, {}, U8, ["x"], kernel_shape=[2, 2], strides=[2, 2])
+    assert_matches_ort(m, {"x": x})

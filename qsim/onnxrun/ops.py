@@ -286,8 +286,9 @@ def _conv_setup(ctx, x, w, attrs):
     return np.ascontiguousarray(x), np.ascontiguousarray(w), geo, nd
 
 
-def _im2col(x: np.ndarray, w_shape, zx: int, geo: dict, channels_last: bool):
-    """Integer patches (N, G, Ho·Wo, K), padding filled with the x zero point (contributes 0)."""
+def _im2col_hwc(x: np.ndarray, w_shape, zx: int, geo: dict):
+    """Integer patches (N, G, Ho·Wo, K) with K ordered (kh, kw, c) as in ORT's QLinearConv;
+    padding holds the x zero point, so it contributes 0."""
     n, c, h, wd = x.shape
     kh, kw = w_shape[2:]
     (sh, sw), (dh, dw), (pt, pl, pb, pr), g = geo["stride"], geo["dilation"], geo["padding"], geo["groups"]
@@ -296,31 +297,33 @@ def _im2col(x: np.ndarray, w_shape, zx: int, geo: dict, channels_last: bool):
     wo = (wd + pl + pr - (kw - 1) * dw - 1) // sw + 1
     taps = [xp[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw]
             for i in range(kh) for j in range(kw)]
-    cols = np.stack(taps, axis=2).reshape(n, g, c // g, kh * kw, ho * wo)
-    # Rows are output pixels; K order (kh, kw, c) when channels_last, else (c, kh, kw).
-    cols = cols.transpose(0, 1, 4, 3, 2) if channels_last else cols.transpose(0, 1, 4, 2, 3)
+    cols = np.stack(taps, axis=2).reshape(n, g, c // g, kh * kw, ho * wo).transpose(0, 1, 4, 3, 2)
     return np.ascontiguousarray(cols.reshape(n, g, ho * wo, -1)), (ho, wo)
 
 
-def _conv_acc(ctx, x, w, zx, zw, bias, attrs, channels_last: bool):
-    """int32 accumulators (N, O, *out); u8×s8 with pair saturation goes through im2col + matmul_int."""
+def _conv_acc(ctx, x, w, zx, zw, bias, attrs, ort_pairs: bool):
+    """int32 accumulators (N, O, *out).
+
+    With pair saturation requested, ORT's QLinearConv u8×s8 GEMM path is reproduced by
+    (kh, kw, c)-ordered patches through `matmul_int(pair_saturate16=True)`. ORT's depthwise
+    kernel and its ConvInteger were measured exact on AVX2, so they stay exact.
+    """
     ctx.integer_node = True
     k = _kernels()
     zx = int(_scalar(ctx, zx, "x_zero_point"))
     o = w.shape[0]
     zw = _per_column(ctx, zw, o, "w_zero_point")
     x4, w4, geo, nd = _conv_setup(ctx, x, w, attrs)
-    if not _pair(ctx, x, w):
+    g = geo["groups"]
+    depthwise = w4.shape[1] == 1 and o == g
+    if not (ort_pairs and _pair(ctx, x, w) and not depthwise):
         acc, ovf = k.conv2d_int(x4, w4, zx, zw if zw.ndim else int(zw), bias, acc_bits=ctx.acc_bits,
                                 overflow=ctx.overflow, **geo)
         ctx.overflows += int(ovf)
     else:
-        # ORT's pair order: ConvInteger im2col is (c, kh, kw); QLinearConv's NHWC path is (kh, kw, c).
-        cols, (ho, wo) = _im2col(x4, w4.shape, zx, geo, channels_last)
-        g, og = geo["groups"], o // geo["groups"]
-        wk = w4.reshape(g, og, w4.shape[1], -1)
-        wk = wk.transpose(0, 1, 3, 2) if channels_last else wk
-        wk = wk.reshape(g, og, -1)
+        cols, (ho, wo) = _im2col_hwc(x4, w4.shape, zx, geo)
+        og = o // g
+        wk = w4.reshape(g, og, w4.shape[1], -1).transpose(0, 1, 3, 2).reshape(g, og, -1)
         zws = np.broadcast_to(zw, (o,)).reshape(g, og)
         bs = None if bias is None else np.asarray(bias).reshape(g, og)
         acc = np.empty((x4.shape[0], o, ho * wo), np.int64)
@@ -341,7 +344,7 @@ def conv_integer(ctx, inputs, attrs):
     _codes(ctx, x, "x")
     _codes(ctx, w, "w")
     zx, zw = _zero_point(ctx, zx, x, "x_zero_point"), _zero_point(ctx, zw, w, "w_zero_point")
-    return [_conv_acc(ctx, x, w, zx, zw, None, attrs, channels_last=False).astype(np.int32)]
+    return [_conv_acc(ctx, x, w, zx, zw, None, attrs, ort_pairs=False).astype(np.int32)]
 
 
 def qlinear_conv(ctx, inputs, attrs):
@@ -355,7 +358,7 @@ def qlinear_conv(ctx, inputs, attrs):
     if bias is not None and (bias.dtype != np.int32 or bias.shape != (o,)):
         raise ctx.error(f"B must be int32 of shape ({o},), got {bias.dtype} {bias.shape}")
     x_z, w_z = _zero_point(ctx, x_z, x, "x_zero_point"), _zero_point(ctx, w_z, w, "w_zero_point")
-    acc = _conv_acc(ctx, x, w, x_z, w_z, bias, attrs, channels_last=True)
+    acc = _conv_acc(ctx, x, w, x_z, w_z, bias, attrs, ort_pairs=True)
     x_s = float(_scalar(ctx, _scale(ctx, x_s, "x_scale"), "x_scale"))
     w_s = _per_column(ctx, _scale(ctx, w_s, "w_scale"), o, "w_scale")
     y_s = float(_scalar(ctx, _scale(ctx, y_s, "y_scale"), "y_scale"))
