@@ -68,7 +68,7 @@ def _int(cell: str, where: str, column: str) -> int:
     except ValueError:
         raise ValueError(f"{where}, column {column!r}: expected a positive integer, got {cell!r}") from None
     if value < 1:
-        raise ValueError(f"{where}, column {column!r}: expected a positive integer, got {value}")
+        raise ValueError(f"{where}, column {column!r}: expected a positive integer, got {cell!r}")
     return value
 
 
