@@ -268,3 +268,53 @@ def test_dynamic_and_missing_shapes(tmp_path):
         from_onnx(shapeless)
     with pytest.raises(ValueError, match="batch must be a positive integer"):
         from_onnx(model, batch=0)
+
+
+def _conv2d(x, w, b, stride, pads):
+    """Plain NumPy NCHW convolution (groups 1) for checking imported weights against onnxruntime."""
+    x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2:], axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
+    return np.einsum("nchwrs,ocrs->nohw", win, w) + b[None, :, None, None]
+
+
+def test_imported_float_weights_reproduce_onnxruntime():
+    import onnxruntime as ort  # a test dependency (pyproject [test])
+    model, _ = _float_convnet(batch_dim=2)
+    imp = import_onnx(model)
+    x = _f32(2, 1, 28, 28)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    a = imp.attributes["conv1"]
+    h = np.maximum(_conv2d(x, imp.weights["conv1"], imp.biases["conv1"], a["strides"], a["pads"]), 0)
+    h = h.reshape(2, 8, 7, 2, 7, 2).max(axis=(3, 5)).reshape(2, -1)
+    np.testing.assert_allclose(h @ imp.weights["fc"].T + imp.biases["fc"], ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_onnxruntime_quantized_models(tmp_path, fmt):
+    """Models written by onnxruntime's own quantizer (QDQ, or QOperator with com.microsoft QGemm)."""
+    from onnxruntime import quantization as q
+    model, inits = _float_convnet(batch_dim=1)
+    onnx.save(model, tmp_path / "f.onnx")
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.data = iter([{"x": _f32(1, 1, 28, 28)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    q.quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(),
+                      quant_format=getattr(q.QuantFormat, fmt), per_channel=True,
+                      weight_type=q.QuantType.QInt8, activation_type=q.QuantType.QUInt8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        imp = import_onnx(tmp_path / "q.onnx")
+    conv, fc = imp.workload.mac_layers
+    assert imp.workload.total_macs == 14 * 14 * 8 * 9 + 392 * 10
+    for layer, ref in ((conv, inits["w1"]), (fc, 0.5 * inits["w2"])):
+        p = imp.quant_params[layer.name]
+        assert {"x_scale", "x_zero_point", "w_scale", "w_zero_point", "y_scale", "bias_int"} <= set(p)
+        assert p["w_axis"] == 0 and p["w_scale"].shape == (layer.weight_shape[0],)
+        assert imp.int_weights[layer.name].dtype == np.int8
+        scale = p["w_scale"].reshape(-1, *[1] * (ref.ndim - 1))
+        assert np.all(np.abs(imp.weights[layer.name] - ref) <= scale / 2 + 1e-6)

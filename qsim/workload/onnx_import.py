@@ -45,9 +45,21 @@ _ELTWISE = {"Relu": "relu", "LeakyRelu": "relu", "PRelu": "relu", "Add": "add", 
             "Mul": "mul", "Div": "mul", "BatchNormalization": "mul", "Sigmoid": "sigmoid",
             "HardSigmoid": "sigmoid", "Tanh": "tanh", "Gelu": "gelu", "Erf": "gelu", "HardSwish": "silu",
             "Clip": "clip"}
+_ELTWISE.update({"QLinearAdd": "add", "QLinearMul": "mul", "QLinearSigmoid": "sigmoid", "QLinearLeakyRelu": "relu"})
 _CONVS = {"Conv", "ConvInteger", "QLinearConv"}
-_MATMULS = {"Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"}
-_POOLS = {"MaxPool": "max", "AveragePool": "avg", "GlobalMaxPool": "max", "GlobalAveragePool": "avg"}
+_MATMULS = {"Gemm", "MatMul", "MatMulInteger", "QLinearMatMul", "QGemm"}  # QGemm: ORT com.microsoft
+_POOLS = {"MaxPool": "max", "AveragePool": "avg", "GlobalMaxPool": "max", "GlobalAveragePool": "avg",
+          "QLinearGlobalAveragePool": "avg"}
+# Input positions of the quantization parameters of QOperator / integer ops (ONNX and ORT com.microsoft).
+_QLINEAR = dict(x_scale=1, x_zero_point=2, w_scale=4, w_zero_point=5, y_scale=6, y_zero_point=7)
+_QUNARY = dict(x_scale=1, x_zero_point=2, y_scale=3, y_zero_point=4)
+_QBINARY = dict(a_scale=1, a_zero_point=2, b_scale=4, b_zero_point=5, y_scale=6, y_zero_point=7)
+_QPARAMS = {
+    "QLinearConv": _QLINEAR, "QLinearMatMul": _QLINEAR, "QGemm": {**_QLINEAR, "y_scale": 7, "y_zero_point": 8},
+    "ConvInteger": dict(x_zero_point=2, w_zero_point=3), "MatMulInteger": dict(x_zero_point=2, w_zero_point=3),
+    "QLinearAdd": _QBINARY, "QLinearMul": _QBINARY, "QLinearSigmoid": _QUNARY, "QLinearLeakyRelu": _QUNARY,
+    "QLinearGlobalAveragePool": _QUNARY,
+}
 
 
 @dataclass
@@ -127,27 +139,51 @@ def _fix_dims(model, label, batch, dims):
 
 
 def _infer(onnx, model, label):
-    """Shape inference; outputs of ops without a schema (custom domains) are assumed shaped like input 0."""
+    """ONNX shape inference, plus the output shapes of ORT's com.microsoft quantized ops (no ONNX schema)."""
     for _ in range(len(model.graph.node) + 1):
         try:
             model = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
         except Exception as exc:
             raise ValueError(f"{label}: ONNX shape inference failed: {exc}") from exc
-        known = {v.name: v for v in list(model.graph.value_info) + list(model.graph.input)
-                 + list(model.graph.output) if v.type.tensor_type.HasField("shape")}
+        g = model.graph
+        known = {v.name: v for v in list(g.value_info) + list(g.input) + list(g.output)
+                 if v.type.tensor_type.HasField("shape")
+                 and all(d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)}
+        dims = {k: [d.dim_value for d in v.type.tensor_type.shape.dim] for k, v in known.items()}
+        dims.update({t.name: list(t.dims) for t in g.initializer})
         added = False
-        for node in model.graph.node:
-            if node.domain not in ("", "ai.onnx") and node.input and node.input[0] in known:
-                for out in node.output:
-                    if out not in known:
-                        value = onnx.ValueInfoProto()
-                        value.CopyFrom(known[node.input[0]])
-                        value.name = out
-                        model.graph.value_info.append(value)
-                        added = True
+        for node in g.node:
+            if node.domain in ("", "ai.onnx") or not node.input or node.input[0] not in known:
+                continue
+            shape = _custom_shape(node, dims, _attrs(onnx, node))
+            for out in node.output[:1]:
+                if out and out not in known and shape is not None:
+                    value = onnx.ValueInfoProto()
+                    value.CopyFrom(known[node.input[0]])
+                    value.name = out
+                    del value.type.tensor_type.shape.dim[:]
+                    for d in shape:
+                        value.type.tensor_type.shape.dim.add().dim_value = int(d)
+                    g.value_info.append(value)
+                    added = True
         if not added:
             return model
     return model
+
+
+def _custom_shape(node, dims, a) -> list[int] | None:
+    """Output shape of a custom-domain op; unknown ops are assumed elementwise (shaped like input 0)."""
+    ins = [dims.get(t) for t in node.input]
+    op = node.op_type
+    if op == "QGemm" and ins[0] and ins[3]:
+        m = ins[0][1] if a.get("transA", 0) else ins[0][0]
+        return [m, ins[3][0] if a.get("transB", 0) else ins[3][1]]
+    if op in ("QLinearAdd", "QLinearMul") and ins[0] and len(ins) > 3 and ins[3]:
+        return list(np.broadcast_shapes(tuple(ins[0]), tuple(ins[3])))
+    if op == "QLinearGlobalAveragePool" and ins[0]:
+        x = ins[0]
+        return [x[0], *([1] * (len(x) - 2)), x[-1]] if a.get("channels_last", 0) else [*x[:2], *([1] * (len(x) - 2))]
+    return ins[0]
 
 
 def _attrs(onnx, node) -> dict[str, Any]:
@@ -246,7 +282,7 @@ class _Importer:
         op = node.op_type
         if all(not t or self.is_const(t) for t in node.input) and self.fold(node):
             return
-        if op == "DequantizeLinear":
+        if op in ("DequantizeLinear", "QuantizeLinear"):  # the quantization grid of this tensor
             self.act_q[node.output[0]] = self.qparams(node, 1, 2)
         elif op in _FREE and node.input and node.input[0] in self.act_q:
             self.act_q[node.output[0]] = self.act_q[node.input[0]]  # a reshape keeps the quantization
@@ -328,7 +364,9 @@ class _Importer:
         return p.reshape(shape)
 
     def output_q(self, tensor) -> dict:
-        """y params from a QuantizeLinear consuming `tensor`, directly or after one Relu/Clip."""
+        """y params: the tensor's own (QOperator), or a QuantizeLinear consuming it, directly or after one Relu/Clip."""
+        if tensor in self.act_q:
+            return {"y_scale": self.act_q[tensor]["scale"], "y_zero_point": self.act_q[tensor]["zero_point"]}
         for node in self.consumers.get(tensor, []):
             if node.op_type == "QuantizeLinear":
                 p = self.qparams(node, 1, 2)
@@ -390,24 +428,25 @@ class _Importer:
                        batch=xs[0], bias=b is not None)
         extra = {"pads": [p for p, _ in pads] + [q for _, q in pads], "strides": list(strides),
                  "dilations": list(dil), "group": layer.groups, "kernel_shape": list(kernel)}
-        quant = self.qlinear_params(node, op, {"QLinearConv": (1, 2, 4, 5, 6, 7), "ConvInteger": (None, 2, None, 3)})
+        quant = self.qlinear_params(node)
         self.emit(layer, node, extra, quant or {**self.input_q(x, "x"), **self.output_q(y)})
         if self.is_const(w):
-            self.weight(name, w, **self.weight_q(node, op, {"QLinearConv": (4, 5), "ConvInteger": (None, 3)}, 0))
+            self.weight(name, w, **self.weight_q(node, 0))
         if b is not None and self.is_const(b):
             self.bias(name, b, layer.out_channels)
 
     def matmul(self, node, name):
         op, a = node.op_type, _attrs(self.onnx, node)
-        ai, bi = (0, 3) if op == "QLinearMatMul" else (0, 1)
+        ai, bi = (0, 3) if op in ("QLinearMatMul", "QGemm") else (0, 1)
         A, B, y = node.input[ai], node.input[bi], node.output[0]
         As, Bs, ys = self.shape(A), self.shape(B), self.shape(y)
-        trans_b = op == "Gemm" and bool(a.get("transB", 0))
-        quant = self.qlinear_params(node, op, {"QLinearMatMul": (1, 2, 4, 5, 6, 7), "MatMulInteger": (None, 2, None, 3)})
+        gemm = op in ("Gemm", "QGemm")
+        trans_b = gemm and bool(a.get("transB", 0))
+        quant = self.qlinear_params(node)
         extra = {}
         if self.is_const(B) and len(Bs) == 2:  # activation × weight: Dense
             K, N = (Bs[1], Bs[0]) if trans_b else Bs
-            bias, outputs = self.arg(node, 2) if op == "Gemm" else None, [y]
+            bias, outputs = self.arg(node, {"Gemm": 2, "QGemm": 6}[op]) if gemm else None, [y]
             add = self.fusable_add(node, N) if op in ("MatMul", "MatMulInteger") else None
             if add is not None:  # MatMul + Add(constant bias) → one Dense with bias, as exporters split Linear
                 self.fused.add(self.index[add.output[0]])
@@ -418,14 +457,13 @@ class _Importer:
             quant = quant or {**self.input_q(A, "x"), **self.output_q(outputs[0])}
             extra.update({"outputs": outputs})
             self.emit(layer, node, extra, quant)
-            self.weight(name, B, **self.weight_q(node, op, {"QLinearMatMul": (4, 5), "MatMulInteger": (None, 3)},
-                                                 1 if not trans_b else 0), transpose=not trans_b)
-            if op == "Gemm" and name in self.result.weights:
+            self.weight(name, B, **self.weight_q(node, 0 if trans_b else 1), transpose=not trans_b)
+            if gemm and name in self.result.weights:
                 self.result.weights[name] *= np.float32(a.get("alpha", 1.0))
             if bias is not None and self.is_const(bias):
-                self.bias(name, bias, N, scale=a.get("beta", 1.0) if op == "Gemm" else 1.0)
+                self.bias(name, bias, N, scale=a.get("beta", 1.0) if gemm else 1.0)
             return
-        if op == "Gemm":
+        if gemm:
             m = As[1] if a.get("transA", 0) else As[0]
             k, n = As[0] if a.get("transA", 0) else As[1], Bs[0] if trans_b else Bs[1]
         else:
@@ -448,20 +486,20 @@ class _Importer:
             return add
         return None
 
-    def qlinear_params(self, node, op, layout) -> dict:
-        """x/w/y scale and zero point of QLinear*/ *Integer nodes from their input positions."""
-        if op not in layout:
-            return {}
-        keys = ("x_scale", "x_zero_point", "w_scale", "w_zero_point", "y_scale", "y_zero_point")
-        return {k: np.asarray(self.const[self.arg(node, i)]) for k, i in zip(keys, layout[op])
-                if i is not None and self.arg(node, i) in self.const}
+    def qlinear_params(self, node) -> dict:
+        """Scales/zero points of QLinear*/ *Integer nodes, read from their input positions (see `_QPARAMS`);
+        the output's parameters also describe that tensor for the layers that read it."""
+        layout = _QPARAMS.get(node.op_type, {})
+        out = {k: np.asarray(self.const[self.arg(node, i)]) for k, i in layout.items() if self.arg(node, i) in self.const}
+        if "y_scale" in out:
+            zp = out.get("y_zero_point", np.zeros((), np.uint8))
+            self.act_q[node.output[0]] = {"scale": out["y_scale"], "zero_point": zp}
+        return out
 
-    def weight_q(self, node, op, layout, axis) -> dict:
-        if op not in layout:
-            return {}
-        si, zi = layout[op]
-        get = lambda i: np.asarray(self.const[self.arg(node, i)]) if i is not None and self.arg(node, i) else None
-        return {"scale": get(si), "zp": get(zi), "axis": axis}
+    def weight_q(self, node, axis) -> dict:
+        layout = _QPARAMS.get(node.op_type, {})
+        get = lambda k: np.asarray(self.const[self.arg(node, layout[k])]) if k in layout and self.arg(node, layout[k]) else None
+        return {"scale": get("w_scale"), "zp": get("w_zero_point"), "axis": axis}
 
     def bias(self, name, tensor, n, scale=1.0):
         r, b, info = self.result, self.const[tensor], self.dq.get(tensor)
@@ -478,6 +516,12 @@ class _Importer:
     def pool(self, node, name):
         op, a = node.op_type, _attrs(self.onnx, node)
         xs, ys = self.shape(node.input[0]), self.shape(node.output[0])
+        if a.get("channels_last", 0):  # QLinearGlobalAveragePool on NHWC
+            xs, ys = (xs[0], xs[-1], *xs[1:-1]), (ys[0], ys[-1], *ys[1:-1])
+        quant = self.qlinear_params(node) or self.input_q(node.input[0], "x")
+        if _POOLS[op] == "max" and node.input[0] in self.act_q:  # max pooling keeps the quantization grid
+            self.act_q[node.output[0]] = self.act_q[node.input[0]]
+        quant.update(self.output_q(node.output[0]))
         nd = len(xs) - 2
         if nd not in (1, 2):
             self.unsupported[f"{op} ({nd}-D)"] = self.unsupported.get(f"{op} ({nd}-D)", 0) + 1
@@ -486,7 +530,7 @@ class _Importer:
         if op.startswith("Global"):
             layer = Pool2d(name, kind=_POOLS[op], channels=xs[1], input_hw=lift(xs[2:]), batch=xs[0],
                            global_pool=True)
-            return self.emit(layer, node, None, {**self.input_q(node.input[0], "x"), **self.output_q(node.output[0])})
+            return self.emit(layer, node, None, quant)
         dil = tuple(a.get("dilations", [1] * nd))
         kernel = tuple(d * (k - 1) + 1 for k, d in zip(a["kernel_shape"], dil))  # Pool2d has no dilation
         strides = tuple(a.get("strides", [1] * nd))
@@ -495,8 +539,7 @@ class _Importer:
                            (1, 1), f"{self.label}: layer {name!r}")
         layer = Pool2d(name, kind=_POOLS[op], channels=xs[1], input_hw=hw, kernel_size=lift(kernel),
                        stride=lift(strides), padding=padding, batch=xs[0])
-        self.emit(layer, node, {"pads": [p for p, _ in pads] + [q for _, q in pads]},
-                  {**self.input_q(node.input[0], "x"), **self.output_q(node.output[0])})
+        self.emit(layer, node, {"pads": [p for p, _ in pads] + [q for _, q in pads]}, quant)
 
     def softmax(self, node, name):
         shape = self.shape(node.output[0])
@@ -529,7 +572,7 @@ class _Importer:
         acts = [t for t in node.input if t and not self.is_const(t)]
         elements = sum(math.prod(self.shape(t)) for t in outs)
         layer = Elementwise(name, kind=kind, elements=max(elements, 1), operands=max(len(acts), 1))
-        quant = {**(self.input_q(acts[0], "x") if acts else {}), **self.output_q(outs[0])}
+        quant = self.qlinear_params(node) or {**(self.input_q(acts[0], "x") if acts else {}), **self.output_q(outs[0])}
         self.emit(layer, node, None, quant)
 
 
