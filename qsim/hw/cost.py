@@ -145,9 +145,11 @@ def _evaluate(profile, L: dict, Q: dict, P: dict) -> dict:
     out: dict = {"macs": np.where(is_mac, L["macs"], 0.0), "compute_cycles": compute}
     bws = level_bandwidths(profile)
     mem_cycles = {}
+    holds = {m.name: set(m.holds) for m in profile.memory}
+    holds["dram"] = {"inputs", "weights", "outputs"}
     for name, (r, w) in per_level.items():
-        r = np.where(is_mac, r, nm_read)
-        w = np.where(is_mac, w, nm_write)
+        r = np.where(is_mac, r, nm_read if "inputs" in holds[name] else 0.0)
+        w = np.where(is_mac, w, nm_write if "outputs" in holds[name] else 0.0)
         out[f"read_bytes_{name}"], out[f"write_bytes_{name}"] = r, w
         out[f"bytes_{name}"] = r + w
         mem_cycles[name] = (r + w) / bws[name]
