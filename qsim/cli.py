@@ -16,6 +16,7 @@ import qsim
 # Modules that contribute sub-commands (each has `register(subparsers)`).
 COMMAND_MODULES: list[str] = [
     "qsim.demo",
+    "qsim.hw.commands",
     "qsim.study.commands",
     "qsim.onnxrun.commands",
 ]
