@@ -184,9 +184,11 @@ def test_qoperator_net():
 def _transformer_block(seq=16, hidden=32, heads=2):
     d = hidden // heads
     inits = {f"w{n}": _f32(hidden, hidden) for n in "qkv"}
-    inits.update({"bq": _f32(hidden), "heads": np.array([1, seq, heads, d], np.int64),
-                  "back": np.array([1, seq, hidden], np.int64), "g": _f32(hidden), "beta": _f32(hidden)})
-    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q0"], name="q_proj"),
+    inits.update({"bq": _f32(hidden), "back": np.array([1, seq, hidden], np.int64), "g": _f32(hidden),
+                  "beta": _f32(hidden)})
+    heads_shape = numpy_helper.from_array(np.array([1, seq, heads, d], np.int64))
+    nodes = [helper.make_node("Constant", [], ["heads"], value=heads_shape),
+             helper.make_node("MatMul", ["x", "wq"], ["q0"], name="q_proj"),
              helper.make_node("Add", ["q0", "bq"], ["q1"], name="q_bias")]
     nodes += [helper.make_node("MatMul", ["x", f"w{n}"], [f"{n}1"], name=f"{n}_proj") for n in "kv"]
     for n, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
@@ -318,3 +320,30 @@ def test_onnxruntime_quantized_models(tmp_path, fmt):
         assert imp.int_weights[layer.name].dtype == np.int8
         scale = p["w_scale"].reshape(-1, *[1] * (ref.ndim - 1))
         assert np.all(np.abs(imp.weights[layer.name] - ref) <= scale / 2 + 1e-6)
+
+
+def test_non_mac_ops_and_opset11_softmax():
+    inits = {"lo": np.array(0, np.float32), "hi": np.array(6, np.float32), "s": _f32(3), "b": _f32(3),
+             "m": _f32(3), "v": np.ones(3, np.float32)}
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["bn"], name="bn"),
+        helper.make_node("Clip", ["bn", "lo", "hi"], ["c6"], name="clip6"),
+        helper.make_node("Clip", ["c6", "lo"], ["c0"], name="clip0"),
+        helper.make_node("Sigmoid", ["c0"], ["sg"], name="sig"),
+        helper.make_node("Add", ["sg", "c0"], ["a"], name="add"),
+        helper.make_node("AveragePool", ["a"], ["ap"], name="avg", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        helper.make_node("GlobalAveragePool", ["a"], ["gp"], name="gap"),
+        helper.make_node("Softmax", ["a"], ["y"], name="softmax", axis=1),
+    ]
+    model = _model(nodes, [helper.make_tensor_value_info("x", F, [2, 3, 6, 6])],
+                   [helper.make_tensor_value_info(n, F, None) for n in ("y", "ap", "gp")], inits, opset=11)
+    imp = import_onnx(model)
+    w = imp.workload
+    assert [(e.kind, e.operands) for e in w if isinstance(e, Elementwise)] == [
+        ("mul", 1), ("relu6", 1), ("relu", 1), ("sigmoid", 1), ("add", 2)]
+    assert all(e.elements == 2 * 3 * 36 for e in w if isinstance(e, Elementwise))
+    assert w["avg"].output_hw == (3, 3) and w["avg"].kind == "avg"  # ceil_mode: (6 - 3) / 2 rounded up + 1
+    assert w["gap"].global_pool and w["gap"].output_elements == 6
+    assert (w["softmax"].rows, w["softmax"].cols) == (2, 108)  # opset < 13 flattens from the axis on
+    np.testing.assert_array_equal(imp.attributes["bn"]["constants"]["m"], inits["m"])
+    assert w.total_macs == 0

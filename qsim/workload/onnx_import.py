@@ -269,7 +269,7 @@ class _Importer:
         self.layers.append(layer)
         inputs = [t for t in node.input if t and not self.is_const(t)]
         attrs = {"op_type": node.op_type, "onnx_name": node.name, "inputs": inputs, "outputs": list(node.output),
-                 "input_shapes": [self.shape(t) for t in inputs], **_attrs(self.onnx, node), **(extra or {})}
+                 "input_shapes": [self.shapes.get(t) for t in inputs], **_attrs(self.onnx, node), **(extra or {})}
         if not layer.is_mac:
             attrs["constants"] = {t: self.const[t] for t in node.input if t and self.is_const(t)}
         self.result.attributes[layer.name] = attrs
@@ -283,7 +283,8 @@ class _Importer:
         if all(not t or self.is_const(t) for t in node.input) and self.fold(node):
             return
         if op in ("DequantizeLinear", "QuantizeLinear"):  # the quantization grid of this tensor
-            self.act_q[node.output[0]] = self.qparams(node, 1, 2)
+            if self.qparams(node, 1, 2) is not None:
+                self.act_q[node.output[0]] = self.qparams(node, 1, 2)
         elif op in _FREE and node.input and node.input[0] in self.act_q:
             self.act_q[node.output[0]] = self.act_q[node.input[0]]  # a reshape keeps the quantization
         elif op in _MARKERS or op in _FREE or all(not t or self.is_const(t) for t in node.input):
@@ -341,10 +342,12 @@ class _Importer:
         self.const[node.output[0]] = np.asarray(out)
         return True
 
-    def qparams(self, node, si, zi) -> dict:
-        scale = np.asarray(self.const.get(node.input[si]) if self.arg(node, si) else None)
-        if self.arg(node, si) and node.input[si] not in self.const:
-            raise ValueError(f"{self.label}: node {node.name or node.op_type!r} has a non-constant scale")
+    def qparams(self, node, si, zi) -> dict | None:
+        """Scale, zero point (default uint8 0) and axis of a Q/DQ node; None when the scale is computed at run
+        time (dynamic quantization), which a static import cannot know."""
+        if self.arg(node, si) not in self.const:
+            return None
+        scale = np.asarray(self.const[node.input[si]])
         zp_name = self.arg(node, zi)
         zp = np.asarray(self.const[zp_name]) if zp_name in self.const else np.zeros(scale.shape, np.uint8)
         axis = _attrs(self.onnx, node).get("axis", 1)
@@ -368,12 +371,18 @@ class _Importer:
         if tensor in self.act_q:
             return {"y_scale": self.act_q[tensor]["scale"], "y_zero_point": self.act_q[tensor]["zero_point"]}
         for node in self.consumers.get(tensor, []):
-            if node.op_type == "QuantizeLinear":
+            if node.op_type == "QuantizeLinear" and self.qparams(node, 1, 2) is not None:
                 p = self.qparams(node, 1, 2)
                 return {"y_scale": p["scale"], "y_zero_point": p["zero_point"]}
             if node.op_type in ("Relu", "Clip") and len(self.consumers.get(tensor, [])) == 1:
                 return self.output_q(node.output[0])
         return {}
+
+    def act_params(self, node) -> dict:
+        """x/y params of a non-MAC node: its QLinear inputs, else the DQ before and the Q after it."""
+        acts = [t for t in node.input if t and not self.is_const(t)]
+        return self.qlinear_params(node) or {**(self.input_q(acts[0], "x") if acts else {}),
+                                             **self.output_q(node.output[0])}
 
     def input_q(self, tensor, prefix) -> dict:
         p = self.act_q.get(tensor)
@@ -546,12 +555,12 @@ class _Importer:
         default = -1 if self.opset >= 13 else 1
         axis = _attrs(self.onnx, node).get("axis", default) % len(shape)
         cols = shape[axis] if self.opset >= 13 else math.prod(shape[axis:])
-        self.emit(Softmax(name, rows=math.prod(shape) // cols, cols=cols), node)
+        self.emit(Softmax(name, rows=math.prod(shape) // cols, cols=cols), node, None, self.act_params(node))
 
     def layernorm(self, node, name):
         shape = self.shape(node.output[0])
         cols = math.prod(shape[_attrs(self.onnx, node).get("axis", -1) % len(shape):])
-        self.emit(LayerNorm(name, rows=math.prod(shape) // cols, cols=cols), node)
+        self.emit(LayerNorm(name, rows=math.prod(shape) // cols, cols=cols), node, None, self.act_params(node))
         for i, store in ((1, self.result.weights), (2, self.result.biases)):
             if self.arg(node, i) in self.const:
                 store[name] = self.const[self.arg(node, i)].astype(np.float32)
@@ -570,10 +579,12 @@ class _Importer:
     def eltwise(self, node, name, kind):
         outs = [t for t in node.output if t]
         acts = [t for t in node.input if t and not self.is_const(t)]
-        elements = sum(math.prod(self.shape(t)) for t in outs)
+        known = [t for t in outs if t in self.shapes]
+        if kind == "copy" and len(known) < len(outs):  # an op shape inference cannot see into (If, Loop, …)
+            known = [t for t in acts if t in self.shapes][:1]
+        elements = sum(math.prod(self.shape(t)) for t in (known or outs))
         layer = Elementwise(name, kind=kind, elements=max(elements, 1), operands=max(len(acts), 1))
-        quant = self.qlinear_params(node) or {**(self.input_q(acts[0], "x") if acts else {}), **self.output_q(outs[0])}
-        self.emit(layer, node, None, quant)
+        self.emit(layer, node, None, self.act_params(node))
 
 
 def _pads(a, in_size, out_size, kernel, strides, dil) -> list[tuple[int, int]]:
