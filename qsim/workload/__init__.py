@@ -12,7 +12,10 @@ from qsim.workload.layers import (
     Softmax,
     Workload,
 )
+from qsim.workload.onnx_import import OnnxImport, from_onnx, import_onnx
+from qsim.workload.zoo import get_workload, list_workloads
 
 __all__ = [
     "Conv2d", "Dense", "Elementwise", "GemmView", "Layer", "LayerNorm", "MatMul", "Pool2d", "Softmax", "Workload",
+    "OnnxImport", "from_onnx", "import_onnx", "get_workload", "list_workloads",
 ]
