@@ -58,3 +58,76 @@ def ort_pair_saturates() -> bool:
 def s(v) -> np.ndarray:
     """A float32 scale array."""
     return np.asarray(v, np.float32)
+
+
+def qdq_conv_net(rng) -> tuple:
+    """Q → DQ → Conv → Relu → Q/DQ → MaxPool → Conv → Relu → Q/DQ → GlobalAveragePool → Flatten → Gemm → Q → DQ.
+
+    Weights are int8 with per-channel power-of-two scales; every float product and sum is
+    exact in float32, so the graph as written has one right answer.
+    """
+    f32 = np.float32
+    # |w| <= 64: ORT's default optimizations fuse this graph into u8×s8 integer ops (AVX2 pairs).
+    w1 = rng.integers(-64, 65, (8, 3, 3, 3)).astype(np.int8)
+    w2 = rng.integers(-64, 65, (8, 8, 3, 3)).astype(np.int8)
+    w3 = rng.integers(-64, 65, (8, 10)).astype(np.int8)
+    inits = {
+        "xs": s(2.0 ** -4), "xz": np.array(128, np.uint8),
+        "w1q": w1, "w1s": s(2.0 ** -rng.integers(5, 8, 8)), "b1": (rng.integers(-64, 64, 8) * 2.0 ** -6).astype(f32),
+        "a1s": s(2.0 ** -1), "a1z": np.array(0, np.uint8),
+        "w2q": w2, "w2s": s(2.0 ** -rng.integers(6, 9, 8)), "b2": (rng.integers(-64, 64, 8) * 2.0 ** -4).astype(f32),
+        "a2s": s(2.0 ** -1), "a2z": np.array(0, np.uint8),
+        "g_s": s(2.0 ** -3), "g_z": np.array(0, np.uint8),
+        "w3q": w3, "w3s": s(2.0 ** -7), "b3": (rng.integers(-64, 64, 10) * 2.0 ** -5).astype(f32),
+        "ys": s(2.0 ** -1), "yz": np.array(0, np.int8),
+    }
+    nodes = [
+        node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        node("DequantizeLinear", ["w1q", "w1s"], ["w1"], axis=0),
+        node("Conv", ["xd", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        node("Relu", ["c1"], ["r1"]),
+        node("QuantizeLinear", ["r1", "a1s", "a1z"], ["r1q"]),
+        node("DequantizeLinear", ["r1q", "a1s", "a1z"], ["r1d"]),
+        node("MaxPool", ["r1d"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("DequantizeLinear", ["w2q", "w2s"], ["w2"], axis=0),
+        node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        node("Relu", ["c2"], ["r2"]),
+        node("QuantizeLinear", ["r2", "a2s", "a2z"], ["r2q"]),
+        node("DequantizeLinear", ["r2q", "a2s", "a2z"], ["r2d"]),
+        node("GlobalAveragePool", ["r2d"], ["g"]),
+        node("Flatten", ["g"], ["gf"]),
+        node("QuantizeLinear", ["gf", "g_s", "g_z"], ["gq"]),
+        node("DequantizeLinear", ["gq", "g_s", "g_z"], ["gd"]),
+        node("DequantizeLinear", ["w3q", "w3s"], ["w3"]),
+        node("Gemm", ["gd", "w3", "b3"], ["logits"]),
+        node("QuantizeLinear", ["logits", "ys", "yz"], ["yq"]),
+        node("DequantizeLinear", ["yq", "ys", "yz"], ["y"]),
+    ]
+    x = rng.normal(0, 3, (2, 3, 12, 12)).astype(f32)
+    return make_model(nodes, {"x": x}, {"y": np.float32, "yq": np.int8}, inits), {"x": x}
+
+
+def qoperator_net(rng) -> tuple:
+    """QuantizeLinear → QLinearConv → depthwise QLinearConv → MaxPool → Flatten → QLinearMatMul → DequantizeLinear."""
+    u8, s8 = np.uint8, np.int8
+    inits = {
+        "xs": s(0.0213), "xz": np.array(121, u8),
+        "w1": rng.integers(-64, 65, (6, 3, 3, 3)).astype(s8), "w1s": s(rng.uniform(0.002, 0.02, 6)),
+        "w1z": np.array(0, s8), "a1s": s(0.047), "a1z": np.array(5, u8), "b1": rng.integers(-3000, 3000, 6).astype(np.int32),
+        "w2": rng.integers(0, 256, (6, 1, 3, 3)).astype(u8), "w2s": s(0.0078), "w2z": np.array(131, u8),
+        "a2s": s(0.051), "a2z": np.array(128, u8),
+        "w3": rng.integers(-64, 65, (54, 7)).astype(s8), "w3s": s(rng.uniform(0.001, 0.01, 7)), "w3z": np.array(0, s8),
+        "ys": s(0.09), "yz": np.array(100, u8), "shape": np.array([0, -1], np.int64),
+    }
+    nodes = [
+        node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        node("QLinearConv", ["xq", "xs", "xz", "w1", "w1s", "w1z", "a1s", "a1z", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        node("QLinearConv", ["c1", "a1s", "a1z", "w2", "w2s", "w2z", "a2s", "a2z"], ["c2"], group=6, strides=[2, 2]),
+        node("MaxPool", ["c2"], ["p"], kernel_shape=[2, 2], strides=[1, 1]),
+        node("Reshape", ["p", "shape"], ["f"]),
+        node("QLinearMatMul", ["f", "a2s", "a2z", "w3", "w3s", "w3z", "ys", "yz"], ["yq"]),
+        node("DequantizeLinear", ["yq", "ys", "yz"], ["y"]),
+    ]
+    x = rng.normal(0, 1, (2, 3, 9, 9)).astype(np.float32)
+    return make_model(nodes, {"x": x}, {"y": np.float32, "yq": u8}, inits), {"x": x}

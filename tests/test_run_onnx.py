@@ -14,7 +14,10 @@ from onnx import helper
 
 from qsim.cli import main
 from qsim.onnxrun import OnnxExecutor, run_onnx
-from tests.onnx_models import assert_matches_ort, make_model, node, ort_pair_saturates, s, single
+from qsim.onnxrun import run_ort
+from tests.onnx_models import (
+    assert_matches_ort, make_model, node, ort_pair_saturates, qdq_conv_net, qoperator_net, s, single,
+)
 
 RNG = np.random.default_rng(1234)
 U8, S8, U16, S16, I32, F32 = np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32
@@ -322,3 +325,77 @@ def test_maxpool_on_uint8_codes():
     x = rnd(U8, (1, 3, 6, 6))
     m = single("MaxPool", {"x": x}, {}, U8, ["x"], kernel_shape=[2, 2], strides=[2, 2])
     assert_matches_ort(m, {"x": x})
+
+
+# -- whole networks ------------------------------------------------------------------------------
+@pytest.mark.parametrize("ort_opt", ["disable", "all"])
+def test_qdq_conv_net_end_to_end(ort_opt):
+    """Also against ORT's default optimizations, which fuse the QDQ pattern into integer ops."""
+    model, feeds = qdq_conv_net(np.random.default_rng(5))
+    ours = run_onnx(model, feeds)
+    theirs = run_ort(model, feeds, optimization=ort_opt)
+    for name in ("y", "yq"):
+        assert ours[name].dtype == theirs[name].dtype and np.array_equal(ours[name], theirs[name])
+    assert len(np.unique(ours["yq"])) > 5  # a non-degenerate output
+
+
+def test_qoperator_net_end_to_end():
+    model, feeds = qoperator_net(np.random.default_rng(6))
+    ours = assert_matches_ort(model, feeds)
+    assert len(np.unique(ours["yq"])) > 5
+
+
+# -- properties: random geometry, zero points and scales ------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_property_qlinear_conv_matches_ort(data):
+    d = st.integers
+    rng = np.random.default_rng(data.draw(d(0, 2**32 - 1)))
+    types = data.draw(st.sampled_from([(U8, U8), (U8, S8), (S8, S8)]))
+    g = data.draw(d(1, 3))
+    cg, og = data.draw(d(1, 3)), data.draw(d(1, 3))
+    kh, kw, sh, sw, dh, dw = (data.draw(d(1, 3)) for _ in range(6))
+    pads = [data.draw(d(0, k - 1)) for k in (kh, kw, kh, kw)]
+    h = data.draw(d((kh - 1) * dh + 1, 9))
+    wd = data.draw(d((kw - 1) * dw + 1, 9))
+    x = rnd(types[0], (data.draw(d(1, 2)), g * cg, h, wd), rng=rng)
+    w = _weights(types[1], (g * og, cg, kh, kw), types[0]) if types == (U8, S8) else rnd(types[1], (g * og, cg, kh, kw), rng=rng)
+    inits = {"xs": s(2.0 ** data.draw(d(-4, 0))), "xz": np.array(rnd(types[0], (), rng=rng), types[0]), "w": w,
+             "ws": s(rng.uniform(0.001, 0.1, g * og)), "wz": np.array(0 if types[1] == S8 else rnd(U8, (), rng=rng), types[1]),
+             "ys": s(data.draw(st.sampled_from([0.5, 1.0, 0.37, 2.0]))), "yz": np.array(rnd(types[0], (), rng=rng), types[0]),
+             "b": rnd(I32, (g * og,), -2000, 2000, rng=rng)}
+    m = single("QLinearConv", {"x": x}, inits, types[0], ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+               group=g, strides=[sh, sw], dilations=[dh, dw], pads=pads)
+    assert_matches_ort(m, {"x": x})
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_property_matmul_integer_broadcasting_matches_ort(data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    dims = st.integers(1, 4)
+    batch_a = data.draw(st.lists(st.sampled_from([1, 2, 3]), max_size=2))
+    batch_b = [data.draw(st.sampled_from([1, b])) for b in batch_a[len(batch_a) - data.draw(st.integers(0, len(batch_a))):]]
+    m_, k, n = data.draw(dims), data.draw(st.integers(1, 40)), data.draw(dims)
+    a_t, b_t = data.draw(st.sampled_from([(U8, U8), (S8, S8), (S8, U8)]))
+    a, b = rnd(a_t, tuple(batch_a) + (m_, k), rng=rng), rnd(b_t, tuple(batch_b) + (k, n), rng=rng)
+    zb = rnd(b_t, (n,) if not batch_b else (), rng=rng)  # ORT takes a per-column zb only for 2-D B
+    inits = {"b": b, "za": np.array(rnd(a_t, (), rng=rng), a_t), "zb": zb}
+    m = single("MatMulInteger", {"a": a}, inits, I32, ["a", "b", "za", "zb"])
+    assert_matches_ort(m, {"a": a})
+
+
+# -- narrow accumulators --------------------------------------------------------------------------
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_narrow_accumulator_is_the_kernels_and_counts_per_node(overflow):
+    from qsim.kernels import matmul_int
+
+    a, b = rnd(U8, (4, 64)), rnd(S8, (64, 5))
+    m = single("MatMulInteger", {"a": a}, {"b": b, "za": np.array(0, U8)}, I32, ["a", "b", "za"])
+    ex = OnnxExecutor(m, acc_bits=16, overflow=overflow)
+    y = ex.run({"a": a})["y"]
+    want, count = matmul_int(a, b, 0, 0, acc_bits=16, overflow=overflow)
+    assert np.array_equal(y, want) and count > 0
+    assert list(ex.overflows.values()) == [("MatMulInteger", count)]
+    if overflow == "saturate":
+        assert y.min() >= -(2**15) and y.max() <= 2**15 - 1
