@@ -347,3 +347,27 @@ def test_non_mac_ops_and_opset11_softmax():
     assert (w["softmax"].rows, w["softmax"].cols) == (2, 108)  # opset < 13 flattens from the axis on
     np.testing.assert_array_equal(imp.attributes["bn"]["constants"]["m"], inits["m"])
     assert w.total_macs == 0
+
+
+def test_onnx_backend_resnet50_matches_zoo():
+    """The ResNet-50 that onnx ships for its backend tests (Caffe2 export, weights left out) vs the zoo's."""
+    import collections
+    import os
+
+    import onnx.backend.test
+    from qsim.workload import get_workload
+    from qsim.workload.layers import _pair
+
+    path = os.path.join(os.path.dirname(onnx.backend.test.__file__), "data", "light", "light_resnet50.onnx")
+    imported, zoo = from_onnx(path), get_workload("resnet50")
+    assert imported.total_macs == zoo.total_macs == 4_089_184_256
+
+    def convs(w):
+        return collections.Counter((c.in_channels, c.out_channels, _pair(c.kernel_size, "k"), _pair(c.stride, "s"),
+                                    c.output_hw) for c in w if isinstance(c, Conv2d))
+
+    assert convs(imported) == convs(zoo) and sum(convs(zoo).values()) == 53
+    fc = [layer for layer in imported if isinstance(layer, Dense)]
+    assert len(fc) == 1 and (fc[0].in_features, fc[0].out_features) == (2048, 1000)
+    kinds = collections.Counter(e.kind for e in imported if isinstance(e, Elementwise))
+    assert kinds["relu"] == 49 and kinds["add"] == 16  # + 53 unfolded BatchNorms ("mul")

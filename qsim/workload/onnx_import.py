@@ -64,7 +64,10 @@ _QPARAMS = {
 
 @dataclass
 class OnnxImport:
-    """Everything read from one ONNX model, keyed by layer name (see the module docstring for layouts)."""
+    """Everything read from one ONNX model, keyed by layer name (see the module docstring for layouts).
+
+    Arrays may be read-only views of the model's tensors: copy before modifying in place.
+    """
 
     workload: Workload
     weights: dict[str, np.ndarray] = field(default_factory=dict)
@@ -332,6 +335,15 @@ class _Importer:
             if src is not None:
                 axis = perm.index(src["axis"]) if src["scale"].size > 1 else src["axis"]
                 self.dq[node.output[0]] = {**src, "q": np.transpose(src["q"], perm), "axis": axis}
+        elif op == "ConstantOfShape":
+            value = a.get("value")
+            fill = self.onnx.numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
+            out = np.broadcast_to(fill.reshape(-1)[0], tuple(int(d) for d in ins[0]))  # a view: no memory
+        elif op == "Reshape" and len(ins) == 2:
+            shape = [int(d) for d in ins[1]]
+            if not a.get("allowzero", 0):  # 0 copies the input dimension
+                shape = [ins[0].shape[i] if d == 0 else d for i, d in enumerate(shape)]
+            out = ins[0].reshape(shape)
         elif op in ("Identity", "Cast") and ins[0] is not None:
             out = ins[0] if op == "Identity" else ins[0].astype(
                 self.onnx.helper.tensor_dtype_to_np_dtype(a["to"]))
@@ -399,7 +411,7 @@ class _Importer:
             w_int = w
             zp = np.zeros((), w.dtype) if zp is None else zp
         else:
-            r.weights[name] = fix(w).astype(np.float32)
+            r.weights[name] = fix(w).astype(np.float32, copy=False)  # may be a view of the model's tensor
             return
         r.int_weights[name] = fix(w_int)
         qp = r.quant_params.setdefault(name, {})
@@ -467,8 +479,8 @@ class _Importer:
             extra.update({"outputs": outputs})
             self.emit(layer, node, extra, quant)
             self.weight(name, B, **self.weight_q(node, 0 if trans_b else 1), transpose=not trans_b)
-            if gemm and name in self.result.weights:
-                self.result.weights[name] *= np.float32(a.get("alpha", 1.0))
+            if gemm and name in self.result.weights and a.get("alpha", 1.0) != 1.0:
+                self.result.weights[name] = self.result.weights[name] * np.float32(a["alpha"])
             if bias is not None and self.is_const(bias):
                 self.bias(name, bias, N, scale=a.get("beta", 1.0) if gemm else 1.0)
             return
