@@ -5,22 +5,30 @@ network) also needs weights, biases, conv attributes and the QDQ/QLinear paramet
 all of them keyed by layer name, and `from_onnx` returns just the workload.
 
 Conventions
+- A weight is a constant: an initializer, a Constant node, or folded from constants (DequantizeLinear,
+  QuantizeLinear, Transpose, Reshape, Cast, ConstantOfShape). Gemm/MatMul with a constant 2-D operand is
+  `Dense` (batch = product of the leading output dims); with two activations it is `MatMul`. A MatMul followed
+  by an Add of a constant vector (how exporters split a Linear) becomes one Dense with that bias.
 - Weights are float32 in the IR's layout: Dense (out_features, in_features) so y = x·Wᵀ + b (an ONNX MatMul
   operand (K, N) is transposed; Gemm's `alpha` is folded into the float weights and `beta` into the bias),
   Conv2d OIHW (1-D convs become H = 1). Quantized weights (QDQ DequantizeLinear of an integer initializer,
-  QLinearConv/QLinearMatMul, ConvInteger/MatMulInteger) are kept as stored in `int_weights` (same layout),
-  and their float value (q − zp)·scale in `weights` where a scale exists (the *Integer ops have none).
-- `quant_params[layer]` keys: `x_*` input activation, `w_*` weight, `y_*` output (from a QuantizeLinear
-  consuming the output, directly or after one Relu/Clip), each `scale`/`zero_point` as numpy arrays; `w_axis`
-  (the per-channel axis in the IR layout, always 0 = output channels) when the weight scale is not scalar;
-  `bias_int` for int32 biases. Activation×activation MatMul layers use `a_*`/`b_*` for their two operands.
+  QLinearConv/QLinearMatMul/QGemm, ConvInteger/MatMulInteger) are kept as stored in `int_weights` (same
+  layout), and their float value (q − zp)·scale in `weights` where a scale exists (the *Integer ops have none).
+- `quant_params[layer]` keys: `x_*` input activation, `w_*` weight, `y_*` output, each `scale`/`zero_point`
+  as numpy arrays; `w_axis` (the axis of the IR layout the weight scales run along: 0 = output channels) and,
+  for blocked scales, `w_block_size`; `bias_int` for int32 biases. Activation×activation MatMul layers use
+  `a_*`/`b_*` for their two operands. x comes from the DequantizeLinear/QuantizeLinear/QLinear op producing the
+  input (followed through reshapes and max pooling), y from the op's own QLinear output parameters or from a
+  QuantizeLinear consuming the output (directly or after one Relu/Clip).
+- ORT's com.microsoft quantized ops (QGemm, QLinearAdd/Mul/Sigmoid/LeakyRelu, QLinearGlobalAveragePool) are
+  supported; ONNX has no schema for them, so their output shapes are computed here.
 - Asymmetric pads (e.g. TF "SAME" (0, 1)) cannot be written in the IR's symmetric `padding`: the IR gets
   padding = min(begin, end) per axis and `input_hw` grows by |end − begin| (the extra zero rows/columns), so
   `output_hw` and the MACs are exact; the true pads are in `attributes[layer]["pads"]` (ONNX order). Pooling
   with `ceil_mode` grows `input_hw` the same way until the output size matches ONNX's.
-- Shape-only ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout, Shape, Constant) and the quantize
-  markers are not layers; data movers (Transpose, Concat, Slice, Gather, Pad, …) become Elementwise "copy".
-  Anything else unsupported also becomes "copy", with a `warnings.warn` naming it.
+- Shape-only ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout, Shape, Size, Constant) and the
+  quantize markers are not layers; data movers (Transpose, Concat, Slice, Gather, Pad, …) become Elementwise
+  "copy". Anything else unsupported also becomes "copy", with a `warnings.warn` naming it.
 """
 
 from __future__ import annotations
@@ -511,7 +519,8 @@ class _Importer:
         """Scales/zero points of QLinear*/ *Integer nodes, read from their input positions (see `_QPARAMS`);
         the output's parameters also describe that tensor for the layers that read it."""
         layout = _QPARAMS.get(node.op_type, {})
-        out = {k: np.asarray(self.const[self.arg(node, i)]) for k, i in layout.items() if self.arg(node, i) in self.const}
+        out = {k: np.asarray(self.const[self.arg(node, i)])
+               for k, i in layout.items() if self.arg(node, i) in self.const}
         if "y_scale" in out:
             zp = out.get("y_zero_point", np.zeros((), np.uint8))
             self.act_q[node.output[0]] = {"scale": out["y_scale"], "zero_point": zp}
@@ -519,7 +528,11 @@ class _Importer:
 
     def weight_q(self, node, axis) -> dict:
         layout = _QPARAMS.get(node.op_type, {})
-        get = lambda k: np.asarray(self.const[self.arg(node, layout[k])]) if k in layout and self.arg(node, layout[k]) else None
+
+        def get(key):
+            tensor = self.arg(node, layout[key]) if key in layout else None
+            return np.asarray(self.const[tensor]) if tensor in self.const else None
+
         return {"scale": get("w_scale"), "zp": get("w_zero_point"), "axis": axis}
 
     def bias(self, name, tensor, n, scale=1.0):
@@ -582,7 +595,10 @@ class _Importer:
         if kind != "clip":
             return kind
         a = _attrs(self.onnx, node)
-        lo, hi = (self.const.get(self.arg(node, i)) for i in (1, 2)) if self.opset >= 11 else (a.get("min"), a.get("max"))
+        if self.opset >= 11:
+            lo, hi = (self.const.get(self.arg(node, i)) for i in (1, 2))
+        else:
+            lo, hi = a.get("min"), a.get("max")
         lo = None if lo is None else float(lo)
         hi = None if hi is None else float(hi)
         # Clip(0, ∞) is ReLU; any other clamp costs what ReLU6 costs (two compares), so it is named relu6.
