@@ -7,6 +7,7 @@ Where ORT's u8×s8 kernel saturates int16 pairs (AVX2 without VNNI) the exact te
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -111,6 +112,36 @@ def test_dynamic_quantize_linear(case):
                    {"y": U8, "ys": F32, "yz": U8})
     assert_matches_ort(m, {"x": x})
 
+
+
+@pytest.mark.parametrize("dtype", [ml_dtypes.int4, ml_dtypes.uint4])
+def test_blocked_int4_weights_and_int4_quantize(dtype):
+    """The LLM weight pattern: blocked int4 DequantizeLinear → MatMul; and QuantizeLinear to int4
+    (ORT cannot return int4 tensors, so the codes are Cast to 8 bits inside the graph)."""
+    lo, hi = int(ml_dtypes.iinfo(dtype).min), int(ml_dtypes.iinfo(dtype).max)
+    w = RNG.integers(lo, hi + 1, (40, 6)).astype(dtype)
+    inits = {"w": w, "ws": s(2.0 ** RNG.integers(-5, -1, (3, 6))), "wz": RNG.integers(lo, hi + 1, (3, 6)).astype(dtype)}
+    x = exact_f32((3, 40))
+    m = make_model([node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0, block_size=16),
+                    node("MatMul", ["x", "wd"], ["y"])], {"x": x}, {"y": F32}, inits)
+    assert_matches_ort(m, {"x": x})
+    xq = ((RNG.integers(-40, 40, (4, 10)) + RNG.choice([0, 0.5], (4, 10))) * 0.5).astype(F32)
+    to = S8 if lo < 0 else U8
+    m = make_model([node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                    node("Cast", ["q"], ["y"], to=helper.np_dtype_to_tensor_dtype(np.dtype(to)))],
+                   {"x": xq}, {"y": to}, {"s": s(0.5), "z": np.array(lo + 3, dtype)})
+    y = assert_matches_ort(m, {"x": xq})["y"]
+    assert y.min() == lo and y.max() == hi  # saturation at the 4-bit limits
+
+
+def test_float16_quantize_and_dequantize():
+    x = (RNG.integers(-300, 300, (4, 8)) * 0.5).astype(np.float16)
+    m = single("QuantizeLinear", {"x": x}, {"s": np.array(0.25, np.float16), "z": np.array(3, S8)}, S8, ["x", "s", "z"])
+    assert_matches_ort(m, {"x": x})
+    q = rnd(S8, (4, 8))
+    m = single("DequantizeLinear", {"x": q}, {"s": np.array(0.0123, np.float16), "z": np.array(3, S8)}, np.float16,
+               ["x", "s", "z"])
+    assert_matches_ort(m, {"x": q})
 
 # -- MatMulInteger / QLinearMatMul ---------------------------------------------------------
 def _weights(dtype, shape, a_dtype=U8):
@@ -399,3 +430,106 @@ def test_narrow_accumulator_is_the_kernels_and_counts_per_node(overflow):
     assert list(ex.overflows.values()) == [("MatMulInteger", count)]
     if overflow == "saturate":
         assert y.min() >= -(2**15) and y.max() <= 2**15 - 1
+
+
+# -- CLI and errors --------------------------------------------------------------------------------
+def _save(tmp_path, model, feeds):
+    import onnx
+
+    mp, ip = tmp_path / "m.onnx", tmp_path / "in.npz"
+    onnx.save(model, mp)
+    np.savez(ip, **feeds)
+    return str(mp), str(ip)
+
+
+def test_cli_compare_ort_zero_mismatches_and_out_npz(tmp_path, capsys):
+    model, feeds = qoperator_net(np.random.default_rng(7))
+    mp, ip = _save(tmp_path, model, feeds)
+    out = tmp_path / "out.npz"
+    assert main(["run-onnx", mp, "--inputs", ip, "--out", str(out), "--compare-ort"]) == 0
+    text = capsys.readouterr().out
+    assert "mismatches: 0" in text
+    ours = run_onnx(model, feeds)
+    with np.load(out) as saved:
+        assert sorted(saved.files) == sorted(ours)
+        for name, y in ours.items():
+            assert saved[name].dtype == y.dtype and np.array_equal(saved[name], y)
+
+
+def test_cli_mismatch_exit_code_and_pair_saturate16(tmp_path, capsys):
+    a, b = rnd(U8, (6, 64)), rnd(S8, (64, 5))
+    model = single("MatMulInteger", {"a": a}, {"b": b}, I32, ["a", "b"])
+    mp, ip = _save(tmp_path, model, {"a": a})
+    plain = main(["run-onnx", mp, "--inputs", ip, "--compare-ort"])
+    text = capsys.readouterr().out
+    assert "y" in text and ("differ" in text if plain else "mismatches: 0" in text)
+    assert plain == (1 if ort_pair_saturates() else 0)
+    paired = main(["run-onnx", mp, "--inputs", ip, "--compare-ort", "--pair-saturate16"])
+    assert paired == (0 if ort_pair_saturates() else 1)
+
+
+def test_cli_narrow_accumulator_prints_overflows_per_node(tmp_path, capsys):
+    a, b = rnd(U8, (4, 64)), rnd(S8, (64, 5))
+    model = make_model([node("MatMulInteger", ["a", "b"], ["y"], name="mm1")], {"a": a}, {"y": I32}, {"b": b})
+    mp, ip = _save(tmp_path, model, {"a": a})
+    assert main(["run-onnx", mp, "--inputs", ip, "--acc-bits", "16", "--overflow", "saturate"]) == 0
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if "mm1" in ln)
+    assert "MatMulInteger" in line and int(line.split()[-1]) > 0
+
+
+def test_cli_unsupported_op_names_node_and_op(tmp_path, capsys):
+    x = exact_f32((2, 3))
+    model = make_model([node("Relu", ["x"], ["r"]), node("Erf", ["r"], ["y"], name="my_erf")], {"x": x}, {"y": F32})
+    mp, ip = _save(tmp_path, model, {"x": x})
+    assert main(["run-onnx", mp, "--inputs", ip, "--compare-ort"]) == 2
+    err = capsys.readouterr().err
+    assert "my_erf" in err and "Erf" in err and "unsupported" in err
+
+
+def test_cli_missing_input_lists_graph_inputs(tmp_path, capsys):
+    x = exact_f32((2, 3))
+    model = make_model([node("Add", ["x", "x2"], ["y"])], {"x": x, "x2": x}, {"y": F32})
+    mp, ip = _save(tmp_path, model, {"x": x})
+    assert main(["run-onnx", mp, "--inputs", ip]) == 2
+    err = capsys.readouterr().err
+    assert "'x2' is missing" in err and "['x', 'x2']" in err
+
+
+def test_cli_bad_files(tmp_path, capsys):
+    x = exact_f32((2, 3))
+    model = make_model([node("Relu", ["x"], ["y"])], {"x": x}, {"y": F32})
+    mp, ip = _save(tmp_path, model, {"x": x})
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("this is not a protobuf\n")
+    assert main(["run-onnx", str(junk), "--inputs", ip]) == 2
+    assert "not an ONNX model" in capsys.readouterr().err
+    assert main(["run-onnx", str(tmp_path / "nope.onnx"), "--inputs", ip]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["run-onnx", mp, "--inputs", mp]) == 2
+    assert "not a NumPy .npz" in capsys.readouterr().err
+
+
+def test_api_errors():
+    x = exact_f32((2, 3))
+    model = make_model([node("Relu", ["x"], ["y"])], {"x": x}, {"y": F32})
+    with pytest.raises(ValueError, match="'x' must have dtype float32, got float64"):
+        run_onnx(model, {"x": x.astype(np.float64)})
+    with pytest.raises(ValueError, match=r"must have shape \[2, 3\]"):
+        run_onnx(model, {"x": x[:1]})
+    with pytest.raises(ValueError, match="unknown input"):
+        run_onnx(model, {"x": x, "z": x})
+    with pytest.raises(ValueError, match="overflow must be one of"):
+        run_onnx(model, {"x": x}, overflow="clamp")
+    with pytest.raises(TypeError, match="model must be"):
+        run_onnx(42, {"x": x})
+    a = rnd(U8, (2, 3))
+    bad = single("MatMulInteger", {"a": a}, {"b": rnd(U8, (3, 2)), "za": rnd(U8, (2,))}, I32, ["a", "b", "za"])
+    with pytest.raises(ValueError, match=r"node 'MatMulInteger_0' \(MatMulInteger\): a_zero_point"):
+        run_onnx(bad, {"a": a})
+    q = single("QuantizeLinear", {"x": x}, {"s": s(0.0)}, U8, ["x", "s"])
+    with pytest.raises(ValueError, match="y_scale must be finite and > 0"):
+        run_onnx(q, {"x": x})
+    com = make_model([helper.make_node("QLinearAdd", ["x"], ["y"], domain="com.microsoft")], {"x": x}, {"y": F32})
+    with pytest.raises(ValueError, match="QLinearAdd in domain com.microsoft"):
+        run_onnx(com, {"x": x})

@@ -60,7 +60,9 @@ def register(sub) -> None:
                    help="ORT graph optimization for --compare-ort: 'disable' runs the graph as written (default); "
                         "'all' is what ORT deploys (it fuses QDQ patterns into integer ops)")
     p.add_argument("--pair-saturate16", action="store_true",
-                   help="emulate ORT's AVX2 (non-VNNI) u8 x s8 kernels: adjacent product pairs saturate to int16")
+                   help="emulate ORT's u8 x s8 kernels on AVX2 CPUs without VNNI: adjacent product pairs saturate "
+                        "to int16 in MatMulInteger, QLinearMatMul and non-depthwise QLinearConv (ORT's ConvInteger "
+                        "and depthwise QLinearConv were measured exact and stay exact)")
     p.add_argument("--acc-bits", type=int, default=32, help="accumulator width of the integer ops (default 32)")
     p.add_argument("--overflow", choices=["wrap", "saturate"], default="wrap",
                    help="what a narrow accumulator does on overflow (default wrap)")
