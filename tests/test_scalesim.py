@@ -180,3 +180,25 @@ def test_quick_host_calibration_is_a_valid_cpu_profile():
     v = model.validation
     assert v["int8_gemm"]["single_thread_macs_per_s"] > 0 and v["fp32_gemm"]["single_thread_macs_per_s"] > 0
     assert "measured_utc" in v and v["host"]["quick"] is True and "assumed_not_measured" in v
+
+
+def test_imported_profile_runs_topology_stall_free_like_scalesim(tmp_path):
+    """cfg import + topology reader + cost model: no stalls, SCALE-Sim's stall-free cycle count.
+
+    `cost_layer` may count the demand rows (SCALE-Sim's schedule length) or SCALE-Sim's
+    reported last-cycle index, one less; both name the same schedule.
+    """
+    from qsim.hw import CostQuant, cost_layer
+
+    layers = {layer.name: layer for f in ("conv_layers.csv", "gemm_layers.csv") for layer in read_topology(DATA / f)}
+    template = (DATA / "scalesim_calc.cfg").read_text()
+    profiles = {}
+    for case in REFERENCE["cases"]:
+        key = (case["rows"], case["cols"], case["dataflow"])
+        if key not in profiles:
+            text = (template.replace("ArrayHeight:    8", f"ArrayHeight: {key[0]}")
+                    .replace("ArrayWidth:     8", f"ArrayWidth: {key[1]}").replace("Dataflow : os", f"Dataflow : {key[2]}"))
+            profiles[key] = validate_profile_dict(scalesim_config_to_profile(_write(tmp_path, text, "run.cfg")))
+        rec = cost_layer(layers[case["layer"]], CostQuant(w_bits=8, a_bits=8), profiles[key])
+        assert rec["stall_cycles"] == 0 and rec["bound"] == "compute", case
+        assert rec["cycles"] in (case["demand_rows"], case["total_cycles"]), case

@@ -6,7 +6,9 @@ What maps (SCALE-Sim semantics, word = 1 byte as in SCALE-Sim's memory model):
   (os/ws/is) → ``dataflow``; PEs are int8 (one-byte words).
 * ``IfmapSramSzkB / FilterSramSzkB / OfmapSramSzkB`` (KiB) → three operand-disjoint,
   double-buffered SRAM levels holding inputs / weights / outputs. SCALE-Sim never lets
-  an SRAM stall the array, so each gets one word per edge PE per cycle (max(rows, cols)).
+  an SRAM stall the array, so each gets what the array edge can use per cycle: one word
+  per edge PE (max(rows, cols)) for the operand SRAMs, and for the ofmap SRAM the int32
+  partial sums one edge reads back and rewrites (2 · 4 · max(rows, cols) bytes).
 * ``[run_presets] InterfaceBandwidth``: ``USER`` → DRAM bandwidth = ``Bandwidth``
   words/cycle (the smallest, if a list) × clock; ``CALC`` (SCALE-Sim works out the
   bandwidth a stall-free run needs) → a DRAM that can feed every edge of the array each
@@ -28,6 +30,7 @@ from qsim.hw.schema import validate_profile_dict
 
 DATAFLOWS = ("os", "ws", "is")
 BANDWIDTH_MODES = ("CALC", "USER")
+PSUM_BYTES = 4  # int32 partial sums, read back and rewritten between K folds (WS/IS)
 DRAM_PJ_PER_BIT = 20.3125  # Horowitz/QKeras QTools DRAM figure (REFERENCE 4.1)
 _ARCH = "architecture_presets"
 _RUN = "run_presets"
@@ -103,9 +106,9 @@ def scalesim_config_to_profile(cfg_path: str | Path, clock_hz: float = 1e9, tech
     edge = max(rows, cols)
     scale = node_scale(technology_nm)
 
-    def sram(level: str, kb: int, holds: str) -> dict:
+    def sram(level: str, kb: int, holds: str, words_per_cycle: int) -> dict:
         size = kb * 1024
-        return {"name": level, "capacity": size, "bandwidth_bytes_per_cycle": float(edge),
+        return {"name": level, "capacity": size, "bandwidth_bytes_per_cycle": float(words_per_cycle),
                 "read_pj_per_byte": round(sram_pj_per_byte_45nm(size) * scale, 4), "holds": [holds]}
 
     if cfg["bandwidth_mode"] == "USER":
@@ -123,9 +126,9 @@ def scalesim_config_to_profile(cfg_path: str | Path, clock_hz: float = 1e9, tech
         "technology_nm": float(technology_nm),
         "double_buffering": True,  # SCALE-Sim's scratchpads are double buffered
         "memory": [
-            sram("ifmap_sram", cfg["ifmap_sram_kb"], "inputs"),
-            sram("filter_sram", cfg["filter_sram_kb"], "weights"),
-            sram("ofmap_sram", cfg["ofmap_sram_kb"], "outputs"),
+            sram("ifmap_sram", cfg["ifmap_sram_kb"], "inputs", edge),
+            sram("filter_sram", cfg["filter_sram_kb"], "weights", edge),
+            sram("ofmap_sram", cfg["ofmap_sram_kb"], "outputs", 2 * PSUM_BYTES * edge),
         ],
         "dram": {"kind": "DRAM", "bandwidth": float(words * clock_hz), "energy_pj_per_bit": DRAM_PJ_PER_BIT},
         "systolic_array": {"rows": rows, "cols": cols, "dataflow": cfg["dataflow"], "pe_precisions": ["int8"]},
