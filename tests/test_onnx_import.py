@@ -371,3 +371,46 @@ def test_onnx_backend_resnet50_matches_zoo():
     assert len(fc) == 1 and (fc[0].in_features, fc[0].out_features) == (2048, 1000)
     kinds = collections.Counter(e.kind for e in imported if isinstance(e, Elementwise))
     assert kinds["relu"] == 49 and kinds["add"] == 16  # + 53 unfolded BatchNorms ("mul")
+
+
+def test_blocked_qdq_weight_with_ragged_block():
+    q = RNG.integers(-8, 8, (9, 3), dtype=np.int8)  # (K, N), blocks of 4 along K: 4 + 4 + 1
+    scale = RNG.uniform(0.1, 1.0, (3, 3)).astype(np.float32)
+    nodes = [helper.make_node("DequantizeLinear", ["q", "s"], ["w"], axis=0, block_size=4),
+             helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    model = _model(nodes, [helper.make_tensor_value_info("x", F, [5, 9])],
+                   [helper.make_tensor_value_info("y", F, None)], {"q": q, "s": scale}, opset=21)
+    imp = import_onnx(model)
+    p = imp.quant_params["mm"]
+    assert p["w_axis"] == 1 and p["w_block_size"] == 4  # along in_features of the (out, in) layout
+    expected = q * np.repeat(scale, 4, axis=0)[:9]
+    np.testing.assert_allclose(imp.weights["mm"], expected.T, rtol=1e-6)
+    np.testing.assert_array_equal(imp.int_weights["mm"], q.T)
+
+
+def test_qlinear_activation_matmul_and_integer_ops():
+    u8 = TensorProto.UINT8
+    inits = {"as": np.array(0.1, np.float32), "az": np.array(3, np.uint8), "bs": np.array(0.2, np.float32),
+             "bz": np.array(4, np.uint8), "ys": np.array(0.3, np.float32), "yz": np.array(5, np.uint8),
+             "w": RNG.integers(-5, 5, (8, 6), dtype=np.int8), "wz": np.array(1, np.int8),
+             "cw": RNG.integers(-5, 5, (2, 6, 1, 1), dtype=np.int8)}
+    nodes = [
+        helper.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["ab"], name="qmm"),
+        helper.make_node("MatMulInteger", ["ab", "w", "az", "wz"], ["y"], name="mmi"),
+        helper.make_node("ConvInteger", ["img", "cw", "az"], ["c"], name="convi"),
+    ]
+    model = _model(nodes, [helper.make_tensor_value_info("a", u8, [2, 4, 7]),
+                           helper.make_tensor_value_info("b", u8, [2, 7, 8]),
+                           helper.make_tensor_value_info("img", u8, [1, 6, 5, 5])],
+                   [helper.make_tensor_value_info(n, TensorProto.INT32, None) for n in ("y", "c")], inits)
+    imp = import_onnx(model)
+    qmm, mmi, convi = imp.workload
+    assert isinstance(qmm, MatMul) and (qmm.m, qmm.n, qmm.k, qmm.batch) == (4, 8, 7, 2)
+    assert {k: float(v) for k, v in imp.quant_params["qmm"].items()} == pytest.approx(
+        {"a_scale": 0.1, "a_zero_point": 3, "b_scale": 0.2, "b_zero_point": 4, "y_scale": 0.3, "y_zero_point": 5})
+    assert isinstance(mmi, Dense) and (mmi.in_features, mmi.out_features, mmi.batch) == (8, 6, 8)
+    assert int(imp.quant_params["mmi"]["w_zero_point"]) == 1 and int(imp.quant_params["mmi"]["x_zero_point"]) == 3
+    np.testing.assert_array_equal(imp.int_weights["mmi"], inits["w"].T)
+    assert "mmi" not in imp.weights and "convi" not in imp.weights  # no scale: only the integers are known
+    assert isinstance(convi, Conv2d) and convi.macs == 25 * 2 * 6
+    np.testing.assert_array_equal(imp.int_weights["convi"], inits["cw"])

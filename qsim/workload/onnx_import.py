@@ -327,22 +327,27 @@ class _Importer:
                    else np.asarray(next(iter(a.values()))))
         elif op == "DequantizeLinear":
             q, p = ins[0], self.qparams(node, 1, 2)
-            out = ((q.astype(np.float64) - self._expand(p["zero_point"], q, p["axis"]))
-                   * self._expand(p["scale"], q, p["axis"])).astype(p["scale"].dtype)
+            out = ((q.astype(np.float64) - self._expand(p["zero_point"], q, p["axis"], p["block_size"]))
+                   * self._expand(p["scale"], q, p["axis"], p["block_size"])).astype(p["scale"].dtype)
             self.dq[node.output[0]] = {"q": q, **p}
         elif op == "QuantizeLinear":
             x, p = ins[0], self.qparams(node, 1, 2)
             zp = p["zero_point"]
             info = np.iinfo(zp.dtype)
-            q = np.rint(x / self._expand(p["scale"], x, p["axis"])) + self._expand(zp, x, p["axis"])
+            q = (np.rint(x / self._expand(p["scale"], x, p["axis"], p["block_size"]))
+                 + self._expand(zp, x, p["axis"], p["block_size"]))
             out = np.clip(q, info.min, info.max).astype(zp.dtype)
         elif op == "Transpose":
             perm = a.get("perm", list(range(ins[0].ndim))[::-1])
             out = np.transpose(ins[0], perm)
             src = self.dq.get(node.input[0])
             if src is not None:
-                axis = perm.index(src["axis"]) if src["scale"].size > 1 else src["axis"]
-                self.dq[node.output[0]] = {**src, "q": np.transpose(src["q"], perm), "axis": axis}
+                axis = perm.index(src["axis"] % len(perm)) if src["scale"].size > 1 else src["axis"]
+                moved = {"q": np.transpose(src["q"], perm), "axis": axis}
+                if src["scale"].ndim == len(perm):  # blocked parameters have the weight's rank
+                    moved.update(scale=np.transpose(src["scale"], perm),
+                                 zero_point=np.transpose(src["zero_point"], perm))
+                self.dq[node.output[0]] = {**src, **moved}
         elif op == "ConstantOfShape":
             value = a.get("value")
             fill = self.onnx.numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
@@ -370,17 +375,17 @@ class _Importer:
         scale = np.asarray(self.const[node.input[si]])
         zp_name = self.arg(node, zi)
         zp = np.asarray(self.const[zp_name]) if zp_name in self.const else np.zeros(scale.shape, np.uint8)
-        axis = _attrs(self.onnx, node).get("axis", 1)
-        return {"scale": scale, "zero_point": zp, "axis": axis}
+        a = _attrs(self.onnx, node)
+        return {"scale": scale, "zero_point": zp, "axis": a.get("axis", 1), "block_size": a.get("block_size", 0)}
 
     @staticmethod
-    def _expand(p, x, axis):
-        """Broadcast a per-tensor/per-axis/blocked parameter against x along `axis`."""
+    def _expand(p, x, axis, block=0):
+        """Broadcast a per-tensor/per-axis/blocked (`block` elements per value) parameter against x."""
         if p.size == 1 or x.ndim == 0:
             return p.reshape(())
         axis = axis % x.ndim
-        if p.ndim == x.ndim:  # blocked (opset 21): repeat each block value
-            p = np.repeat(p, -(-x.shape[axis] // p.shape[axis]), axis=axis)
+        if p.ndim == x.ndim:  # blocked (opset 21): repeat each block value; the last block may be ragged
+            p = np.repeat(p, block or -(-x.shape[axis] // p.shape[axis]), axis=axis)
             return np.take(p, np.arange(x.shape[axis]), axis=axis)
         shape = [1] * x.ndim
         shape[axis] = p.size
@@ -413,8 +418,10 @@ class _Importer:
         r, info = self.result, self.dq.get(tensor)
         w = self.const[tensor]
         fix = (lambda v: v.T) if transpose else (lambda v: v)
+        block = 0
         if info is not None:  # QDQ: DequantizeLinear of an integer initializer
             scale, zp, axis, w_int = info["scale"], info["zero_point"], info["axis"], info["q"]
+            block = info["block_size"]
         elif np.issubdtype(w.dtype, np.integer):  # QLinear*/ *Integer ops: the operand itself is integer
             w_int = w
             zp = np.zeros((), w.dtype) if zp is None else zp
@@ -426,14 +433,14 @@ class _Importer:
         qp["w_zero_point"] = zp
         if scale is not None:
             qp["w_scale"] = scale
-            r.weights[name] = fix((w_int.astype(np.float64) - self._expand(zp, w_int, axis or 0))
-                                  * self._expand(scale, w_int, axis or 0)).astype(np.float32)
+            r.weights[name] = fix((w_int.astype(np.float64) - self._expand(zp, w_int, axis or 0, block))
+                                  * self._expand(scale, w_int, axis or 0, block)).astype(np.float32)
         param = np.asarray(scale if scale is not None else zp)
         if param.size > 1:  # per-channel or blocked: say along which axis of the IR layout
             axis = (axis or 0) % w_int.ndim
             qp["w_axis"] = (1 - axis) if transpose else axis
             if param.ndim == w_int.ndim:
-                qp["w_block_size"] = -(-w_int.shape[axis] // param.shape[axis])
+                qp["w_block_size"] = block or -(-w_int.shape[axis] // param.shape[axis])
 
     # ---- layers
     def conv(self, node, name):
