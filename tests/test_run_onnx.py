@@ -204,6 +204,14 @@ def test_qlinear_matmul(types, params):
         assert (y == ymin).any() and (y == ymax).any()
 
 
+def test_qlinear_matmul_per_column_b_zero_point():
+    a, b = rnd(U8, (3, 6, 10)), rnd(U8, (10, 5))
+    inits = {"as": s(0.5), "az": np.array(255, U8), "b": b, "bs": s([0.25, 0.5, 0.125, 0.25, 1.0]),
+             "bz": np.array([0, 255, 128, 7, 200], U8), "ys": s(64.0), "yz": np.array(128, U8)}
+    m = single("QLinearMatMul", {"a": a}, inits, U8, ["a", "as", "az", "b", "bs", "bz", "ys", "yz"])
+    assert_matches_ort(m, {"a": a})
+
+
 # -- ConvInteger / QLinearConv -------------------------------------------------------------
 CONV_CASES = {
     # name: (x shape, w shape, attrs)
@@ -315,6 +323,8 @@ FLOAT_CASES = {
              {"strides": [2, 1], "pads": [1, 2, 0, 1], "dilations": [1, 2]}),
     "conv_groups_same": (("Conv", ["x", "w"]), (2, 4, 7, 7), {"w": exact_f32((4, 2, 3, 3))},
                          {"group": 2, "auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    "conv_same_lower": (("Conv", ["x", "w"]), (1, 2, 6, 7), {"w": exact_f32((3, 2, 2, 3))},
+                        {"auto_pad": "SAME_LOWER", "strides": [1, 2]}),
     "conv_depthwise_valid": (("Conv", ["x", "w"]), (1, 3, 6, 6), {"w": exact_f32((6, 1, 3, 2))},
                              {"group": 3, "auto_pad": "VALID"}),
     "gemm": (("Gemm", ["x", "w", "c"]), (5, 6), {"w": exact_f32((4, 6)), "c": exact_f32((4,))},
@@ -332,6 +342,7 @@ FLOAT_CASES = {
     "maxpool_ceil_dilated": (("MaxPool", ["x"]), (1, 2, 8, 9), {},
                              {"kernel_shape": [2, 3], "strides": [2, 2], "dilations": [2, 1], "ceil_mode": 1}),
     "maxpool_same": (("MaxPool", ["x"]), (1, 2, 7, 8), {}, {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    "maxpool_same_lower": (("MaxPool", ["x"]), (1, 2, 7, 8), {}, {"kernel_shape": [2, 3], "auto_pad": "SAME_LOWER"}),
     "avgpool": (("AveragePool", ["x"]), (1, 2, 7, 8), {}, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     "avgpool_include_pad": (("AveragePool", ["x"]), (1, 2, 7, 8), {},
                             {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
@@ -368,6 +379,19 @@ def test_qdq_conv_net_end_to_end(ort_opt):
     for name in ("y", "yq"):
         assert ours[name].dtype == theirs[name].dtype and np.array_equal(ours[name], theirs[name])
     assert len(np.unique(ours["yq"])) > 5  # a non-degenerate output
+
+
+def test_dynamic_quantization_net_end_to_end():
+    """ORT's quantize_dynamic pattern: DynamicQuantizeLinear → MatMulInteger → Cast → Mul → Mul → Add."""
+    w = rnd(S8, (24, 7), -64, 64)
+    inits = {"w": w, "wz": np.array(0, S8), "ws": s(0.0173), "b": RNG.normal(0, 1, 7).astype(F32)}
+    nodes = [node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             node("MatMulInteger", ["xq", "w", "xz", "wz"], ["acc"]),
+             node("Cast", ["acc"], ["accf"], to=helper.np_dtype_to_tensor_dtype(np.dtype(F32))),
+             node("Mul", ["xs", "ws"], ["s"]), node("Mul", ["accf", "s"], ["z"]), node("Add", ["z", "b"], ["y"])]
+    x = RNG.normal(0, 2, (3, 5, 24)).astype(F32)
+    model = make_model(nodes, {"x": x}, {"y": F32}, inits)
+    assert_matches_ort(model, {"x": x})
 
 
 def test_qoperator_net_end_to_end():

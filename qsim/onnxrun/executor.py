@@ -47,6 +47,10 @@ def load_model(model_or_path) -> onnx.ModelProto:
     return model
 
 
+def _domain_note(node) -> str:
+    return "" if node.domain in DEFAULT_DOMAINS else f" in domain {node.domain}"
+
+
 def _elem_dtype(value_info) -> np.dtype | None:
     t = value_info.type.tensor_type
     return np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)) if t.elem_type else None
@@ -69,7 +73,7 @@ class OnnxExecutor:
         self.input_names = [vi.name for vi in self.inputs]
         self.output_names = [o.name for o in graph.output]
         self.overflows: dict[str, tuple[str, int]] = {}
-        bad = [f"{self._node_name(i, n)!r} ({n.op_type}{'' if n.domain in DEFAULT_DOMAINS else ' in domain ' + n.domain})"
+        bad = [f"{self._node_name(i, n)!r} ({n.op_type}{_domain_note(n)})"
                for i, n in enumerate(graph.node) if n.domain not in DEFAULT_DOMAINS or n.op_type not in OPS]
         if bad:
             raise ValueError(f"unsupported op(s) at node(s) {', '.join(bad)}; qsim run-onnx supports {sorted(OPS)}")
@@ -129,7 +133,8 @@ class OnnxExecutor:
 def run_onnx(model_or_path, inputs: dict, *, acc_bits: int = 32, overflow: str = "wrap",
              pair_saturate16: bool = False) -> dict[str, np.ndarray]:
     """Run the model on `inputs` (graph input name -> array); returns graph output name -> array."""
-    return OnnxExecutor(model_or_path, acc_bits=acc_bits, overflow=overflow, pair_saturate16=pair_saturate16).run(inputs)
+    ex = OnnxExecutor(model_or_path, acc_bits=acc_bits, overflow=overflow, pair_saturate16=pair_saturate16)
+    return ex.run(inputs)
 
 
 def run_ort(model_or_path, inputs: dict, *, optimization: str = "disable") -> dict[str, np.ndarray]:
@@ -160,8 +165,9 @@ def compare_outputs(ours: dict, theirs: dict) -> list[dict]:
         b = np.asarray(theirs[name])
         a = np.asarray(a)
         if a.shape != b.shape or a.dtype != b.dtype:
-            rows.append(dict(output=name, elements=int(max(a.size, b.size)), differing=int(max(a.size, b.size)),
-                             max_abs_diff=float("inf"), note=f"qsim {a.dtype}{list(a.shape)} vs ORT {b.dtype}{list(b.shape)}"))
+            n = int(max(a.size, b.size))
+            rows.append(dict(output=name, elements=n, differing=n, max_abs_diff=float("inf"),
+                             note=f"qsim {a.dtype}{list(a.shape)} vs ORT {b.dtype}{list(b.shape)}"))
             continue
         if a.dtype.kind in "iub":
             d = np.abs(a.astype(np.int64) - b.astype(np.int64))

@@ -94,7 +94,8 @@ def _expand(ctx, p: np.ndarray, shape, axis: int, block: int, what: str) -> np.n
     want = list(shape)
     want[axis] = -(-shape[axis] // block)
     if list(p.shape) != want:
-        raise ctx.error(f"blocked {what} must have shape {want} for block_size {block} on axis {axis}, got {list(p.shape)}")
+        raise ctx.error(f"blocked {what} must have shape {want} for block_size {block} on axis {axis}, "
+                        f"got {list(p.shape)}")
     return np.take(np.repeat(p, block, axis=axis), np.arange(shape[axis]), axis=axis)
 
 
@@ -152,8 +153,8 @@ def dynamic_quantize_linear(ctx, inputs, attrs):
     x = inputs[0]
     if x.dtype != F32:
         raise ctx.error(f"input x must be float32, got {x.dtype}")
-    if np.isnan(x).any():
-        raise ctx.error("input x contains NaN")
+    if not np.isfinite(x).all():
+        raise ctx.error("input x contains NaN or Inf; its scale would be undefined")
     lo = min(F32(x.min()), F32(0)) if x.size else F32(0)
     hi = max(F32(x.max()), F32(0)) if x.size else F32(0)
     s = F32(1) if hi == lo else F32(hi - lo) / F32(255)
