@@ -192,10 +192,14 @@ def _plan_arrays(plans: list[dict], index: np.ndarray) -> dict:
     return P
 
 
-def _run(profile, layers, per_row_q: list[CostQuant], L: dict | None = None, layer_index=None):
+def _index(per_row_q: list[CostQuant]) -> tuple[list[CostQuant], np.ndarray]:
     uniq = list(dict.fromkeys(per_row_q))
     pos = {q: i for i, q in enumerate(uniq)}
-    qidx = np.array([pos[q] for q in per_row_q])
+    return uniq, np.array([pos[q] for q in per_row_q])
+
+
+def _run(profile, layers, uniq: list[CostQuant], qidx: np.ndarray, L: dict | None = None, layer_index=None):
+    """Evaluate rows: row i uses layer `layer_index[i]` (or i) and config `uniq[qidx[i]]`."""
     plans = [_plan(profile, q) for q in uniq]
     Q = {k: v[qidx] for k, v in _quant_arrays(uniq).items()}
     P = _plan_arrays(plans, qidx)
@@ -237,7 +241,7 @@ def cost_layer(layer, q, profile) -> dict:
     """Flat cost record of one layer (q: CostQuant or per-layer dict; profile: name, path or object)."""
     profile = load_profile(profile)
     qq = quant_for(q, layer.name)
-    res, plans, qidx = _run(profile, [layer], [qq])
+    res, plans, qidx = _run(profile, [layer], [qq], np.zeros(1, dtype=int))
     return _records(profile, [layer], res, plans, qidx, [qq])[0]
 
 
@@ -248,7 +252,7 @@ def cost_workload(workload, q, profile) -> pd.DataFrame:
     if not layers:
         raise ValueError("workload has no layers")
     per_row = [quant_for(q, layer.name) for layer in layers]
-    res, plans, qidx = _run(profile, layers, per_row)
+    res, plans, qidx = _run(profile, layers, *_index(per_row))
     df = pd.DataFrame(_records(profile, layers, res, plans, qidx, per_row))
     df.attrs.update(profile=profile.name, workload=getattr(workload, "name", ""),
                     peak_macs_per_cycle=float(plans[0]["peak"]), clock_hz=profile.clock)
@@ -290,14 +294,16 @@ def cost_batch(workload, qs, profile, layer_arrays: dict | None = None) -> pd.Da
         raise ValueError("cost_batch needs at least one quant config")
     nl, nq = len(layers), len(qs)
     L = layer_arrays if layer_arrays is not None else _layer_arrays(layers)
-    per_row = []
-    for q in qs:
-        if isinstance(q, Mapping):
-            per_row += [quant_for(q, layer.name) for layer in layers]
-        else:
-            per_row += [_as_quant(q)] * nl
+    if any(isinstance(q, Mapping) for q in qs):
+        per_row = []
+        for q in qs:
+            per_row += [quant_for(q, layer.name) for layer in layers] if isinstance(q, Mapping) else [_as_quant(q)] * nl
+        uniq, qidx = _index(per_row)
+    else:  # one config per block of layers: no per-row hashing
+        uniq, first = _index([_as_quant(q) for q in qs])
+        qidx = np.repeat(first, nl)
     layer_index = np.tile(np.arange(nl), nq)
-    res, plans, qidx = _run(profile, layers, per_row, L=L, layer_index=layer_index)
+    res, plans, qidx = _run(profile, layers, uniq, qidx, L=L, layer_index=layer_index)
     out = {"config": np.arange(nq)}
     out["label"] = [q.label() if isinstance(q, CostQuant) else "mixed" for q in qs]
     for k, v in res.items():

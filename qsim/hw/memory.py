@@ -37,29 +37,77 @@ def _tile_bytes(T, M, Ng, K, ab, bb, cb):
     return {"inputs": tm * tk * ab, "weights": tk * tn * bb, "outputs": tm * tn * cb}
 
 
+_OPERANDS = {"inputs": ("ab", "M", "K"), "weights": ("bb", "K", "Ng"), "outputs": ("cb", "M", "Ng")}
+
+
+def _level_max_t(ops, dims: dict, coefs: dict, cap):
+    """Largest T with Σ coef·min(d1,T)·min(d2,T) ≤ cap, solved per interval between the dims.
+
+    Between consecutive breakpoints (sorted M, Ng, K) the tile bytes are a quadratic in T, so
+    each interval is solved in closed form; a ±1 integer fix-up removes float rounding.
+    """
+    M = dims["M"]
+    edges = np.sort(np.vstack([dims["M"], dims["Ng"], dims["K"]]), axis=0)
+    lows = [np.zeros_like(M), edges[0], edges[1], edges[2]]
+    highs = [edges[0], edges[1], edges[2], np.full_like(M, np.inf)]
+    best = np.ones_like(M)
+    for lo, hi in zip(lows, highs):
+        a, b, c = np.zeros_like(M), np.zeros_like(M), np.zeros_like(M)
+        for op in ops:
+            k, d1n, d2n = _OPERANDS[op]
+            coef, d1, d2 = coefs[k], dims[d1n], dims[d2n]
+            v1, v2 = d1 > lo, d2 > lo  # T-varying in (lo, hi] when the dim is at least hi
+            a = a + np.where(v1 & v2, coef, 0.0)
+            b = b + np.where(v1 & ~v2, coef * d2, 0.0) + np.where(~v1 & v2, coef * d1, 0.0)
+            c = c + np.where(~v1 & ~v2, coef * d1 * d2, 0.0)
+        room = cap - c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quad = (-b + np.sqrt(np.maximum(b * b + 4 * a * room, 0.0))) / (2 * a)
+            lin = room / b
+        t = np.where(a > 0, quad, np.where(b > 0, lin, np.where(room >= 0, np.inf, -np.inf)))
+        t = np.where(room < 0, -np.inf, t)
+        ok = t > lo
+        best = np.where(ok, np.maximum(best, np.minimum(np.floor(np.minimum(t, 1e18)), hi)), best)
+    return best
+
+
+def _fits(tier, T, M, Ng, K, ab, bb, cb, div):
+    tb = _tile_bytes(T, M, Ng, K, ab, bb, cb)
+    ok = np.ones(np.shape(T), dtype=bool)
+    for level in tier:
+        ok &= sum(tb[op] for op in level.holds) <= level.capacity / div
+    return ok
+
+
 def solve_tile(tier, M, Ng, K, ab, bb, accb, double_buffering: bool):
-    """Largest T (vectorised bisection) whose held operand tiles fit each level of the tier."""
+    """Largest T whose held operand tiles fit each level of the tier (closed form per interval)."""
     M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
-    lo = np.ones_like(M)
-    hi = np.maximum(np.maximum(M, Ng), K)
+    ab, bb, accb = (np.broadcast_to(np.asarray(x, dtype=np.float64), M.shape) for x in (ab, bb, accb))
     div = 2.0 if double_buffering else 1.0
-
-    def fits(T):
-        tb = _tile_bytes(T, M, Ng, K, ab, bb, accb)
-        ok = np.ones(T.shape, dtype=bool)
-        for level in tier:
-            need = sum(tb[op] for op in level.holds)
-            ok &= need <= level.capacity / div
-        return ok
-
-    ok_hi = fits(hi)
-    for _ in range(int(np.ceil(np.log2(max(float(hi.max(initial=1.0)), 2.0)))) + 1):
-        mid = np.floor((lo + hi + 1) / 2)
-        good = fits(mid)
-        lo = np.where(good, mid, lo)
-        hi = np.where(good, hi, mid - 1)
-    T = np.where(ok_hi, np.maximum(np.maximum(M, Ng), K), lo)
+    top = np.maximum(np.maximum(M, Ng), K)
+    dims, coefs = {"M": M, "Ng": Ng, "K": K}, {"ab": ab, "bb": bb, "cb": accb}
+    T = top.copy()
+    for level in tier:
+        T = np.minimum(T, _level_max_t(level.holds, dims, coefs, level.capacity / div))
+    T = np.clip(T, 1.0, top)
+    up = (T < top) & _fits(tier, T + 1, M, Ng, K, ab, bb, accb, div)
+    T = np.where(up, T + 1, T)
+    down = (T > 1) & ~_fits(tier, T, M, Ng, K, ab, bb, accb, div)
+    T = np.where(down, T - 1, T)
     return np.minimum(M, T), np.minimum(Ng, T), np.minimum(K, T)
+
+
+def solve_tile_reference(tier, M, Ng, K, ab, bb, accb, double_buffering: bool):
+    """Bisection over integer T: the plain reference `solve_tile` is tested against."""
+    M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
+    div = 2.0 if double_buffering else 1.0
+    lo, hi = np.ones_like(M), np.maximum(np.maximum(M, Ng), K)
+    while np.any(lo < hi):
+        mid = np.floor((lo + hi + 1) / 2)
+        good = _fits(tier, mid, M, Ng, K, ab, bb, accb, div)
+        lo = np.where(lo < hi, np.where(good, mid, lo), lo)
+        hi = np.where(lo < hi, np.where(good, hi, mid - 1), hi)
+    return np.minimum(M, lo), np.minimum(Ng, lo), np.minimum(K, lo)
 
 
 def traffic(tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, accb, spills: bool):
