@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -144,3 +146,22 @@ def test_cli_list_show_schema(capsys):
     assert main(["profiles", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["title"] == "qsim hardware profile" and "$defs" in schema
+
+
+def test_cli_import_scalesim_writes_a_loadable_profile(tmp_path, capsys):
+    cfg = Path(__file__).parent / "data" / "scalesim" / "scalesim_calc.cfg"
+    out = tmp_path / "from_scalesim.yaml"
+    assert main(["profiles", "import-scalesim", str(cfg), "-o", str(out)]) == 0
+    p = load_profile(out)
+    assert p.family == "systolic_array" and (p.systolic_array.rows, p.systolic_array.cols) == (8, 8)
+    assert main(["profiles", "validate", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["profiles", "import-scalesim", str(tmp_path / "missing.cfg"), "-o", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_calibrate_host_says_clearly_when_unavailable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "qsim.hw.calibrate", None)  # import now raises ImportError
+    assert main(["profiles", "calibrate-host", "-o", str(tmp_path / "host.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "host calibration is not available" in err and "Traceback" not in err
