@@ -136,7 +136,8 @@ def test_user_bandwidth_config(tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (("Dataflow : ws", "Dataflow : rs"), "[architecture_presets] Dataflow is 'rs'; allowed: os, ws, is"),
     (("ArrayWidth:     32\n", ""), "missing key 'ArrayWidth' in section [architecture_presets]"),
-    (("ArrayHeight:    16", "ArrayHeight: 0"), "[architecture_presets] ArrayHeight must be a positive integer, got '0'"),
+    (("ArrayHeight:    16", "ArrayHeight: 0"),
+     "[architecture_presets] ArrayHeight must be a positive integer, got '0'"),
     (("InterfaceBandwidth: USER", "InterfaceBandwidth: FAST"), "InterfaceBandwidth is 'FAST'; allowed: CALC, USER"),
     (("Bandwidth : 20, 12", "Bandwidth : lots"), "Bandwidth must be positive integer words/cycle"),
     (("[run_presets]\nInterfaceBandwidth: USER\n", ""), "missing section [run_presets]"),
@@ -197,7 +198,8 @@ def test_imported_profile_runs_topology_stall_free_like_scalesim(tmp_path):
         key = (case["rows"], case["cols"], case["dataflow"])
         if key not in profiles:
             text = (template.replace("ArrayHeight:    8", f"ArrayHeight: {key[0]}")
-                    .replace("ArrayWidth:     8", f"ArrayWidth: {key[1]}").replace("Dataflow : os", f"Dataflow : {key[2]}"))
+                    .replace("ArrayWidth:     8", f"ArrayWidth: {key[1]}")
+                    .replace("Dataflow : os", f"Dataflow : {key[2]}"))
             profiles[key] = validate_profile_dict(scalesim_config_to_profile(_write(tmp_path, text, "run.cfg")))
         rec = cost_layer(layers[case["layer"]], CostQuant(w_bits=8, a_bits=8), profiles[key])
         assert rec["stall_cycles"] == 0 and rec["bound"] == "compute", case
