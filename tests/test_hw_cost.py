@@ -286,3 +286,23 @@ def test_simulate_onnx(tmp_path, capsys):
                  "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["total"]["macs"] == 4 * 32 * 16
+
+
+def test_cost_quant_from_quant_specs():
+    from qsim.quant import QuantSpec
+
+    w4 = CostQuant.from_specs(QuantSpec(bits=4, scheme="affine", granularity="group", group_size=128, scale_dtype="fp16"))
+    assert (w4.w_bits, w4.granularity, w4.group_size, w4.scale_bits, w4.zero_point) == (4, "group", 128, 16, True)
+    assert w4.w_bits_per_element() == pytest.approx(4.15625)
+    mx = CostQuant.from_specs(QuantSpec(scheme="mxfp8_e4m3"), QuantSpec(scheme="mxfp8_e4m3"))
+    assert mx.w_format == mx.a_format == "fp8_e4m3"
+    assert mx.w_bits_per_element() == mx.a_bits_per_element == 8.25          # REFERENCE 1: MXFP8 8.25 b/elem
+    nv = CostQuant.from_specs(QuantSpec(scheme="nvfp4"), QuantSpec(scheme="nvfp4"))
+    assert nv.w_bits_per_element() == 4.5 and cost_layer(FC, nv, "h100")["fallback"].startswith("fp4->fp8")
+
+
+def test_roofline_columns():
+    gemv = cost_layer(Dense("v", in_features=4096, out_features=4096), CostQuant(8, 8), "h100")
+    p = load_profile("h100")
+    assert gemv["bound"] == "dram" and gemv["intensity_macs_per_dram_byte"] < 1.01
+    assert gemv["roofline_macs_per_cycle"] == pytest.approx(p.dram.bandwidth / p.clock * gemv["intensity_macs_per_dram_byte"])

@@ -180,6 +180,10 @@ def _evaluate(profile, L: dict, Q: dict, P: dict) -> dict:
     out["energy_dram_j"] = out["bytes_dram"] * 8.0 * profile.dram.energy_pj_per_bit * 1e-12
     out["energy_static_j"] = profile.static_power * out["latency_s"]
     out["energy_j"] = total + out["energy_dram_j"] + out["energy_static_j"]
+    # Roofline: MACs per DRAM byte and the attainable MACs/cycle at that intensity.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["intensity_macs_per_dram_byte"] = np.where(out["bytes_dram"] > 0, out["macs"] / out["bytes_dram"], 0.0)
+    out["roofline_macs_per_cycle"] = np.minimum(peak, bws["dram"] * out["intensity_macs_per_dram_byte"])
     out["memory_bytes"] = np.where(is_mac, np.where(L["b_is_w"], b_bytes, 0.0), L["w_el"] * 2.0)
     return out
 
@@ -307,7 +311,8 @@ def cost_batch(workload, qs, profile, layer_arrays: dict | None = None) -> pd.Da
     out = {"config": np.arange(nq)}
     out["label"] = [q.label() if isinstance(q, CostQuant) else "mixed" for q in qs]
     for k, v in res.items():
-        if k in _REPORT_SKIP or k in ("utilization", "peak_macs_per_cycle") or k.startswith(("read_bytes_", "write_bytes_")):
+        if k in _REPORT_SKIP or k in ("utilization", "peak_macs_per_cycle", "intensity_macs_per_dram_byte",
+                                      "roofline_macs_per_cycle") or k.startswith(("read_bytes_", "write_bytes_")):
             continue
         out[k] = v.reshape(nq, nl).sum(axis=1)
     busy = (res["peak_macs_per_cycle"] * res["cycles"]).reshape(nq, nl).sum(axis=1)

@@ -87,11 +87,40 @@ class CostQuant:
     def a_bits_per_element(self) -> float:
         return self.a_bits + (self.a_scale_bits / self.a_group_size if self.a_group_size else 0.0)
 
+    @classmethod
+    def from_specs(cls, weights, activations=None, acc_bits: int = 32) -> "CostQuant":
+        """From `qsim.quant.QuantSpec`s of weights and activations (activations default int8 per tensor).
+
+        Block formats become element formats with their block scales (mxfp8_e4m3 → fp8_e4m3 +
+        e8m0 per 32; nvfp4 → fp4_e2m1 + e4m3 per 16; mxint8 → int8 + e8m0 per 32); affine adds
+        a zero point; `global` granularity costs like `tensor`.
+        """
+        w_fmt, w_gran, w_gs = _spec_format(weights)
+        kw = dict(w_bits=weights.bits, w_format=w_fmt, granularity=w_gran, group_size=w_gs,
+                  scale_bits=weights.scale_bits, zero_point=weights.scheme == "affine", acc_bits=acc_bits)
+        if activations is not None:
+            a_fmt, a_gran, a_gs = _spec_format(activations)
+            kw.update(a_bits=activations.bits, a_format=a_fmt,
+                      a_group_size=a_gs if a_gran == "group" else None, a_scale_bits=activations.scale_bits)
+        return cls(**kw)
+
     def label(self) -> str:
         w = self.w_format if self.w_format != INT else f"int{self.w_bits}"
         a = self.a_format if self.a_format != INT else f"int{self.a_bits}"
         g = f"g{self.group_size}" if self.granularity == "group" else self.granularity
         return f"W{w}-A{a}-{g}"
+
+
+_BLOCK_ELEMENT = {"mxint8": INT, "mxfp8_e4m3": "fp8_e4m3", "mxfp8_e5m2": "fp8_e5m2", "mxfp6_e3m2": "fp6_e3m2",
+                  "mxfp6_e2m3": "fp6_e2m3", "mxfp4": "fp4_e2m1", "nvfp4": "fp4_e2m1"}
+
+
+def _spec_format(spec) -> tuple[str, str, int | None]:
+    """(element format, granularity, group size) of a QuantSpec for costing."""
+    if spec.scheme in _BLOCK_ELEMENT:
+        return _BLOCK_ELEMENT[spec.scheme], "group", spec.group_size
+    gran = "tensor" if spec.granularity == "global" else spec.granularity
+    return INT, gran, spec.group_size if gran == "group" else None
 
 
 def wanted_precision(q: CostQuant) -> str:
