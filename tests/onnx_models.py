@@ -131,3 +131,33 @@ def qoperator_net(rng) -> tuple:
     ]
     x = rng.normal(0, 1, (2, 3, 9, 9)).astype(np.float32)
     return make_model(nodes, {"x": x}, {"y": np.float32, "yq": u8}, inits), {"x": x}
+
+
+def ort_quantized_cnn(rng, path, quant_format: str = "QOperator"):
+    """A small float CNN quantized by ORT's own `quantize_static` (u8 activations, per-channel
+    s8 weights with reduce_range, i.e. |w| <= 64); returns (path, feeds)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    f32 = np.float32
+    inits = {"w1": rng.normal(0, 0.3, (8, 3, 3, 3)).astype(f32), "b1": rng.normal(0, 0.1, 8).astype(f32),
+             "w2": rng.normal(0, 0.2, (8, 8, 3, 3)).astype(f32), "b2": rng.normal(0, 0.1, 8).astype(f32),
+             "w3": rng.normal(0, 0.2, (72, 10)).astype(f32), "shape": np.array([0, -1], np.int64)}
+    nodes = [node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), node("Relu", ["c1"], ["r1"]),
+             node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]), node("Relu", ["c2"], ["r2"]),
+             node("Reshape", ["r2", "shape"], ["f"]), node("MatMul", ["f", "w3"], ["y"])]
+    x = rng.normal(0, 1, (2, 3, 12, 12)).astype(f32)
+    float_path = str(path) + ".float.onnx"
+    onnx.save(make_model(nodes, {"x": x}, {"y": f32}, inits, opset=17), float_path)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": rng.normal(0, 1, x.shape).astype(f32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(float_path, str(path), Reader(), quant_format=getattr(QuantFormat, quant_format),
+                    per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return str(path), {"x": x}

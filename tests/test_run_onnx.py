@@ -14,10 +14,10 @@ from hypothesis import given, settings, strategies as st
 from onnx import helper
 
 from qsim.cli import main
-from qsim.onnxrun import OnnxExecutor, run_onnx
-from qsim.onnxrun import run_ort
+from qsim.onnxrun import OnnxExecutor, run_onnx, run_ort
 from tests.onnx_models import (
-    assert_matches_ort, make_model, node, ort_pair_saturates, qdq_conv_net, qoperator_net, s, single,
+    assert_matches_ort, make_model, node, ort_pair_saturates, ort_quantized_cnn, qdq_conv_net, qoperator_net, s,
+    single,
 )
 
 RNG = np.random.default_rng(1234)
@@ -379,6 +379,15 @@ def test_qdq_conv_net_end_to_end(ort_opt):
     for name in ("y", "yq"):
         assert ours[name].dtype == theirs[name].dtype and np.array_equal(ours[name], theirs[name])
     assert len(np.unique(ours["yq"])) > 5  # a non-degenerate output
+
+
+def test_model_from_ort_quantize_static_qoperator(tmp_path):
+    """A model written by ORT's own quantizer runs here bit-exactly, ops qsim did not choose."""
+    path, feeds = ort_quantized_cnn(np.random.default_rng(8), tmp_path / "q.onnx")
+    ops = {n.op_type for n in OnnxExecutor(path).model.graph.node}
+    assert {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "DequantizeLinear"} <= ops
+    y = assert_matches_ort(OnnxExecutor(path).model, feeds)["y"]
+    assert np.unique(y).size > 5
 
 
 def test_dynamic_quantization_net_end_to_end():
