@@ -301,7 +301,7 @@ def calibrate_host(quick: bool = False, name: str = "calibrated-host", technolog
         "host": {"cpu": model_name, "usable_cores": cores, "clock_hz": clock if clock_known else None,
                  "clock_source": clock_source, "simd_flags": flags, "quick": quick},
         "timing": "best of repeats; single-thread runs by CPU time of the calling thread, all-core by wall time; "
-                  "single_thread_macs_per_s = sqrt(min · max) of the per-size rates",
+                  "single_thread_macs_per_s = sqrt(min * max) of the per-size rates",
         "int8_gemm": {"runtime": _ort_version(), "op": "MatMulInteger u8 x s8 (weights as initializers)",
                       "square_sizes": list(sizes), "macs_per_s_by_size": [round(r) for r in int8_rates],
                       "single_thread_macs_per_s": round(int8_1), "all_cores_macs_per_s": round(int8_all),
