@@ -363,6 +363,20 @@ def test_float_ops(case):
     assert_matches_ort(m, {"x": x})
 
 
+def test_exported_flatten_pattern_and_shape_ops():
+    """PyTorch-style flatten of uint8 codes: Shape → Gather → Unsqueeze → Concat → Reshape; plus Squeeze."""
+    x = rnd(U8, (2, 3, 1, 4))
+    nodes = [node("Shape", ["x"], ["shp"]), node("Constant", [], ["i0"], value_int=0),
+             node("Gather", ["shp", "i0"], ["n"], axis=0), node("Constant", [], ["ax"], value_ints=[0]),
+             node("Unsqueeze", ["n", "ax"], ["n1"]), node("Constant", [], ["m1"], value_ints=[-1]),
+             node("Concat", ["n1", "m1"], ["new_shape"], axis=0), node("Reshape", ["x", "new_shape"], ["flat"]),
+             node("Constant", [], ["sq"], value_ints=[2]), node("Squeeze", ["x", "sq"], ["squeezed"]),
+             node("Transpose", ["squeezed"], ["t"], perm=[2, 0, 1])]
+    m = make_model(nodes, {"x": x}, {"flat": U8, "t": U8})
+    out = assert_matches_ort(m, {"x": x})
+    assert out["flat"].shape == (2, 12) and out["t"].shape == (4, 2, 3)
+
+
 def test_maxpool_on_uint8_codes():
     x = rnd(U8, (1, 3, 6, 6))
     m = single("MaxPool", {"x": x}, {}, U8, ["x"], kernel_shape=[2, 2], strides=[2, 2])

@@ -14,8 +14,9 @@ from onnx import helper, numpy_helper
 
 from qsim.onnxrun.float_ops import FLOAT_OPS
 from qsim.onnxrun.ops import QUANT_OPS, NodeContext
+from qsim.onnxrun.shape_ops import SHAPE_OPS
 
-OPS = {**QUANT_OPS, **FLOAT_OPS}
+OPS = {**QUANT_OPS, **FLOAT_OPS, **SHAPE_OPS}
 OVERFLOW_MODES = ("wrap", "saturate")
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 DEFAULT_DOMAINS = ("", "ai.onnx")

@@ -154,10 +154,17 @@ def identity(ctx, inputs, attrs):
     return [inputs[0]]
 
 
+CONSTANT_KINDS = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+                  "value_ints": np.int64}
+
+
 def constant(ctx, inputs, attrs):
-    if "value" not in attrs:
-        raise ctx.error(f"only the 'value' attribute is supported, got {sorted(attrs)}")
-    return [numpy_helper.to_array(attrs["value"])]
+    if "value" in attrs:
+        return [numpy_helper.to_array(attrs["value"])]
+    for key, dtype in CONSTANT_KINDS.items():
+        if key in attrs:
+            return [np.asarray(attrs[key], dtype)]
+    raise ctx.error(f"supported attributes are 'value' and {sorted(CONSTANT_KINDS)}, got {sorted(attrs)}")
 
 
 def cast(ctx, inputs, attrs):
