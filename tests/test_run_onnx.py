@@ -204,6 +204,14 @@ def test_qlinear_matmul(types, params):
         assert (y == ymin).any() and (y == ymax).any()
 
 
+def test_qlinear_matmul_vector_operands():
+    a, b = rnd(U8, (12,)), rnd(U8, (12,))
+    inits = {"as": s(0.5), "az": np.array(3, U8), "b": b, "bs": s(0.25), "bz": np.array(250, U8), "ys": s(64.0),
+             "yz": np.array(128, U8)}
+    m = single("QLinearMatMul", {"a": a}, inits, U8, ["a", "as", "az", "b", "bs", "bz", "ys", "yz"])
+    assert assert_matches_ort(m, {"a": a})["y"].shape == ()
+
+
 def test_qlinear_matmul_per_column_b_zero_point():
     a, b = rnd(U8, (3, 6, 10)), rnd(U8, (10, 5))
     inits = {"as": s(0.5), "az": np.array(255, U8), "b": b, "bs": s([0.25, 0.5, 0.125, 0.25, 1.0]),

@@ -38,7 +38,10 @@ def run(args) -> int:
             print(f"  {node:30s} {op:16s} {count}")
     if not args.compare_ort:
         return 0
-    theirs = run_ort(ex.model, inputs, optimization=args.ort_opt)
+    try:
+        theirs = run_ort(ex.model, inputs, optimization=args.ort_opt)
+    except Exception as exc:  # onnxruntime's own exception types; the message says what it lacks
+        raise ValueError(f"onnxruntime could not run the model for --compare-ort: {exc}") from None
     rows = compare_outputs(outputs, theirs)
     print(f"compare with onnxruntime (graph optimization: {args.ort_opt}):")
     print(f"  {'output':30s} {'elements':>10s} {'differing':>10s} {'max_abs_diff':>14s}")

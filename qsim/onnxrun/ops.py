@@ -230,7 +230,7 @@ def matmul_integer(ctx, inputs, attrs):
     _codes(ctx, a, "A")
     _codes(ctx, b, "B")
     za, zb = _zero_point(ctx, za, a, "a_zero_point"), _zero_point(ctx, zb, b, "b_zero_point")
-    return [_matmul_acc(ctx, a, b, za, zb, b.shape[-1]).astype(np.int32)]
+    return [_matmul_acc(ctx, a, b, za, zb, 1 if b.ndim == 1 else b.shape[-1]).astype(np.int32)]
 
 
 def _requant(ctx, acc, in_s, w_s, out_s, out_z, out_dtype, channel_axis: int):
@@ -247,7 +247,7 @@ def qlinear_matmul(ctx, inputs, attrs):
     if y_z is None:
         raise ctx.error("y_zero_point is required (it fixes the output type)")
     _codes(ctx, y_z, "y_zero_point")
-    n = b.shape[-1]
+    n = 1 if b.ndim == 1 else b.shape[-1]
     a_z, b_z = _zero_point(ctx, a_z, a, "a_zero_point"), _zero_point(ctx, b_z, b, "b_zero_point")
     acc = _matmul_acc(ctx, a, b, a_z, b_z, n)
     if b.ndim == 1:
