@@ -171,6 +171,8 @@ def test_mixed_precision_dict_and_batch_matches_workload():
             assert row["cycles"] == t["cycles"] and row["macs"] == t["macs"]
             assert row["energy_j"] == pytest.approx(t["energy_j"], rel=1e-12)
             assert row["bytes_dram"] == pytest.approx(t["bytes_dram"], rel=1e-12)
+            assert row["bound"] == t["bound"] and row["fallback"] == t["fallback"]
+        assert list(batch["precision_used"][:2]) == [cost_layer(CONV, q, name)["precision_used"] for q in (q8, q4)]
 
 
 def test_bad_quant_and_layer_dict():

@@ -317,6 +317,23 @@ def cost_batch(workload, qs, profile, layer_arrays: dict | None = None) -> pd.Da
         out[k] = v.reshape(nq, nl).sum(axis=1)
     busy = (res["peak_macs_per_cycle"] * res["cycles"]).reshape(nq, nl).sum(axis=1)
     out["utilization"] = out["macs"] / busy
+    # Dominant bound per config: the bound holding the most cycles over its layers.
+    names = res["bound_names"]
+    idx, cyc = res["bound_idx"].reshape(nq, nl), res["cycles"].reshape(nq, nl)
+    per_bound = np.stack([np.where(idx == b, cyc, 0.0).sum(axis=1) for b in range(len(names))], axis=1)
+    out["bound"] = [names[i] for i in per_bound.argmax(axis=1)]
+    mac_rows = L["is_mac"][layer_index].reshape(nq, nl)
+    prec, fb = [], []
+    if not any(isinstance(q, Mapping) for q in qs) and mac_rows.any():
+        first_plans = [plans[qidx[c * nl]] for c in range(nq)]
+        prec = [pl["precision"] for pl in first_plans]
+        fb = [pl.get("fallback", "") for pl in first_plans]
+    for c in range(nq if not prec else 0):
+        used = {plans[qidx[c * nl + j]]["precision"] for j in np.nonzero(mac_rows[c])[0]}
+        notes = {plans[qidx[c * nl + j]].get("fallback", "") for j in np.nonzero(mac_rows[c])[0]}
+        prec.append(used.pop() if len(used) == 1 else ("mixed" if used else "-"))
+        fb.append("; ".join(sorted(n for n in notes if n)))
+    out["precision_used"], out["fallback"] = prec, fb
     df = pd.DataFrame(out)
     df.insert(2, "profile", profile.name)
     return df
