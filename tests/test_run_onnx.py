@@ -73,6 +73,23 @@ def test_quantize_linear_ties_saturation_and_limits(dtype, mode):
     assert_matches_ort(m, {"x": x})
 
 
+@pytest.mark.parametrize("granularity", ["tensor", "channel", "group"])
+def test_quantize_linear_equals_qsim_quantize(granularity):
+    """run-onnx and qsim.quant.quantize are one quantizer, not two that happen to agree on ORT's tests."""
+    from qsim.quant import QuantSpec, quantize
+
+    x = (RNG.normal(0, 40, (4, 6, 8)) * RNG.choice([1.0, 0.5], (4, 6, 8))).astype(F32)
+    spec = QuantSpec(bits=8, signed=True, scheme="affine", granularity=granularity,
+                     group_size=4 if granularity == "group" else None)
+    axis = {"tensor": None, "channel": 1, "group": 2}[granularity]
+    pshape = {"tensor": (), "channel": (6,), "group": (4, 6, 2)}[granularity]
+    scale, zp = s(2.0 ** RNG.integers(-3, 2, pshape)), RNG.integers(-128, 128, pshape).astype(S8)
+    want = quantize(x, spec, axis, scale=scale, zero_point=zp).q
+    attrs = {} if axis is None else {"axis": axis} | ({"block_size": 4} if granularity == "group" else {})
+    m = single("QuantizeLinear", {"x": x}, {"s": scale, "z": zp}, S8, ["x", "s", "z"], **attrs)
+    assert np.array_equal(run_onnx(m, {"x": x})["y"], want)
+
+
 def test_quantize_linear_default_uint8_and_output_dtype():
     x = (np.arange(-20, 20, dtype=F32) * 0.5 + 0.25).reshape(4, 10)
     m = single("QuantizeLinear", {"x": x}, {"s": s(0.5)}, U8, ["x", "s"])
