@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qsim.kernels import matmul_blocks, matmul_int, matmul_int_grouped, rescale_groups
-from qsim.kernels.exact import exact_matmul, gemv_int32, gemv_int32_reference
+from qsim.kernels.exact import exact_matmul, gemv_f32, gemv_f32_reference
 from qsim.kernels.reference import ref_matmul, ref_matmul_grouped, ref_matmul_pairsat16
 
 ACC_BITS = list(range(8, 33)) + [64]
@@ -141,12 +141,13 @@ def test_exact_fast_path_large_k(shape, kind):
     np.testing.assert_array_equal(acc, ref)
 
 
-def test_gemv_int32_equals_numpy_twin():
+def test_gemv_f32_equals_numpy_twin():
+    """Extreme codes, several flushes (kb = 16, 24) and a ragged tail stay exact."""
     rng = np.random.default_rng(1)
-    for M, K in [(1, 4099), (3, 5), (4, 1)]:
-        a = rng.integers(0, 256, (M, K)).astype(np.uint8); b = rng.integers(-128, 128, (K, 70)).astype(np.int8)
-        zb = rng.integers(-128, 128, 70)
-        np.testing.assert_array_equal(gemv_int32(a, b, np.int64(200), zb), gemv_int32_reference(a, b, 200, zb))
+    for M, K, kb in [(1, 4099, 1024), (3, 45, 16), (4, 1, 16), (2, 100, 24)]:
+        a = rng.choice(np.array([0, 255], np.uint8), (M, K))
+        b = rng.choice(np.array([-128, 127], np.int8), (K, 70))
+        np.testing.assert_array_equal(gemv_f32(a, b, np.int64(200), kb), gemv_f32_reference(a, b, 200))
 
 
 def test_rescale_groups_order_and_shapes():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 # Codes are 1–16-bit integers, signed or unsigned; wider dtypes may hold either kind.
@@ -9,6 +11,7 @@ CODE_MIN, CODE_MAX = -(1 << 15), (1 << 16) - 1
 OVERFLOW_MODES = ("wrap", "saturate")
 
 
+@lru_cache(maxsize=64)
 def code_range(dtype: np.dtype) -> tuple[int, int]:
     """Range a code (and its zero point) may take in an array of `dtype`."""
     if dtype.itemsize <= 2:
@@ -84,6 +87,16 @@ def max_abs_shifted(arr: np.ndarray, zp: np.ndarray, axis: int | None = None) ->
         return max(abs(lo - z), abs(hi - z))
     lo = arr.min(axis=axis).astype(np.int64)
     hi = arr.max(axis=axis).astype(np.int64)
+    return int(max(np.abs(lo - zp).max(), np.abs(hi - zp).max()))
+
+
+def type_max_abs(dtype: np.dtype, zp: np.ndarray) -> int | None:
+    """max |code − zp| over the whole code range of an 8/16-bit dtype (None for wider dtypes)."""
+    if dtype.itemsize > 2:
+        return None
+    lo, hi = code_range(dtype)
+    if zp.ndim == 0:
+        return max(abs(lo - int(zp)), abs(hi - int(zp)))
     return int(max(np.abs(lo - zp).max(), np.abs(hi - zp).max()))
 
 

@@ -5,8 +5,8 @@ magnitude ≤ 2^24 (2^53), whatever order BLAS adds in. With p = max|a|·max|b| 
 after zero-point subtraction), a K-block of length kb ≤ 2^24/p is therefore exact in
 float32; the exact block sums are then added in float64 (exact below 2^53) or int64.
 Narrow GEMV shapes (few rows) skip BLAS, whose float conversion of the whole weight
-would cost more than the product: a Numba kernel sums them in wrapping int32, exact
-because the caller guarantees the true result fits in int32.
+would cost more than the product: a Numba kernel reads the int8/int16 weight directly
+and sums exact float32 blocks (same 2^24 argument) into int64.
 """
 
 from __future__ import annotations
@@ -26,83 +26,96 @@ def _blocks(K: int, kb: int) -> list[tuple[int, int]]:
 
 
 def _shifted(x: np.ndarray, zp, dtype, zp_axis: int) -> np.ndarray:
-    """x − zp as a float array (exact: both are small integers)."""
-    xf = x.astype(dtype)
+    """x − zp as a float array in one pass (exact: both are small integers)."""
     zp = np.asarray(zp)
     if zp.ndim == 0:
-        if int(zp):
-            xf -= dtype(int(zp))
-    elif np.any(zp):
-        xf -= zp.astype(dtype).reshape((-1, 1) if zp_axis == 0 else (1, -1))
-    return xf
+        return np.subtract(x, dtype(int(zp)), dtype=dtype)
+    return np.subtract(x, zp.astype(dtype).reshape((-1, 1) if zp_axis == 0 else (1, -1)), dtype=dtype)
 
 
-def exact_matmul(a, b, za, zb, max_a: int, max_b: int) -> np.ndarray:
-    """Exact Σ_k (a−za)(b−zb) as int64 (M, N); zb scalar or (N,); max_* bound |operand − zp|."""
+def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np.ndarray:
+    """Exact Σ_k (a−za)(b−zb) as `out_dtype` (M, N); zb scalar or (N,); max_* bound |operand − zp|.
+
+    out_dtype int32 is allowed when K·max_a·max_b < 2^31 (the caller's bound check)."""
     M, K = a.shape
     N = b.shape[1]
     p = max_a * max_b
     if p == 0 or K == 0 or M == 0 or N == 0:
-        return np.zeros((M, N), np.int64)
-    if M <= GEMV_ROWS and K * p < (1 << 31) and a.dtype.itemsize <= 2 and b.dtype.itemsize <= 2:
-        raw_b = int(max(abs(int(b.min())), abs(int(b.max()))))
-        if K * max_a * raw_b < (1 << 31):      # raw-b partial sums also fit: no wrap needed at all
+        return np.zeros((M, N), out_dtype)
+    if M <= GEMV_ROWS and b.dtype.itemsize <= 2:
+        info = np.iinfo(b.dtype)
+        kb = F32_EXACT // max(1, max_a * max(abs(int(info.min)), int(info.max)))   # raw-b partial sums
+        if kb >= 16:
             zb_vec = np.broadcast_to(np.asarray(zb, np.int64), (N,))
-            return gemv_int32(a, b, np.int64(za), np.ascontiguousarray(zb_vec)).astype(np.int64)
+            acc = gemv_f32(a, b, np.int64(za), kb)
+            if np.any(zb_vec):
+                acc -= zb_vec[None, :] * (a.astype(np.int64) - za).sum(axis=1)[:, None]
+            return acc.astype(out_dtype, copy=False)
     kb32 = F32_EXACT // p
     if kb32 >= min(K, 64):
         dtype, kb = np.float32, kb32
     elif F64_EXACT // p >= 1:
         dtype, kb = np.float64, F64_EXACT // p
     else:  # products beyond 2^53 cannot occur for 16-bit codes; keep an exact path anyway
-        return (a.astype(np.int64) - za) @ (b.astype(np.int64) - np.asarray(zb, np.int64))
+        return ((a.astype(np.int64) - za) @ (b.astype(np.int64) - np.asarray(zb, np.int64))).astype(out_dtype)
     af = _shifted(a, za, dtype, 0)
     bf = _shifted(b, zb, dtype, 1)
     blocks = _blocks(K, kb)
     if len(blocks) == 1:
-        return (af @ bf).astype(np.int64)
+        return (af @ bf).astype(out_dtype)
     wide = K * p < F64_EXACT
-    total = np.zeros((M, N), np.float64 if wide else np.int64)
+    total = None
     for k0, k1 in blocks:
         part = af[:, k0:k1] @ bf[k0:k1]
-        total += part if wide else part.astype(np.int64)
-    return total.astype(np.int64)
+        if total is None:
+            total = part.astype(np.float64 if wide else np.int64)
+        else:
+            total += part if wide else part.astype(np.int64)
+    return total.astype(out_dtype)
 
 
-@njit(cache=True)
-def gemv_int32(a, b, za, zb):
-    """Rows of a (few) times b in int32 lanes; exact when every partial sum fits int32.
+@njit(cache=True, fastmath=True)
+def gemv_f32(a, b, za, kb):
+    """Σ_k (a[m,k]−za)·b[k,n] for few rows m, on raw b, as int64.
 
-    Uses Σ_k (a−za)(b−zb) = Σ_k (a−za)·b − zb·Σ_k (a−za) so the inner loop reads raw b."""
+    float32 lanes over n, 8 rows of b per pass; the running sums are flushed to int64
+    every `kb` rows, and the caller picks kb so every partial sum is an integer of
+    magnitude ≤ 2^24: exact in any association order (so fastmath's reordering and FMA
+    contraction cannot change the result)."""
     M, K = a.shape
     N = b.shape[1]
-    out = np.empty((M, N), np.int32)
-    row = np.empty(N, np.int32)
+    out = np.zeros((M, N), np.int64)
+    row = np.empty(N, np.float32)
     for m in range(M):
-        row[:] = 0
-        asum = 0
-        k = 0
-        while k + 4 <= K:
-            a0 = np.int32(a[m, k] - za)
-            a1 = np.int32(a[m, k + 1] - za)
-            a2 = np.int32(a[m, k + 2] - za)
-            a3 = np.int32(a[m, k + 3] - za)
-            asum += a0 + a1 + a2 + a3
+        for k0 in range(0, K, kb):
+            k1 = min(K, k0 + kb)
+            row[:] = 0.0
+            k = k0
+            while k + 8 <= k1:
+                a0 = np.float32(a[m, k] - za)
+                a1 = np.float32(a[m, k + 1] - za)
+                a2 = np.float32(a[m, k + 2] - za)
+                a3 = np.float32(a[m, k + 3] - za)
+                a4 = np.float32(a[m, k + 4] - za)
+                a5 = np.float32(a[m, k + 5] - za)
+                a6 = np.float32(a[m, k + 6] - za)
+                a7 = np.float32(a[m, k + 7] - za)
+                for n in range(N):
+                    row[n] += (a0 * np.float32(b[k, n]) + a1 * np.float32(b[k + 1, n])
+                               + a2 * np.float32(b[k + 2, n]) + a3 * np.float32(b[k + 3, n])
+                               + a4 * np.float32(b[k + 4, n]) + a5 * np.float32(b[k + 5, n])
+                               + a6 * np.float32(b[k + 6, n]) + a7 * np.float32(b[k + 7, n]))
+                k += 8
+            while k < k1:
+                a0 = np.float32(a[m, k] - za)
+                for n in range(N):
+                    row[n] += a0 * np.float32(b[k, n])
+                k += 1
             for n in range(N):
-                row[n] += np.int32(a0 * np.int32(b[k, n]) + a1 * np.int32(b[k + 1, n])
-                                   + a2 * np.int32(b[k + 2, n]) + a3 * np.int32(b[k + 3, n]))
-            k += 4
-        while k < K:
-            a0 = np.int32(a[m, k] - za)
-            asum += a0
-            for n in range(N):
-                row[n] += np.int32(a0 * np.int32(b[k, n]))
-            k += 1
-        for n in range(N):
-            out[m, n] = np.int32(row[n] - zb[n] * asum)
+                out[m, n] += np.int64(row[n])
     return out
 
 
-def gemv_int32_reference(a, b, za, zb) -> np.ndarray:
-    """NumPy twin of `gemv_int32`."""
-    return ((a.astype(np.int64) - za) @ (b.astype(np.int64) - np.asarray(zb, np.int64))).astype(np.int32)
+def gemv_f32_reference(a, b, za, kb=None) -> np.ndarray:
+    """NumPy twin of `gemv_f32` (kb only matters for float rounding, which cannot occur)."""
+    return (a.astype(np.int64) - za) @ b.astype(np.int64)

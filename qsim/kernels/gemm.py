@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.kernels._checks import (
-    check_acc, check_bias, check_codes, check_product_fits, check_zero_point, max_abs_shifted,
+    check_acc, check_bias, check_codes, check_product_fits, check_zero_point, max_abs_shifted, type_max_abs,
 )
 from qsim.kernels.accumulate import seq_matmul, seq_matmul_pairsat16
-from qsim.kernels.exact import exact_matmul
+from qsim.kernels.exact import F32_EXACT, GEMV_ROWS, exact_matmul
 
 
 def _check_2d(a, b) -> None:
@@ -32,7 +32,7 @@ def _out_dtype(bits: int):
 
 
 def matmul_core(a, b, za, zb, bias, bits: int, saturate: bool, max_a: int, max_b: int):
-    """Validated operands → (acc int64 (M, N), overflow count)."""
+    """Validated operands → (acc (M, N) int32 when it provably fits, else int64; overflow count)."""
     M, K = a.shape
     N = b.shape[1]
     hi = (1 << (bits - 1)) - 1
@@ -41,9 +41,9 @@ def matmul_core(a, b, za, zb, bias, bits: int, saturate: bool, max_a: int, max_b
     if bound <= hi or bits == 64:
         if bound >= 1 << 63:
             raise ValueError(f"K={K} is too long for an exact 64-bit accumulation of these operands")
-        acc = exact_matmul(a, b, za, zb, max_a, max_b)
+        acc = exact_matmul(a, b, za, zb, max_a, max_b, np.int32 if bound < 1 << 31 else np.int64)
         if bias is not None:
-            acc += bias[None, :]
+            acc += bias.astype(acc.dtype)[None, :]
         return acc, 0
     a64 = a.astype(np.int64) - za
     b64 = b.astype(np.int64) - np.asarray(zb, np.int64)
@@ -86,11 +86,18 @@ def matmul_int(a, b, a_zero_point=0, b_zero_point=0, bias=None, *, acc_bits=32, 
         out, count = seq_matmul_pairsat16(a64, b64, bias if has_bias else np.zeros(N, np.int64), has_bias,
                                           np.ascontiguousarray(corr), bits, saturate)
         return out.astype(_out_dtype(bits)), int(count)
-    max_a = max_abs_shifted(a, za)
-    max_b = max_abs_shifted(b, zb, axis=0)
+    K = a.shape[1]
+    bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))
+    # Bounds from the dtypes cost nothing; scan the data only when they are too loose
+    # (for a narrow accumulator, or to let BLAS use longer exact blocks).
+    max_a, max_b = type_max_abs(a.dtype, za), type_max_abs(b.dtype, zb)
+    if max_a is None or max_b is None or max_a * max_b > hi or bias_max + K * max_a * max_b > hi or (
+            a.shape[0] > GEMV_ROWS and K * max_a * max_b > F32_EXACT):
+        max_a = max_abs_shifted(a, za)
+        max_b = max_abs_shifted(b, zb, axis=0)
     check_product_fits(max_a, max_b, hi, bits)
     acc, count = matmul_core(a, b, za, zb, bias, bits, saturate, max_a, max_b)
-    return acc.astype(_out_dtype(bits)), count
+    return acc.astype(_out_dtype(bits), copy=False), count
 
 
 def _group_zero_points(b_zero_point, b, G: int, N: int) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""Speed of qsim's exact integer kernels vs ONNX Runtime, single-threaded, in one process.
+
+GOPS = 2·M·N·K / s of `matmul_int` (int32 accumulator, bit-exact) vs ORT `MatMulInteger`
+(u8 activations with zero point 128, s8 weights as a prepacked initializer) on the same
+data. Weights stay in [-64, 64] so ORT's AVX2 u8×s8 kernel is exact too (REFERENCE B1),
+and every result is checked for equality before it is timed. Then conv2d_int vs ORT
+`ConvInteger` on ResNet-18 layer shapes (batch 1).
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_kernels.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from qsim.kernels import conv2d_int, matmul_int  # noqa: E402
+
+ZA = 128
+
+
+def _session(node, inputs, outputs, inits):
+    graph = helper.make_graph([node], "bench", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_matmul(b: np.ndarray, M: int):
+    K, N = b.shape
+    node = helper.make_node("MatMulInteger", ["a", "b", "za"], ["y"])
+    sess = _session(node, [helper.make_tensor_value_info("a", TensorProto.UINT8, [M, K])],
+                    [helper.make_tensor_value_info("y", TensorProto.INT32, [M, N])],
+                    [numpy_helper.from_array(b, "b"), numpy_helper.from_array(np.array(ZA, np.uint8), "za")])
+    return lambda a: sess.run(None, {"a": a})[0]
+
+
+def ort_conv(w: np.ndarray, x_shape, stride: int, pad: int):
+    node = helper.make_node("ConvInteger", ["x", "w", "zx"], ["y"], strides=[stride] * 2, pads=[pad] * 4)
+    sess = _session(node, [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_shape))],
+                    [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+                    [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(ZA, np.uint8), "zx")])
+    return lambda x: sess.run(None, {"x": x})[0]
+
+
+def best_time(fn, arg, budget: float) -> float:
+    """Median of repeated runs within a time budget (at least 3 runs, after one warm-up)."""
+    fn(arg)
+    times = []
+    t_end = time.perf_counter() + budget
+    while len(times) < 3 or (time.perf_counter() < t_end and len(times) < 50):
+        t0 = time.perf_counter()
+        fn(arg)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench_matmul(shapes, budget):
+    rng = np.random.default_rng(0)
+    print(f"{'matmul M x N x K':>22} | {'qsim GOPS':>9} | {'ORT GOPS':>8} | {'qsim/ORT':>8}")
+    rows = []
+    for M, N, K in shapes:
+        a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+        b = rng.integers(-64, 65, (K, N)).astype(np.int8)
+        run_ort = ort_matmul(b, M)
+        ours = lambda x: matmul_int(x, b, ZA)[0]  # noqa: E731
+        if not np.array_equal(ours(a), run_ort(a)):
+            raise SystemExit(f"mismatch vs ORT at {M}x{N}x{K}")
+        t_q, t_o = best_time(ours, a, budget), best_time(run_ort, a, budget)
+        ops = 2.0 * M * N * K
+        rows.append((M, N, K, ops / t_q / 1e9, ops / t_o / 1e9))
+        print(f"{f'{M} x {N} x {K}':>22} | {rows[-1][3]:9.1f} | {rows[-1][4]:8.1f} | {t_o / t_q:8.2f}", flush=True)
+    return rows
+
+
+# ResNet-18 (224x224) conv layers: (name, C, H, O, k, stride, pad)
+RESNET18 = [
+    ("conv1 7x7/2", 3, 224, 64, 7, 2, 3),
+    ("layer1 3x3", 64, 56, 64, 3, 1, 1),
+    ("layer2 3x3/2", 64, 56, 128, 3, 2, 1),
+    ("layer2 3x3", 128, 28, 128, 3, 1, 1),
+    ("layer3 3x3", 256, 14, 256, 3, 1, 1),
+    ("layer4 3x3", 512, 7, 512, 3, 1, 1),
+    ("layer4 1x1/2 down", 256, 14, 512, 1, 2, 0),
+]
+
+
+def bench_conv(budget):
+    rng = np.random.default_rng(1)
+    print(f"\n{'conv (ResNet-18, N=1)':>22} | {'qsim GOPS':>9} | {'ORT GOPS':>8} | {'qsim/ORT':>8}")
+    for name, C, H, O, k, s, p in RESNET18:
+        x = rng.integers(0, 256, (1, C, H, H), dtype=np.uint8)
+        w = rng.integers(-64, 65, (O, C, k, k)).astype(np.int8)
+        run_ort = ort_conv(w, x.shape, s, p)
+        ours = lambda v: conv2d_int(v, w, ZA, stride=(s, s), padding=(p,) * 4)[0]  # noqa: E731
+        ref = run_ort(x)
+        if not np.array_equal(ours(x), ref):
+            raise SystemExit(f"conv mismatch vs ORT at {name}")
+        t_q, t_o = best_time(ours, x, budget), best_time(run_ort, x, budget)
+        ops = 2.0 * ref.size * C * k * k
+        print(f"{name:>22} | {ops / t_q / 1e9:9.1f} | {ops / t_o / 1e9:8.1f} | {t_o / t_q:8.2f}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short timing budget per case")
+    parser.add_argument("--no-conv", action="store_true", help="skip the conv2d table")
+    args = parser.parse_args()
+    budget = 0.3 if args.quick else 1.5
+    shapes = [(n, n, n) for n in (256, 512, 1024, 2048)] + [(1, 4096, 4096)]
+    with threadpool_limits(limits=1):
+        bench_matmul(shapes, budget)
+        if not args.no_conv:
+            bench_conv(budget)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
