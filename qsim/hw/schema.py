@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -86,10 +87,18 @@ def _qty(dimension: str):
     return BeforeValidator(lambda v: parse_quantity(v, dimension))
 
 
-Frequency = Annotated[float, _qty("frequency"), Field(gt=0, description="Hz, or a string like '1.41 GHz'")]
-Size = Annotated[float, _qty("size"), Field(gt=0, description="bytes, or a string like '40 MiB'")]
-Bandwidth = Annotated[float, _qty("bandwidth"), Field(gt=0, description="bytes/s, or a string like '3350 GB/s'")]
-Power = Annotated[float, _qty("power"), Field(ge=0, description="watts, or a string like '70 W'")]
+def _qty_schema(dimension: str, exclusive_min: bool = True):
+    """JSON Schema for a quantity: a number (base unit) or a string with a unit."""
+    unit = _UNITS[dimension][0].replace("/", "\\/")
+    num = {"type": "number", ("exclusiveMinimum" if exclusive_min else "minimum"): 0}
+    text = {"type": "string", "pattern": r"^\s*[0-9.eE+-]+\s*(Ki|Mi|Gi|Ti|k|K|M|G|T|m)?" + unit + r"\s*$"}
+    return WithJsonSchema({"anyOf": [num, text], "description": f"{dimension}: {_UNITS[dimension][1]}"})
+
+
+Frequency = Annotated[float, _qty("frequency"), Field(gt=0), _qty_schema("frequency")]
+Size = Annotated[float, _qty("size"), Field(gt=0), _qty_schema("size")]
+Bandwidth = Annotated[float, _qty("bandwidth"), Field(gt=0), _qty_schema("bandwidth")]
+Power = Annotated[float, _qty("power"), Field(ge=0), _qty_schema("power", exclusive_min=False)]
 PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0, strict=True)]
