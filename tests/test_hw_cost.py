@@ -265,6 +265,9 @@ def test_simulate_json_shape(tmp_path, capsys):
     assert "total:" in capsys.readouterr().out
     assert main(["simulate", "--profile", "nope", "--topology", str(topo), "--wbits", "8", "--abits", "8"]) == 2
     assert "known profiles" in capsys.readouterr().err
+    assert main(["simulate", "--profile", "h100", "--topology", str(topo), "--wbits", "4", "--abits", "8",
+                 "--granularity", "group"]) == 2
+    assert "--group-size" in capsys.readouterr().err
 
 
 def test_simulate_model_from_zoo(capsys):

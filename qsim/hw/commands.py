@@ -104,6 +104,10 @@ def _workload(args):
 
 
 def _quant(args) -> CostQuant:
+    if args.granularity == "group" and args.group_size is None:
+        raise ValueError("--granularity group needs --group-size N (elements per scale, e.g. 32 or 128)")
+    if args.granularity != "group" and args.group_size is not None:
+        raise ValueError(f"--group-size only applies to --granularity group (got --granularity {args.granularity})")
     return CostQuant(
         w_bits=args.wbits, a_bits=args.abits, granularity=args.granularity, group_size=args.group_size,
         scale_bits=args.scale_bits, zero_point=args.zero_point, acc_bits=args.acc_bits,
