@@ -226,9 +226,8 @@ def _records(profile, layers, res, plans, qidx, per_row_q) -> list[dict]:
         rec = {"name": layer.name, "kind": type(layer).__name__, "profile": profile.name}
         for k in keys:
             v = res[k][i]
-            rec[k] = int(v) if k in ("macs", "cycles", "compute_cycles", "stall_cycles") or k.startswith("bytes_") \
-                else float(v)
-        rec["bytes_" + "dram"] = rec.get("bytes_dram", 0)
+            # Counts are exact integers; bytes stay float (scale metadata amortises to fractions).
+            rec[k] = int(v) if k in ("macs", "cycles", "compute_cycles", "stall_cycles") else float(v)
         rec["bound"] = names[int(res["bound_idx"][i])]
         mac = bool(layer.gemm is not None)
         rec["precision_used"] = plan["precision"] if mac else "-"
@@ -272,7 +271,7 @@ def totals(df: pd.DataFrame) -> dict:
            "compute_cycles": int(df["compute_cycles"].sum()), "latency_s": float(df["latency_s"].sum())}
     for c in df.columns:
         if c.startswith(_SUM_COLS_PREFIX):
-            out[c] = int(df[c].sum()) if c.startswith("bytes_") else float(df[c].sum())
+            out[c] = float(df[c].sum())
     out["memory_bytes"] = float(df["memory_bytes"].sum())
     peak = float((df["peak_macs_per_cycle"] * df["cycles"]).sum())
     out["utilization"] = out["macs"] / peak if peak else 0.0
@@ -315,6 +314,8 @@ def cost_batch(workload, qs, profile, layer_arrays: dict | None = None) -> pd.Da
                                       "roofline_macs_per_cycle") or k.startswith(("read_bytes_", "write_bytes_")):
             continue
         out[k] = v.reshape(nq, nl).sum(axis=1)
+        if k in ("macs", "cycles", "compute_cycles", "stall_cycles"):
+            out[k] = out[k].astype(np.int64)  # exact: integer-valued floats far below 2**53
     busy = (res["peak_macs_per_cycle"] * res["cycles"]).reshape(nq, nl).sum(axis=1)
     out["utilization"] = out["macs"] / busy
     # Dominant bound per config: the bound holding the most cycles over its layers.
