@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "qsim.hw.commands",
     "qsim.study.commands",
     "qsim.onnxrun.commands",
+    "qsim.nets.commands",
 ]
 
 

@@ -1,0 +1,67 @@
+"""Speed of quantized inference vs the float NumPy forward of the same net, same run.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_nets.py [--repeats 5]
+
+Reports images/s of the MNIST CNN on its 2,000 test images: float32 NumPy forward
+(im2col + BLAS) and the W8A8 integer pipeline (input quantization, `conv2d_int` /
+`matmul_int` on an emulated 32-bit accumulator, `requantize` fp32_rne); target ratio
+quantized/float >= 0.5. Also the wall time of one `evaluate()` call of the digits CNN
+(what a sweep pays per config). Single-threaded: BLAS is pinned to one thread.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is reported (default 5)")
+    args = parser.parse_args(argv)
+
+    from qsim.nets import evaluate, get_network
+    from qsim.nets.data import load_dataset
+    from qsim.nets.float_exec import forward
+    from qsim.nets.quant_exec import QuantConfig, one_blas_thread, quantized_forward
+    from qsim.quant import QuantSpec
+
+    net = get_network("mnist_cnn")
+    x = load_dataset(net.dataset).x_test
+    params = net.weights()
+    wspec, aspec = QuantSpec(bits=8, granularity="channel"), QuantSpec(bits=8, scheme="affine")
+    cfg = QuantConfig.build(net, wspec, aspec)
+    with one_blas_thread():
+        quantized_forward(net, cfg, x[:64])                 # warm-up: JIT, calibration, weight caches
+        forward(net.arch, params, x[:64])
+        t_float = best_of(lambda: forward(net.arch, params, x), args.repeats)
+        t_quant = best_of(lambda: quantized_forward(net, cfg, x), args.repeats)
+    evaluate("digits_cnn", wspec, aspec)                    # warm-up of the digits caches
+    t_eval = best_of(lambda: evaluate("digits_cnn", wspec, aspec), args.repeats)
+    n = len(x)
+    report = {
+        "network": net.name, "images": n, "config": "W8 per-channel symmetric, A8 affine, fp32_rne, acc32",
+        "float_images_per_s": round(n / t_float, 1), "quantized_images_per_s": round(n / t_quant, 1),
+        "ratio_quantized_over_float": round(t_float / t_quant, 3), "target_ratio": 0.5,
+        "digits_cnn_evaluate_s": round(t_eval, 4),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

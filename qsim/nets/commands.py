@@ -1,0 +1,137 @@
+"""`qsim nets list | eval | train`: the networks from the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from qsim.nets.data import MissingDependency
+
+
+def _finite(obj):
+    """JSON-safe copy: ±inf/NaN (e.g. the SQNR of an exact layer) become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _specs(args):
+    from qsim.quant import QuantSpec
+
+    if args.float_only:
+        return None, None
+    wspec = QuantSpec(bits=args.wbits, scheme=args.scheme, granularity=args.granularity, group_size=args.group_size)
+    aspec = QuantSpec(bits=args.abits, scheme=args.ascheme, calibration=args.calibration)
+    return wspec, aspec
+
+
+def cmd_list(args) -> int:
+    from qsim.nets import get_network, list_networks
+
+    rows = []
+    for name in list_networks():
+        net = get_network(name)
+        meta = net.weights_meta() if net.weights_path.exists() else {}
+        rows.append({"network": name, "dataset": net.dataset, "metric": net.metric,
+                     "macs": net.workload.total_macs, "weights": net.workload.total_weights,
+                     "fp32_metric": meta.get("test_accuracy"), "description": net.description})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'network':12s} {'data':8s} {'MACs':>9s} {'weights':>8s} {'fp32':>7s}  description")
+    for r in rows:
+        acc = f"{100 * r['fp32_metric']:6.2f}%" if r["fp32_metric"] is not None else "   n/a "
+        print(f"{r['network']:12s} {r['dataset']:8s} {r['macs']:9d} {r['weights']:8d} {acc}  {r['description']}")
+    return 0
+
+
+def _fmt_db(v) -> str:
+    return "     inf" if v == float("inf") else f"{v:8.2f}"
+
+
+def cmd_eval(args) -> int:
+    from qsim.nets import evaluate
+
+    wspec, aspec = _specs(args)
+    try:
+        res = evaluate(args.network, wspec, aspec, calib_size=args.calib_size, policy=args.policy,
+                       acc_bits=args.acc_bits, overflow=args.overflow, eval_size=args.eval_size)
+    except MissingDependency as exc:
+        raise ValueError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(_finite(res), indent=2))
+        return 0
+    cfg = res["config"]
+    print(f"network {res['network']} ({cfg['dataset']}, {cfg['eval_size']} test samples), metric {res['metric']}")
+    print(f"  float      {100 * res['float']['metric']:6.2f} %")
+    q = res["quantized"]
+    if q is None:
+        return 0
+    print(f"  quantized  {100 * q['metric']:6.2f} %   output SQNR {_fmt_db(q['sqnr_db'])} dB   "
+          f"overflows {q['overflows']}")
+    print(f"  W {wspec.label()}  A {aspec.label()} ({aspec.calibration}, {cfg['calib_size']} calibration samples)  "
+          f"requant {cfg['policy']}  accumulator {cfg['acc_bits']}-bit {cfg['overflow']}")
+    for p in q["per_layer"]:
+        print(f"    {p['layer']:10s} {p['path']:12s} SQNR {_fmt_db(p['sqnr_db'])} dB  overflows {p['overflows']}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from qsim.nets import get_network
+    from qsim.nets.train import train_network
+
+    net = get_network(args.network)
+    try:
+        meta = train_network(net, args.out, log=None if args.quiet else print)
+    except MissingDependency as exc:
+        raise ValueError(str(exc)) from None
+    print(f"{net.name}: test accuracy {100 * meta['test_accuracy']:.2f} % after {meta['train_seconds']} s; "
+          f"weights written to {args.out or net.weights_path}")
+    return 0
+
+
+def register(sub) -> None:
+    from qsim.kernels import POLICIES
+    from qsim.quant.spec import CALIBRATIONS, GRANULARITIES, SCHEMES
+
+    p = sub.add_parser("nets", help="real networks on real data: list, evaluate float vs quantized, train")
+    nets = p.add_subparsers(dest="nets_command", metavar="ACTION")
+    p.set_defaults(func=lambda args: p.print_help() or 0)
+
+    pl = nets.add_parser("list", help="the runnable networks with their fp32 accuracy")
+    pl.add_argument("--format", choices=("text", "json"), default="text")
+    pl.set_defaults(func=cmd_list)
+
+    pe = nets.add_parser("eval", help="task metric, output SQNR and overflows of the float and quantized network")
+    pe.add_argument("network", help="network name (see `qsim nets list`)")
+    pe.add_argument("--wbits", type=int, default=8, help="weight bits (default 8)")
+    pe.add_argument("--abits", type=int, default=8, help="activation bits (default 8)")
+    pe.add_argument("--scheme", choices=SCHEMES, default="symmetric", help="weight scheme (default symmetric)")
+    pe.add_argument("--ascheme", choices=("affine", "symmetric"), default="affine",
+                    help="activation scheme (default affine)")
+    pe.add_argument("--granularity", choices=GRANULARITIES, default="channel",
+                    help="weight scale granularity (default channel)")
+    pe.add_argument("--group-size", type=int, default=None, help="group length along K for --granularity group")
+    pe.add_argument("--calibration", choices=CALIBRATIONS, default="minmax",
+                    help="activation range calibration (default minmax)")
+    pe.add_argument("--calib-size", type=int, default=256, help="calibration samples from the train split (256)")
+    pe.add_argument("--policy", choices=POLICIES, default="fp32_rne", help="requantization policy (fp32_rne)")
+    pe.add_argument("--acc-bits", type=int, default=32, help="accumulator width, 8..32 or 64 (default 32)")
+    pe.add_argument("--overflow", choices=("wrap", "saturate"), default="wrap", help="accumulator overflow (wrap)")
+    pe.add_argument("--eval-size", type=int, default=None, help="evaluate the first N test samples (default all)")
+    pe.add_argument("--float-only", action="store_true", help="only the float network")
+    pe.add_argument("--format", choices=("text", "json"), default="text")
+    pe.set_defaults(func=cmd_eval)
+
+    pt = nets.add_parser("train", help="train a network (deterministic, seeded, one BLAS thread)")
+    pt.add_argument("network", help="network name (see `qsim nets list`)")
+    pt.add_argument("--out", default=None, help="weights file (default: the package's qsim/data/weights/NAME.npz)")
+    pt.add_argument("--quiet", action="store_true", help="no per-epoch log")
+    pt.set_defaults(func=cmd_train)
