@@ -148,8 +148,12 @@ def test_non_mac_layers_cost_traffic_only_and_energy_sums():
     df = cost_workload(TOY, CostQuant(8, 8), "a100")
     assert list(df["name"]) == [layer.name for layer in TOY]
     sm = df.set_index("name").loc["sm"]
-    assert sm["macs"] == 0 and sm["compute_cycles"] == 0 and sm["bytes_dram"] == 2 * 64 * 128
+    assert sm["macs"] == 0 and sm["compute_cycles"] == 0 and sm["bytes_l2"] == 2 * 64 * 128
+    assert sm["bytes_dram"] == 0  # 16 KiB of activations stay in the 40 MiB L2
     assert sm["bound"] != "compute" and sm["precision_used"] == "-"
+    spill = load_profile("a100").model_copy(update={"keep_activations_on_chip": False})
+    sm_off = cost_workload(TOY, CostQuant(8, 8), spill).set_index("name").loc["sm"]
+    assert sm_off["bytes_dram"] == 2 * 64 * 128
     comp = [c for c in df.columns if c.startswith("energy_") and c != "energy_j"]
     np.testing.assert_allclose(df[comp].sum(axis=1), df["energy_j"], rtol=1e-12)
     t = totals(df)

@@ -36,11 +36,19 @@ def test_tiers_group_operand_disjoint_buffers():
     assert [[m.name for m in t] for t in tiers(load_profile("zen3-avx2"))] == [["l1"], ["l2"], ["l3"]]
 
 
-def test_dram_traffic_at_least_compulsory_and_reuse_when_it_fits():
+def test_dram_traffic_compulsory_and_activation_residency():
     layer = Dense("d", in_features=1024, out_features=1024, batch=64)
-    r = cost_layer(layer, CostQuant(8, 8, granularity="tensor"), "h100")
+    q = CostQuant(8, 8, granularity="tensor")
+    h100 = load_profile("h100")
+    off = h100.model_copy(update={"keep_activations_on_chip": False})
     compulsory = 64 * 1024 + 1024 * 1024 + 64 * 1024  # int8 A, B, C; everything fits the 50 MiB L2
-    assert compulsory <= r["bytes_dram"] <= compulsory + 8  # + the per-tensor scale
+    r_off = cost_layer(layer, q, off)
+    assert compulsory <= r_off["bytes_dram"] <= compulsory + 8  # + the per-tensor scale
+    r_on = cost_layer(layer, q, h100)  # activations stay on chip: DRAM sees the weights only
+    assert 1024 * 1024 <= r_on["bytes_dram"] <= 1024 * 1024 + 8
+    assert r_on["bytes_l2"] == r_off["bytes_l2"]
+    big = Dense("big", in_features=8192, out_features=8192, batch=8192)  # 128 MiB of activations: no residency
+    assert cost_layer(big, q, h100)["bytes_dram"] == cost_layer(big, q, off)["bytes_dram"]
 
 
 def test_scalesim_fold_formula_by_hand():

@@ -8,8 +8,10 @@ energy_<level>_j, energy_static_j, energy_j (the sum of those), memory_bytes (st
 weights incl. scale/zero-point metadata), precision_used, fallback.
 
 Non-MAC layers (elementwise, pooling, softmax, norms) cost memory traffic only: inputs
-read and outputs written once at every level at the activation width (norm parameters
-at 16 bits).
+read and outputs written once at every level holding activations, at the activation width
+(norm parameters at 16 bits). A layer whose activations (inputs + outputs) fit half of the
+largest on-chip level holding them keeps them on chip: DRAM then sees weights only
+(profile field `keep_activations_on_chip`, default true).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 
 from qsim.hw import cpu_simd, fpga, gpu_tensor_core, systolic_array
 from qsim.hw.energy import mac_energy_pj, node_scale
-from qsim.hw.memory import hierarchy_bytes, level_bandwidths
+from qsim.hw.memory import activation_capacity, hierarchy_bytes, level_bandwidths
 from qsim.hw.profiles import load_profile
 from qsim.hw.quant import CostQuant
 from qsim.hw.schema import PRECISION_BITS
@@ -147,9 +149,19 @@ def _evaluate(profile, L: dict, Q: dict, P: dict) -> dict:
     mem_cycles = {}
     holds = {m.name: set(m.holds) for m in profile.memory}
     holds["dram"] = {"inputs", "weights", "outputs"}
-    for name, (r, w) in per_level.items():
-        r = np.where(is_mac, r, nm_read if "inputs" in holds[name] else 0.0)
-        w = np.where(is_mac, w, nm_write if "outputs" in holds[name] else 0.0)
+    # Activations that fit on chip never touch DRAM (inputs read, outputs written on chip).
+    act_bytes = np.where(is_mac, a_bytes + c_bytes, nm_read - L["w_el"] * 2.0 + nm_write)
+    resident = act_bytes <= activation_capacity(profile)
+    for name, (rd, w) in per_level.items():
+        if name == "dram":
+            r = np.where(resident, 0.0, rd["inputs"]) + rd["weights"] + rd["outputs"]
+            w = np.where(resident, w - c_bytes, w)
+            r = np.where(is_mac, r, np.where(resident, L["w_el"] * 2.0, nm_read))
+            w = np.where(is_mac, w, np.where(resident, 0.0, nm_write))
+        else:
+            r = np.where(is_mac, rd["inputs"] + rd["weights"] + rd["outputs"],
+                         nm_read if "inputs" in holds[name] else 0.0)
+            w = np.where(is_mac, w, nm_write if "outputs" in holds[name] else 0.0)
         out[f"read_bytes_{name}"], out[f"write_bytes_{name}"] = r, w
         out[f"bytes_{name}"] = r + w
         mem_cycles[name] = (r + w) / bws[name]

@@ -127,19 +127,26 @@ def traffic(tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, accb, spills
 
 
 def hierarchy_bytes(profile, compute_tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, ab, bb, accb):
-    """Per level name: (read bytes, write bytes) arrays, incl. 'dram'."""
+    """Per level name incl. 'dram': (reads by operand dict, write bytes) arrays."""
     out = {}
     tile, spills = compute_tile, True
     for tier in tiers(profile):
         reads, writes = traffic(tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, accb, spills)
         for level in tier:
-            r = sum(reads[op] for op in level.holds if op in reads)
-            w = writes if "outputs" in level.holds else 0.0 * writes
-            out[level.name] = (r + 0.0 * writes, w)
+            r = {op: (reads[op] if op in level.holds else 0.0 * writes) for op in OPS}
+            out[level.name] = (r, writes if "outputs" in level.holds else 0.0 * writes)
         tile, spills = solve_tile(tier, M, Ng, K, ab, bb, accb, profile.double_buffering), False
-    reads, writes = traffic(tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, accb, spills)
-    out["dram"] = (reads["inputs"] + reads["weights"] + reads["outputs"], writes)
+    out["dram"] = traffic(tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, accb, spills)
     return out
+
+
+def activation_capacity(profile) -> float:
+    """Bytes of activations that can stay on chip between layers (0 when disabled or no level)."""
+    if not profile.keep_activations_on_chip:
+        return 0.0
+    cap_in = max([m.capacity * m.instances for m in profile.memory if "inputs" in m.holds], default=0.0)
+    cap_out = max([m.capacity * m.instances for m in profile.memory if "outputs" in m.holds], default=0.0)
+    return min(cap_in, cap_out) / 2.0
 
 
 def level_bandwidths(profile) -> dict[str, float]:

@@ -171,6 +171,9 @@ class _Core(_Strict):
     static_power: Power = 0.0
     compute_efficiency: Fraction = 1.0
     double_buffering: bool = True
+    # Activations (a layer's inputs + outputs) that fit half of the largest on-chip level holding
+    # them stay on chip between layers: no DRAM traffic for them. False: every layer goes to DRAM.
+    keep_activations_on_chip: bool = True
     memory: list[MemoryLevel] = Field(default_factory=list)
     dram: Dram
     mac_energy_pj: Annotated[dict[str, NonNegFloat], BeforeValidator(_check_energy_keys)] = Field(default_factory=dict)
