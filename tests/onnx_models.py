@@ -161,3 +161,39 @@ def ort_quantized_cnn(rng, path, quant_format: str = "QOperator"):
     quantize_static(float_path, str(path), Reader(), quant_format=getattr(QuantFormat, quant_format),
                     per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return str(path), {"x": x}
+
+
+def qdq_layer(rng, op="Conv", *, relu=True, w_lim=64, bias="int32", per_channel=True, y_zero=0, x_t=np.uint8,
+              w_t=np.int8):
+    """One QDQ layer with random (non power-of-two) scales: Q → DQ → op(DQ(w)[, bias]) [→ Relu] → Q → DQ."""
+    f32 = np.float32
+    lo, hi = (-w_lim, w_lim) if w_t == np.int8 else (0, 255)
+    if op == "Conv":
+        w = rng.integers(lo, hi + 1, (8, 6, 3, 3)).astype(w_t)
+        x = rng.normal(0, 1, (2, 6, 9, 9)).astype(f32)
+    else:
+        w = rng.integers(lo, hi + 1, (48, 8)).astype(w_t)
+        x = rng.normal(0, 1, (2, 5, 48)).astype(f32)
+    n_out = w.shape[0] if op == "Conv" else w.shape[1]
+    xs, ws = f32(rng.uniform(0.01, 0.03)), rng.uniform(0.002, 0.01, n_out if per_channel else 1).astype(f32)
+    ws = ws if per_channel else ws.reshape(())
+    inits = {"xs": s(xs), "xz": np.array(7 if x_t == np.uint8 else -3, x_t), "w": w, "ws": ws,
+             "ys": s(rng.uniform(0.05, 0.2)), "yz": np.array(y_zero, x_t)}
+    nodes = [node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]), node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             node("DequantizeLinear", ["w", "ws"], ["wd"], axis=0 if op == "Conv" else 1)]
+    op_inputs = ["xd", "wd"]
+    if bias == "int32":
+        inits["bq"] = rng.integers(-3000, 3000, n_out).astype(np.int32)
+        inits["bs"] = (xs * ws * np.ones(n_out, f32)).astype(f32)
+        nodes.append(node("DequantizeLinear", ["bq", "bs"], ["bd"], axis=0))
+        op_inputs.append("bd")
+    elif bias == "float":
+        inits["b"] = rng.normal(0, 0.5, n_out).astype(f32)
+        op_inputs.append("b")
+    nodes.append(node(op, op_inputs, ["c"], **({"pads": [1, 1, 1, 1], "name": "layer"} if op == "Conv" else {"name": "layer"})))
+    last = "c"
+    if relu:
+        nodes.append(node("Relu", ["c"], ["r"]))
+        last = "r"
+    nodes += [node("QuantizeLinear", [last, "ys", "yz"], ["yq"]), node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    return make_model(nodes, {"x": x}, {"y": f32, "yq": x_t}, inits), {"x": x}

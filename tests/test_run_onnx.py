@@ -16,8 +16,8 @@ from onnx import helper
 from qsim.cli import main
 from qsim.onnxrun import OnnxExecutor, run_onnx, run_ort
 from tests.onnx_models import (
-    assert_matches_ort, make_model, node, ort_pair_saturates, ort_quantized_cnn, qdq_conv_net, qoperator_net, s,
-    single,
+    assert_matches_ort, make_model, node, ort_pair_saturates, ort_quantized_cnn, qdq_conv_net, qdq_layer,
+    qoperator_net, s, single,
 )
 
 RNG = np.random.default_rng(1234)
@@ -605,3 +605,68 @@ def test_api_errors():
     com = make_model([helper.make_node("QLinearAdd", ["x"], ["y"], domain="com.microsoft")], {"x": x}, {"y": F32})
     with pytest.raises(ValueError, match="QLinearAdd in domain com.microsoft"):
         run_onnx(com, {"x": x})
+
+
+# -- QDQ fusion: what ORT deploys ------------------------------------------------------------------
+def _assert_equal_outputs(ours, theirs):
+    for name, b in theirs.items():
+        assert ours[name].dtype == b.dtype and np.array_equal(ours[name], b), name
+
+
+FUSABLE = {
+    "conv_relu_int32_bias": {}, "conv_no_relu": {"relu": False}, "conv_float_bias": {"bias": "float"},
+    "conv_per_tensor_no_bias": {"bias": None, "per_channel": False}, "conv_s8": {"x_t": S8, "w_t": S8, "y_zero": -128},
+    "conv_u8u8": {"w_t": U8, "w_lim": 255}, "matmul": {"op": "MatMul", "bias": None, "per_channel": False},
+    "matmul_per_column": {"op": "MatMul", "bias": None},
+}
+
+
+@pytest.mark.parametrize("case", list(FUSABLE))
+def test_fuse_qdq_matches_ort_deployed(case):
+    model, feeds = qdq_layer(np.random.default_rng(11), **FUSABLE[case])
+    ex = OnnxExecutor(model, fuse_qdq=True)
+    assert ex.fused == ["layer"]
+    ops = [n.op_type for n in ex.model.graph.node]
+    assert ("QLinearConv" in ops or "QLinearMatMul" in ops) and "Conv" not in ops and "MatMul" not in ops
+    _assert_equal_outputs(ex.run(feeds), run_ort(model, feeds, optimization="all"))
+
+
+@pytest.mark.parametrize("kwargs", [{"relu": True, "y_zero": 5}, {"relu": True, "y_zero": 5, "op": "MatMul", "bias": None}])
+def test_fuse_qdq_leaves_other_patterns_as_written(kwargs):
+    """A Relu before a zero point above the type's minimum is a real clamp: left as written."""
+    model, feeds = qdq_layer(np.random.default_rng(12), **kwargs)
+    ex = OnnxExecutor(model, fuse_qdq=True)
+    assert ex.fused == []
+    _assert_equal_outputs(ex.run(feeds), run_ort(model, feeds))
+
+
+def test_fuse_qdq_with_pair_saturation_reproduces_deployed_ort():
+    """Full-range s8 weights in a QDQ model: deployed ORT fuses to u8×s8 and saturates pairs on AVX2."""
+    model, feeds = qdq_layer(np.random.default_rng(13), w_lim=127)
+    deployed = run_ort(model, feeds, optimization="all")
+    if ort_pair_saturates():
+        _assert_equal_outputs(run_onnx(model, feeds, fuse_qdq=True, pair_saturate16=True), deployed)
+        assert not np.array_equal(run_onnx(model, feeds)["yq"], deployed["yq"])
+    else:
+        _assert_equal_outputs(run_onnx(model, feeds, fuse_qdq=True), deployed)
+
+
+def test_fuse_qdq_on_ort_quantize_static_model(tmp_path):
+    path, feeds = ort_quantized_cnn(np.random.default_rng(14), tmp_path / "qdq.onnx", quant_format="QDQ")
+    ex = OnnxExecutor(path, fuse_qdq=True, acc_bits=16)
+    assert sorted(n.op_type for n in ex.model.graph.node if n.op_type.startswith("QLinear")) == \
+        ["QLinearConv", "QLinearConv", "QLinearMatMul"]
+    assert len(ex.fused) == 3
+    ex16 = ex.run(feeds)
+    assert set(ex.overflows) == set(ex.fused)  # narrow accumulators now apply to the QDQ model
+    _assert_equal_outputs(run_onnx(path, feeds, fuse_qdq=True), run_ort(path, feeds, optimization="all"))
+    assert ex16["y"].shape == (2, 10)
+
+
+def test_cli_fuse_qdq_compares_with_deployed_ort(tmp_path, capsys):
+    model, feeds = qdq_layer(np.random.default_rng(15))
+    mp, ip = _save(tmp_path, model, feeds)
+    assert main(["run-onnx", mp, "--inputs", ip, "--fuse-qdq", "--compare-ort"]) == 0
+    text = capsys.readouterr().out
+    assert "fused 1 QDQ pattern(s) into integer ops: layer" in text
+    assert "graph optimization: all" in text and "mismatches: 0" in text

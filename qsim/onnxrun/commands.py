@@ -23,7 +23,9 @@ def run(args) -> int:
     from qsim.onnxrun.executor import OnnxExecutor, compare_outputs, run_ort
 
     ex = OnnxExecutor(args.model, acc_bits=args.acc_bits, overflow=args.overflow,
-                      pair_saturate16=args.pair_saturate16)
+                      pair_saturate16=args.pair_saturate16, fuse_qdq=args.fuse_qdq)
+    if args.fuse_qdq:
+        print(f"fused {len(ex.fused)} QDQ pattern(s) into integer ops: {', '.join(ex.fused) or '-'}")
     inputs = _load_npz(args.inputs)
     outputs = ex.run(inputs)
     for name, y in outputs.items():
@@ -38,12 +40,13 @@ def run(args) -> int:
             print(f"  {node:30s} {op:16s} {count}")
     if not args.compare_ort:
         return 0
+    ort_opt = args.ort_opt or ("all" if args.fuse_qdq else "disable")
     try:
-        theirs = run_ort(ex.model, inputs, optimization=args.ort_opt)
+        theirs = run_ort(args.model, inputs, optimization=ort_opt)
     except Exception as exc:  # onnxruntime's own exception types; the message says what it lacks
         raise ValueError(f"onnxruntime could not run the model for --compare-ort: {exc}") from None
     rows = compare_outputs(outputs, theirs)
-    print(f"compare with onnxruntime (graph optimization: {args.ort_opt}):")
+    print(f"compare with onnxruntime (graph optimization: {ort_opt}):")
     print(f"  {'output':30s} {'elements':>10s} {'differing':>10s} {'max_abs_diff':>14s}")
     for r in rows:
         print(f"  {r['output']:30s} {r['elements']:10d} {r['differing']:10d} {r['max_abs_diff']:14.6g} {r['note']}")
@@ -59,9 +62,12 @@ def register(sub) -> None:
     p.add_argument("--out", help=".npz to write, one array per graph output, by output name")
     p.add_argument("--compare-ort", action="store_true",
                    help="also run onnxruntime; print differing elements per output; exit 1 on any mismatch")
-    p.add_argument("--ort-opt", choices=["disable", "basic", "extended", "all"], default="disable",
-                   help="ORT graph optimization for --compare-ort: 'disable' runs the graph as written (default); "
-                        "'all' is what ORT deploys (it fuses QDQ patterns into integer ops)")
+    p.add_argument("--fuse-qdq", action="store_true",
+                   help="run DequantizeLinear -> Conv/MatMul [-> Relu] -> QuantizeLinear as QLinearConv/QLinearMatMul, "
+                        "as ORT does when it deploys a QDQ model (integer kernels, --acc-bits and pair saturation apply)")
+    p.add_argument("--ort-opt", choices=["disable", "basic", "extended", "all"], default=None,
+                   help="ORT graph optimization for --compare-ort: 'disable' runs the graph as written (default), "
+                        "'all' is what ORT deploys (default with --fuse-qdq)")
     p.add_argument("--pair-saturate16", action="store_true",
                    help="emulate ORT's u8 x s8 kernels on AVX2 CPUs without VNNI: adjacent product pairs saturate "
                         "to int16 in MatMulInteger, QLinearMatMul and non-depthwise QLinearConv (ORT's ConvInteger "

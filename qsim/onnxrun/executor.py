@@ -58,14 +58,25 @@ def _elem_dtype(value_info) -> np.dtype | None:
 
 
 class OnnxExecutor:
-    """Executes one model; `run()` fills `overflows` {node: (op_type, count)} for integer nodes."""
+    """Executes one model; `run()` fills `overflows` {node: (op_type, count)} for integer nodes.
 
-    def __init__(self, model_or_path, *, acc_bits: int = 32, overflow: str = "wrap", pair_saturate16: bool = False):
+    fuse_qdq  rewrite DequantizeLinear → Conv/MatMul → QuantizeLinear into QLinearConv /
+              QLinearMatMul first, as ORT does when it deploys (see `qsim.onnxrun.qdq`);
+              `fused` lists the rewritten nodes.
+    """
+
+    def __init__(self, model_or_path, *, acc_bits: int = 32, overflow: str = "wrap", pair_saturate16: bool = False,
+                 fuse_qdq: bool = False):
         if not isinstance(acc_bits, (int, np.integer)) or isinstance(acc_bits, bool):
             raise TypeError(f"acc_bits must be an int, got {acc_bits!r}")
         if overflow not in OVERFLOW_MODES:
             raise ValueError(f"overflow must be one of {list(OVERFLOW_MODES)}, got {overflow!r}")
         self.model = load_model(model_or_path)
+        self.fused: list[str] = []
+        if fuse_qdq:
+            from qsim.onnxrun.qdq import fuse_qdq as fuse
+
+            self.model, self.fused = fuse(self.model)
         self.options = dict(acc_bits=int(acc_bits), overflow=overflow, pair_saturate16=bool(pair_saturate16))
         graph = self.model.graph
         self.opset = next((o.version for o in self.model.opset_import if o.domain in DEFAULT_DOMAINS), 1)
@@ -132,9 +143,10 @@ class OnnxExecutor:
 
 
 def run_onnx(model_or_path, inputs: dict, *, acc_bits: int = 32, overflow: str = "wrap",
-             pair_saturate16: bool = False) -> dict[str, np.ndarray]:
+             pair_saturate16: bool = False, fuse_qdq: bool = False) -> dict[str, np.ndarray]:
     """Run the model on `inputs` (graph input name -> array); returns graph output name -> array."""
-    ex = OnnxExecutor(model_or_path, acc_bits=acc_bits, overflow=overflow, pair_saturate16=pair_saturate16)
+    ex = OnnxExecutor(model_or_path, acc_bits=acc_bits, overflow=overflow, pair_saturate16=pair_saturate16,
+                      fuse_qdq=fuse_qdq)
     return ex.run(inputs)
 
 
