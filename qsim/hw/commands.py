@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from qsim.hw.cost import cost_workload, totals
+from qsim.hw.cost import cost_workload, peak_macs_per_cycle, totals
 from qsim.hw.profiles import dump_profile_yaml, find_profile, list_profiles, load_profile, read_profile_file
 from qsim.hw.quant import FLOAT_FORMATS, GRANULARITIES, CostQuant
 from qsim.hw.schema import json_schema, validate_profile_dict
@@ -28,9 +28,7 @@ def _list(args) -> int:
     for n in names:
         p = load_profile(n)
         try:
-            from qsim.hw.cost import _plan
-
-            tops = 2 * _plan(p, CostQuant(8, 8))["peak"] * p.clock / 1e12
+            tops = 2 * peak_macs_per_cycle(p, CostQuant(8, 8)) * p.clock / 1e12
             peak = f"{tops:14.2f}"
         except ValueError:
             peak = f"{'-':>14s}"

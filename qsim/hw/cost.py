@@ -69,6 +69,11 @@ def _make_plan(profile, q: CostQuant) -> dict:
     return prm
 
 
+def peak_macs_per_cycle(profile, q: CostQuant) -> float:
+    """Chip-wide peak MACs per cycle for a quant config (after any precision fallback)."""
+    return float(_plan(load_profile(profile), q)["peak"])
+
+
 def _as_quant(q) -> CostQuant:
     if isinstance(q, CostQuant):
         return q
