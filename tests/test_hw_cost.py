@@ -207,12 +207,23 @@ def test_energy_rule_and_node_scaling():
 dims = st.integers(min_value=1, max_value=600)
 
 
+def _layer(kind: str, m: int, n: int, k: int):
+    if kind == "dense":
+        return Dense("d", in_features=k, out_features=n, batch=m)
+    if kind == "matmul":
+        return MatMul("mm", m=m, n=n, k=k, batch=1 + m % 4)
+    if kind == "depthwise":
+        return Conv2d("dw", in_channels=n, out_channels=n, kernel_size=3, input_hw=1 + m % 40, padding=1, groups=n)
+    return Conv2d("c", in_channels=1 + k % 64, out_channels=n, kernel_size=3, input_hw=1 + m % 40, padding=1)
+
+
 @settings(max_examples=40, deadline=None)
 @given(m=dims, n=dims, k=dims, b1=st.integers(1, 8), b2=st.integers(1, 8), name=st.sampled_from(ALL),
-       gran=st.sampled_from(["tensor", "channel", "group"]))
-def test_fewer_bits_never_more_traffic(m, n, k, b1, b2, name, gran):
+       gran=st.sampled_from(["tensor", "channel", "group"]),
+       kind=st.sampled_from(["dense", "matmul", "depthwise", "conv"]))
+def test_fewer_bits_never_more_traffic(m, n, k, b1, b2, name, gran, kind):
     lo, hi = sorted((b1, b2))
-    layer = Dense("d", in_features=k, out_features=n, batch=m)
+    layer = _layer(kind, m, n, k)
     g = 32 if gran == "group" else None
     r_lo = cost_layer(layer, CostQuant(lo, lo, granularity=gran, group_size=g), name)
     r_hi = cost_layer(layer, CostQuant(hi, hi, granularity=gran, group_size=g), name)
