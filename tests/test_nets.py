@@ -87,7 +87,7 @@ def test_quantized_mlp_equals_int64_numpy(wspec):
     net = get_network("digits_mlp")
     cfg = QuantConfig.build(net, wspec, A8)
     x = load_dataset("digits").x_test[:80]
-    logits, trace = quantized_forward(net, cfg, x)
+    logits, trace = quantized_forward(net, cfg, x, record=True)
     p = net.weights()
     a1, a2 = (act_params("digits_mlp", 256, n, A8) for n in ("fc1", "fc2"))
     q1, q2 = (quantize(p[f"{n}.w"], wspec, axis=0 if wspec.granularity == "channel" else None) for n in ("fc1", "fc2"))
@@ -105,13 +105,27 @@ def test_quantized_mlp_equals_int64_numpy(wspec):
     np.testing.assert_array_equal(logits, acc2.astype(np.float64) * (a2.scale * q2.scale))
 
 
+def test_chunked_run_equals_one_batch():
+    """Chunking the samples changes nothing: same logits, same per-layer outputs and overflows."""
+    net = get_network("digits_cnn")
+    cfg = QuantConfig.build(net, QuantSpec(bits=4, granularity="channel"), A8, acc_bits=14)
+    x = load_dataset("digits").x_test[:150]
+    whole, t1 = quantized_forward(net, cfg, x, record=True, batch_size=None)
+    chunked, t2 = quantized_forward(net, cfg, x, record=True, batch_size=32)
+    np.testing.assert_array_equal(whole, chunked)
+    for k in t1:
+        np.testing.assert_array_equal(t1[k][0], t2[k][0])
+        assert t1[k][1] == t2[k][1]
+    assert t1["conv2"][1] > 0
+
+
 def test_conv_pipeline_agrees_with_float_fake_quant():
     """digits CNN: the integer pipeline vs a float64 fake-quant model with the same scales —
     codes identical except rare 1-LSB rounding differences (int bias, fp32 requantization)."""
     net = get_network("digits_cnn")
     cfg = QuantConfig.build(net, W8, A8)
     x = load_dataset("digits").x_test
-    logits, trace = quantized_forward(net, cfg, x)
+    logits, trace = quantized_forward(net, cfg, x, record=True)
     p = dict(net.weights())
     for op in net.arch.mac_ops:
         p[f"{op.name}.w"] = prepared_weight("digits_cnn", op.name, W8).dequantized.astype(np.float64)
@@ -208,7 +222,7 @@ def test_group_path_matches_numpy():
     g16 = QuantSpec(bits=4, granularity="group", group_size=16)
     cfg = QuantConfig.build(net, g16, A8)
     x = load_dataset("digits").x_test[:40]
-    _, trace = quantized_forward(net, cfg, x)
+    _, trace = quantized_forward(net, cfg, x, record=True)
     a1, a2 = (act_params("digits_mlp", 256, n, A8) for n in ("fc1", "fc2"))
     qt = quantize(net.weights()["fc1.w"], g16, axis=-1)            # scale (64, 4)
     xq = quantize(x.reshape(40, -1), A8, scale=a1.scale, zero_point=a1.zero_point).q.astype(np.int64) - a1.zero_point

@@ -16,7 +16,7 @@ def im2col(x: np.ndarray, kernel, stride, padding, pad_value=0) -> np.ndarray:
     """(N, C, H, W) → (N·Ho·Wo, C·kh·kw), columns ordered (c, i, j) like OIHW weights.
 
     Padding holds `pad_value` (the zero point for integer codes, so it stands for 0).
-    """
+    One strided view, one copy."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
@@ -24,13 +24,11 @@ def im2col(x: np.ndarray, kernel, stride, padding, pad_value=0) -> np.ndarray:
         xp = np.full((n, c, h + 2 * ph, w + 2 * pw), pad_value, dtype=x.dtype)
         xp[:, :, ph:ph + h, pw:pw + w] = x
     else:
-        xp = x
-    cols = np.empty((n, ho, wo, c, kh, kw), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-            cols[:, :, :, :, i, j] = patch.transpose(0, 2, 3, 1)
-    return cols.reshape(n * ho * wo, c * kh * kw)
+        xp = np.ascontiguousarray(x)
+    s_n, s_c, s_h, s_w = xp.strides
+    view = np.lib.stride_tricks.as_strided(xp, shape=(n, ho, wo, c, kh, kw),
+                                           strides=(s_n, s_h * sh, s_w * sw, s_c, s_h, s_w), writeable=False)
+    return view.reshape(n * ho * wo, c * kh * kw)
 
 
 def col2im(cols: np.ndarray, x_shape, kernel, stride, padding) -> np.ndarray:
@@ -77,9 +75,16 @@ def maxpool(x: np.ndarray, size: int) -> np.ndarray:
     return v.max(axis=(3, 5))
 
 
-def forward(arch: Architecture, params: dict, x: np.ndarray, *, record: bool = False):
+def forward(arch: Architecture, params: dict, x: np.ndarray, *, record: bool = False, batch_size: int | None = None):
     """Logits of `x` (N, C, H, W) float32. With `record`, also a trace
-    {op name: (input, output)} of every MAC op, output taken after its fused ReLU."""
+    {op name: (input, output)} of every MAC op, output taken after its fused ReLU.
+    `batch_size` runs the samples in chunks (cache-friendly; same result)."""
+    if batch_size is not None and len(x) > batch_size:
+        chunks = [forward(arch, params, x[i:i + batch_size], record=record) for i in range(0, len(x), batch_size)]
+        if not record:
+            return np.concatenate(chunks)
+        trace = {k: tuple(np.concatenate([c[1][k][j] for c in chunks]) for j in (0, 1)) for k in chunks[0][1]}
+        return np.concatenate([c[0] for c in chunks]), trace
     h = np.asarray(x, dtype=np.float32)
     trace = {}
     for op in arch.ops:

@@ -26,7 +26,8 @@ Weight schemes and the path they run (`per_layer[i]["path"]`):
   (mxfp8_*, pow2 above 5 bits): a float32 product of the dequantized weights with the
   dequantized integer activation codes; activations stay integer between layers.
 With `aspec=None` (weight-only quantization) every layer runs the float path on float
-activations.
+activations. Rounding: the network input is quantized with `aspec.rounding`; every later
+activation is rounded by the requantization policy (or half to even on the float paths).
 
 Everything that does not depend on the quant config — data, weights, the float forward on
 the test split and on the calibration subset, calibrated ranges, quantized weights — is
@@ -304,6 +305,14 @@ def _float_mac(op, w: np.ndarray, x: np.ndarray, bias) -> np.ndarray:
     return x @ w.T + bias
 
 
+def quantize_input(x: np.ndarray, a: ActParams) -> np.ndarray:
+    """ONNX QuantizeLinear of a float32 input: clamp(rne(fl32(x / s)) + z) — the codes
+    `qsim.quant.quantize` gives for these parameters, without its general machinery."""
+    q = np.rint(np.asarray(x, np.float32) / np.float32(a.scale))
+    q += np.float32(a.zero_point)
+    return np.clip(q, a.qmin, a.qmax).astype(_code_dtype(a.qmin, a.qmax))
+
+
 def _quantize_to(y: np.ndarray, out: ActParams, relu: bool) -> np.ndarray:
     """Float → next layer's codes: rne(y / s) + z, clamped (to [z, qmax] with a fused ReLU)."""
     q = np.rint(y / out.scale) + out.zero_point
@@ -355,24 +364,46 @@ def _plan(net, cfg: QuantConfig, calib_size: int):
              acts[i + 1] if i + 1 < len(macs) else None) for i, op in enumerate(macs)]
 
 
-def quantized_forward(net, cfg: QuantConfig, x: np.ndarray, calib_size: int = 256):
-    """Integer forward of `x`: (float logits, {layer: (dequantized output, overflows)})."""
+def quantized_forward(net, cfg: QuantConfig, x: np.ndarray, calib_size: int = 256, *, record: bool = False,
+                      batch_size: int | None = 256):
+    """Integer forward of float input `x`: float logits, and with `record` a trace
+    {layer: (output, overflows)} — outputs dequantized from the codes (float32), the last
+    layer's logits as they are. `batch_size` runs the samples in chunks (cache-friendly;
+    the same codes, overflow counts summed)."""
+    plan = _plan(net, cfg, calib_size)
+    if batch_size is not None and len(x) > batch_size:
+        parts = [_int_forward(net, plan, cfg, x[i:i + batch_size], record) for i in range(0, len(x), batch_size)]
+        logits = np.concatenate([p[0] for p in parts])
+        if not record:
+            return logits
+        trace = {k: (np.concatenate([p[1][k][0] for p in parts]), sum(p[1][k][1] for p in parts))
+                 for k in parts[0][1]}
+        return logits, trace
+    out = _int_forward(net, plan, cfg, x, record)
+    return out if record else out[0]
+
+
+def _int_forward(net, plan, cfg, x, record):
     params = net.weights()
-    plan = {op.name: entry for op, *entry in _plan(net, cfg, calib_size)}
+    by_name = {op.name: entry for op, *entry in plan}
     first = net.arch.mac_ops[0].name
-    a0 = plan[first][1]
-    h = quantize(x, cfg.a_for(first), value_range=None, scale=a0.scale, zero_point=a0.zero_point).q
+    a0, aspec0 = by_name[first][1], cfg.a_for(first)
+    if aspec0.rounding == "nearest_even":
+        h = quantize_input(x, a0)
+    else:  # the input honours the spec's rounding; later layers round by the requantization policy
+        h = quantize(x, aspec0, scale=a0.scale, zero_point=a0.zero_point).q
     trace = {}
     for op in net.arch.ops:
         if isinstance(op, (Conv, Linear)):
-            pw, a, out = plan[op.name]
+            pw, a, out = by_name[op.name]
             h, ovf = run_mac_layer(op, pw, params[f"{op.name}.b"], h, a, out, cfg)
-            trace[op.name] = (h if out is None else out.dequantize(h), ovf)
+            if record:
+                trace[op.name] = (h if out is None else out.dequantize(h), ovf)
         elif isinstance(op, MaxPool):
             h = float_exec.maxpool(h, op.size)
         elif isinstance(op, Flatten):
             h = h.reshape(h.shape[0], -1)
-    return h, trace
+    return (h, trace) if record else (h,)
 
 
 def weight_only_forward(net, cfg: QuantConfig, x: np.ndarray):
@@ -435,7 +466,7 @@ def _evaluate(name, wspec, aspec, calib_size, policy, acc_bits, overflow, overri
     if aspec is None:
         logits, trace = weight_only_forward(net, cfg, x)
     else:
-        logits, trace = quantized_forward(net, cfg, x, int(calib_size))
+        logits, trace = quantized_forward(net, cfg, x, int(calib_size), record=True)
     per_layer = []
     for op in net.arch.mac_ops:
         out, ovf = trace[op.name]
