@@ -55,16 +55,19 @@ def ort_conv(w: np.ndarray, x_shape, stride: int, pad: int):
     return lambda x: sess.run(None, {"x": x})[0]
 
 
-def best_time(fn, arg, budget: float) -> float:
-    """Median of repeated runs within a time budget (at least 3 runs, after one warm-up)."""
-    fn(arg)
-    times = []
+def paired_times(f_q, f_o, arg, budget: float) -> tuple[float, float]:
+    """Best time of each of two functions, timed alternately so that load from other
+    processes on a shared machine hits both alike (after one warm-up call each)."""
+    f_q(arg)
+    f_o(arg)
+    tq, to = [], []
     t_end = time.perf_counter() + budget
-    while len(times) < 3 or (time.perf_counter() < t_end and len(times) < 50):
-        t0 = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    while len(tq) < 3 or (time.perf_counter() < t_end and len(tq) < 200):
+        for fn, acc in ((f_q, tq), (f_o, to)):
+            t0 = time.perf_counter()
+            fn(arg)
+            acc.append(time.perf_counter() - t0)
+    return min(tq), min(to)
 
 
 def bench_matmul(shapes, budget):
@@ -78,7 +81,7 @@ def bench_matmul(shapes, budget):
         ours = lambda x: matmul_int(x, b, ZA)[0]  # noqa: E731
         if not np.array_equal(ours(a), run_ort(a)):
             raise SystemExit(f"mismatch vs ORT at {M}x{N}x{K}")
-        t_q, t_o = best_time(ours, a, budget), best_time(run_ort, a, budget)
+        t_q, t_o = paired_times(ours, run_ort, a, budget)
         ops = 2.0 * M * N * K
         rows.append((M, N, K, ops / t_q / 1e9, ops / t_o / 1e9))
         print(f"{f'{M} x {N} x {K}':>22} | {rows[-1][3]:9.1f} | {rows[-1][4]:8.1f} | {t_o / t_q:8.2f}", flush=True)
@@ -108,7 +111,7 @@ def bench_conv(budget):
         ref = run_ort(x)
         if not np.array_equal(ours(x), ref):
             raise SystemExit(f"conv mismatch vs ORT at {name}")
-        t_q, t_o = best_time(ours, x, budget), best_time(run_ort, x, budget)
+        t_q, t_o = paired_times(ours, run_ort, x, budget)
         ops = 2.0 * ref.size * C * k * k
         print(f"{name:>22} | {ops / t_q / 1e9:9.1f} | {ops / t_o / 1e9:8.1f} | {t_o / t_q:8.2f}", flush=True)
 
@@ -118,7 +121,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short timing budget per case")
     parser.add_argument("--no-conv", action="store_true", help="skip the conv2d table")
     args = parser.parse_args()
-    budget = 0.3 if args.quick else 1.5
+    budget = 0.5 if args.quick else 3.0
     shapes = [(n, n, n) for n in (256, 512, 1024, 2048)] + [(1, 4096, 4096)]
     with threadpool_limits(limits=1):
         bench_matmul(shapes, budget)

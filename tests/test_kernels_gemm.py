@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qsim.kernels import matmul_blocks, matmul_int, matmul_int_grouped, rescale_groups
-from qsim.kernels.exact import exact_matmul, gemv_f32, gemv_f32_reference
+from qsim.kernels.exact import exact_matmul, f32_to_int32, gemv_f32, gemv_f32_reference, to_float, to_float_reference
 from qsim.kernels.reference import ref_matmul, ref_matmul_grouped, ref_matmul_pairsat16
 
 ACC_BITS = list(range(8, 33)) + [64]
@@ -148,6 +148,20 @@ def test_gemv_f32_equals_numpy_twin():
         a = rng.choice(np.array([0, 255], np.uint8), (M, K))
         b = rng.choice(np.array([-128, 127], np.int8), (K, 70))
         np.testing.assert_array_equal(gemv_f32(a, b, np.int64(200), kb), gemv_f32_reference(a, b, 200))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_conversions_equal_numpy_twins(dtype):
+    rng = np.random.default_rng(2)
+    x = rng.integers(-(1 << 15), 1 << 15, (7, 9)).astype(np.int16)
+    for z in (np.full((1, 1), -5, dtype), rng.integers(-9, 9, (7, 1)).astype(dtype),
+              rng.integers(-9, 9, (1, 9)).astype(dtype)):
+        got, want = np.empty((7, 9), dtype), np.empty((7, 9), dtype)
+        to_float(x, z, got)
+        to_float_reference(x, z, want)
+        np.testing.assert_array_equal(got, want)
+    f = rng.integers(-(1 << 24), 1 << 24, (5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(f32_to_int32(f), f.astype(np.int32))
 
 
 def test_rescale_groups_order_and_shapes():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.kernels._checks import check_acc, check_bias, check_codes, check_product_fits, check_zero_point
-from qsim.kernels.gemm import matmul_core
+from qsim.kernels.gemm import matmul_core, operand_bounds
 
 
 def _pair(v, name: str, minimum: int) -> tuple[int, int]:
@@ -75,20 +75,23 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
     zw = np.broadcast_to(check_zero_point(w_zero_point, w, "w_zero_point", (O,)), (O,))
     bias = check_bias(bias, O)
     bits, _, hi = check_acc(acc_bits, overflow)
-    max_x = 0 if x.size == 0 else max(abs(int(x.min()) - int(zx)), abs(int(x.max()) - int(zx)))
     w2 = w.reshape(O, Cg * kh * kw)
-    max_w = 0 if w.size == 0 else int(np.abs(w2.astype(np.int64) - zw[:, None]).max())
+    max_x, max_w = operand_bounds(x, zx, w2, zw, 1, Cg * kh * kw, bias, hi, True)
     check_product_fits(max_x, max_w, hi, bits)
     cols, Ho, Wo = im2col(x, kh, kw, stride, padding, dilation, int(zx))
     Og, Kg = O // groups, Cg * kh * kw
-    out = np.empty((N * Ho * Wo, O), np.int64)
-    count = 0
-    for g in range(groups):
-        sl = slice(g * Og, (g + 1) * Og)
-        a = np.ascontiguousarray(cols[:, g * Kg:(g + 1) * Kg])
-        acc, c = matmul_core(a, np.ascontiguousarray(w2[sl].T), int(zx), zw[sl], None if bias is None else bias[sl],
-                             bits, overflow == "saturate", max_x, max_w)
-        out[:, sl] = acc
-        count += c
-    acc = out.reshape(N, Ho, Wo, O).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(acc).astype(np.int32 if bits <= 32 else np.int64), count
+    if groups == 1:
+        acc, count = matmul_core(cols, np.ascontiguousarray(w2.T), int(zx), zw, bias, bits, overflow == "saturate",
+                                 max_x, max_w)
+    else:
+        acc = np.empty((N * Ho * Wo, O), np.int64)
+        count = 0
+        for g in range(groups):
+            sl = slice(g * Og, (g + 1) * Og)
+            part, c = matmul_core(np.ascontiguousarray(cols[:, g * Kg:(g + 1) * Kg]), np.ascontiguousarray(w2[sl].T),
+                                  int(zx), zw[sl], None if bias is None else bias[sl], bits, overflow == "saturate",
+                                  max_x, max_w)
+            acc[:, sl] = part
+            count += c
+    acc = acc.reshape(N, Ho, Wo, O).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(acc, dtype=np.int32 if bits <= 32 else np.int64), count

@@ -11,6 +11,8 @@ and sums exact float32 blocks (same 2^24 argument) into int64.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit
 
@@ -25,12 +27,70 @@ def _blocks(K: int, kb: int) -> list[tuple[int, int]]:
     return [(k0, min(K, k0 + step)) for k0 in range(0, K, step)]
 
 
-def _shifted(x: np.ndarray, zp, dtype, zp_axis: int) -> np.ndarray:
-    """x − zp as a float array in one pass (exact: both are small integers)."""
+_WS = threading.local()
+WORKSPACE_MAX = 1 << 26      # elements; larger scratch arrays are allocated per call
+
+
+def _scratch(name: str, shape: tuple[int, int], dtype) -> np.ndarray:
+    """Per-thread reusable scratch array: fresh large allocations page-fault on every call,
+    which can cost as much as a 512³ product; results never alias these buffers."""
+    size = shape[0] * shape[1]
+    if size > WORKSPACE_MAX:
+        return np.empty(shape, dtype)
+    pool = _WS.__dict__.setdefault("pool", {})
+    key = (name, np.dtype(dtype))
+    buf = pool.get(key)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1 << 16), dtype)
+        pool[key] = buf
+    return buf[:size].reshape(shape)
+
+
+def _shifted(x: np.ndarray, zp, dtype, zp_axis: int, name: str) -> np.ndarray:
+    """x − zp as a float scratch array in one pass (exact: both are small integers)."""
     zp = np.asarray(zp)
     if zp.ndim == 0:
-        return np.subtract(x, dtype(int(zp)), dtype=dtype)
-    return np.subtract(x, zp.astype(dtype).reshape((-1, 1) if zp_axis == 0 else (1, -1)), dtype=dtype)
+        z = np.full((1, 1), zp, dtype)
+    elif zp_axis == 0:
+        z = zp.astype(dtype).reshape(-1, 1)
+    else:
+        z = zp.astype(dtype).reshape(1, -1)
+    out = _scratch(name, x.shape, dtype)
+    to_float(x, z, out)
+    return out
+
+
+@njit(cache=True)
+def to_float(x, z, out):
+    """out = x − z in out's float dtype; z is (1, 1), (1, cols) or (rows, 1)."""
+    R, C = x.shape
+    per_col = z.shape[1] > 1
+    per_row = z.shape[0] > 1
+    ft = out.dtype.type
+    for i in range(R):
+        zr = z[i, 0] if per_row else z[0, 0]
+        if per_col:
+            for j in range(C):
+                out[i, j] = ft(x[i, j]) - z[0, j]
+        else:
+            for j in range(C):
+                out[i, j] = ft(x[i, j]) - zr
+
+
+def to_float_reference(x, z, out) -> None:
+    """NumPy twin of `to_float`."""
+    out[...] = x.astype(out.dtype) - z
+
+
+@njit(cache=True)
+def f32_to_int32(x):
+    """Integer-valued float32 → int32 (values known to fit), a fresh array."""
+    R, C = x.shape
+    out = np.empty((R, C), np.int32)
+    for i in range(R):
+        for j in range(C):
+            out[i, j] = np.int32(x[i, j])
+    return out
 
 
 def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np.ndarray:
@@ -58,19 +118,18 @@ def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np
         dtype, kb = np.float64, F64_EXACT // p
     else:  # products beyond 2^53 cannot occur for 16-bit codes; keep an exact path anyway
         return ((a.astype(np.int64) - za) @ (b.astype(np.int64) - np.asarray(zb, np.int64))).astype(out_dtype)
-    af = _shifted(a, za, dtype, 0)
-    bf = _shifted(b, zb, dtype, 1)
+    af = _shifted(a, za, dtype, 0, "a")
+    bf = _shifted(b, zb, dtype, 1, "b")
+    prod = _scratch("prod", (M, N), dtype)
     blocks = _blocks(K, kb)
     if len(blocks) == 1:
-        return (af @ bf).astype(out_dtype)
+        np.matmul(af, bf, out=prod)
+        return f32_to_int32(prod) if out_dtype is np.int32 and dtype is np.float32 else prod.astype(out_dtype)
     wide = K * p < F64_EXACT
-    total = None
+    total = np.zeros((M, N), np.float64 if wide else np.int64)
     for k0, k1 in blocks:
-        part = af[:, k0:k1] @ bf[k0:k1]
-        if total is None:
-            total = part.astype(np.float64 if wide else np.int64)
-        else:
-            total += part if wide else part.astype(np.int64)
+        np.matmul(af[:, k0:k1], bf[k0:k1], out=prod)
+        total += prod if wide else prod.astype(np.int64)
     return total.astype(out_dtype)
 
 

@@ -31,6 +31,17 @@ def _out_dtype(bits: int):
     return np.int32 if bits <= 32 else np.int64
 
 
+def operand_bounds(a, za, w, zw, w_k_axis: int, K: int, bias, hi: int, blas: bool) -> tuple[int, int]:
+    """(max |a − za|, max |w − zw|): from the dtypes when that already proves what the
+    kernels need (product and whole sum inside the accumulator; a single exact float32
+    block for BLAS), else from the data (one min/max pass, no int64 copy)."""
+    bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))
+    ma, mw = type_max_abs(a.dtype, za), type_max_abs(w.dtype, zw)
+    if ma is not None and mw is not None and bias_max + max(K, 1) * ma * mw <= hi and not (blas and K * ma * mw > F32_EXACT):
+        return ma, mw
+    return max_abs_shifted(a, za), max_abs_shifted(w, zw, axis=w_k_axis)
+
+
 def matmul_core(a, b, za, zb, bias, bits: int, saturate: bool, max_a: int, max_b: int):
     """Validated operands → (acc (M, N) int32 when it provably fits, else int64; overflow count)."""
     M, K = a.shape
@@ -86,15 +97,7 @@ def matmul_int(a, b, a_zero_point=0, b_zero_point=0, bias=None, *, acc_bits=32, 
         out, count = seq_matmul_pairsat16(a64, b64, bias if has_bias else np.zeros(N, np.int64), has_bias,
                                           np.ascontiguousarray(corr), bits, saturate)
         return out.astype(_out_dtype(bits)), int(count)
-    K = a.shape[1]
-    bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))
-    # Bounds from the dtypes cost nothing; scan the data only when they are too loose
-    # (for a narrow accumulator, or to let BLAS use longer exact blocks).
-    max_a, max_b = type_max_abs(a.dtype, za), type_max_abs(b.dtype, zb)
-    if max_a is None or max_b is None or max_a * max_b > hi or bias_max + K * max_a * max_b > hi or (
-            a.shape[0] > GEMV_ROWS and K * max_a * max_b > F32_EXACT):
-        max_a = max_abs_shifted(a, za)
-        max_b = max_abs_shifted(b, zb, axis=0)
+    max_a, max_b = operand_bounds(a, za, b, zb, 0, a.shape[1], bias, hi, a.shape[0] > GEMV_ROWS)
     check_product_fits(max_a, max_b, hi, bits)
     acc, count = matmul_core(a, b, za, zb, bias, bits, saturate, max_a, max_b)
     return acc.astype(_out_dtype(bits), copy=False), count
