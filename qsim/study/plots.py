@@ -8,6 +8,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from qsim.study.pareto import pareto_mask  # noqa: E402
@@ -39,15 +41,18 @@ def pareto_scatter(table: pd.DataFrame, target: str, profile: str, out: Path) ->
     for ax, x_col in zip(axes[0], axes_cols):
         label, unit = COST_AXES[x_col]
         y_scale = 100.0 if has_acc else COST_AXES["latency_s"][1]
+        color_of = {b: cmap(i) for i, b in enumerate(bits)}
         for gran, marker in MARKERS.items():
-            for i, b in enumerate(bits):
-                pts = sub[(sub["granularity"] == gran) & (sub["wbits"] == b)]
-                if len(pts):
-                    ax.scatter(pts[x_col] * unit, pts[y_col] * y_scale, marker=marker, color=cmap(i), s=36,
-                               edgecolor="k", linewidth=0.4, alpha=0.85)
+            pts = sub[sub["granularity"] == gran]
+            if len(pts):  # one artist per marker kind: fast to draw, small SVGs
+                ax.scatter(pts[x_col] * unit, pts[y_col] * y_scale, marker=marker, s=36, alpha=0.85,
+                           c=[color_of[b] for b in pts["wbits"]], edgecolor="k", linewidth=0.4)
         front = sub[pareto_mask(sub, {y_col: "max" if has_acc else "min", x_col: "min"})].sort_values(x_col)
         ax.step(front[x_col] * unit, front[y_col] * y_scale, where="post", color="crimson", lw=1.4, label="Pareto front")
-        ax.set_xscale("log")
+        xs = sub[x_col].to_numpy(dtype=float)
+        if np.nanmin(xs) > 0 and np.nanmax(xs) / np.nanmin(xs) > 20:  # log only where it spreads the points
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy [%]" if has_acc else "latency [µs]")
         ax.grid(True, which="both", alpha=0.3)

@@ -23,14 +23,8 @@ from tqdm.auto import tqdm
 import qsim
 from qsim.study.cache import ResultCache
 from qsim.study.pareto import pareto_table
+from qsim.quant.spec import BLOCK_FORMATS
 from qsim.study.spec import DesignConfig, StudySpec, parse_study, stable_hash
-
-# Element formats of the block schemes, as the cost models name them.
-ELEMENT_FORMATS = {
-    "mxint8": "int", "mxfp8_e4m3": "fp8_e4m3", "mxfp8_e5m2": "fp8_e5m2", "mxfp6_e3m2": "fp6_e3m2",
-    "mxfp6_e2m3": "fp6_e2m3", "mxfp4": "fp4_e2m1", "nvfp4": "fp4_e2m1",
-}
-
 
 @dataclass
 class StudyResult:
@@ -121,15 +115,12 @@ def _dask_client(address: str):
 # -- cost -----------------------------------------------------------------------
 def cost_quant(cfg: DesignConfig):
     """The cost model's view of a config: operand widths, formats and scale metadata."""
+    from dataclasses import replace
+
     from qsim.hw import CostQuant
 
-    w = cfg.weight_spec()
-    return CostQuant(
-        w_bits=w.bits, a_bits=cfg.abits if cfg.abits is not None else 16,
-        granularity="tensor" if w.granularity == "global" else w.granularity, group_size=w.group_size,
-        scale_bits=w.scale_bits, zero_point=w.scheme == "affine", acc_bits=cfg.acc_bits,
-        w_format=ELEMENT_FORMATS.get(cfg.scheme, "int"), a_format="int" if cfg.abits is not None else "fp16",
-    )
+    q = CostQuant.from_specs(cfg.weight_spec(), cfg.act_spec(), acc_bits=cfg.acc_bits)
+    return q if cfg.abits is not None else replace(q, a_bits=16, a_format="fp16")  # weight-only: fp16 activations
 
 
 def workload_of(target: str, is_network: bool):
@@ -156,12 +147,10 @@ def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache, p
 
     frames, is_net = [], bool(spec.networks)
     # Cost ignores calibration and requantization policy: evaluate each distinct cost view once.
-    views: dict[tuple, list[DesignConfig]] = {}
+    views: dict = {}
     for cfg in configs:
-        q = cost_quant(cfg)
-        views.setdefault(tuple(sorted(vars(q).items())) if hasattr(q, "__dict__") else repr(q), []).append(cfg)
-    view_keys = list(views)
-    quants = [cost_quant(views[k][0]) for k in view_keys]
+        views.setdefault(cost_quant(cfg), []).append(cfg)
+    quants = list(views)
     jobs = [(t, p) for t in spec.targets for p in spec.profiles]
     for target, prof_name in tqdm(jobs, desc=f"{spec.name}: cost", unit="profile", disable=not progress):
         key = stable_hash({"target": target, "profile": profile_key(prof_name), "views": [repr(q) for q in quants],
@@ -170,6 +159,7 @@ def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache, p
         if frame is None:
             workload = workload_of(target, is_net)
             frame = cost_batch(workload, quants, load_profile(prof_name)).reset_index(drop=True)
+            frame = frame.drop(columns=["config", "profile"], errors="ignore").rename(columns={"label": "cost_label"})
             frame.insert(0, "view", range(len(quants)))
             cache.put_frame("cost", key, frame)
         frame = frame.copy()
@@ -177,7 +167,7 @@ def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache, p
         frames.append(frame)
     cost = pd.concat(frames, ignore_index=True)
     # Fan the distinct cost views back out to every config sharing them.
-    fan = pd.DataFrame([{"view": i, "config_key": c.key} for i, k in enumerate(view_keys) for c in views[k]])
+    fan = pd.DataFrame([{"view": i, "config_key": c.key} for i, q in enumerate(quants) for c in views[q]])
     return cost.merge(fan, on="view").drop(columns="view")
 
 
@@ -223,7 +213,12 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
         "configs": len(configs), "accuracy_evaluations_computed": n_acc_computed,
         "timings_s": {"accuracy": round(t_acc, 3), "cost": round(t_cost, 3)},
     }
-    if plots:
+    manifest["table_hash"] = stable_hash(pd.util.hash_pandas_object(table, index=False).tolist())
+    previous = _read_manifest(out)
+    if plots and _plots_current(out, previous, manifest["table_hash"]):
+        manifest["plots"] = previous["plots"]  # same table, plots on disk: nothing to redraw
+        manifest["timings_s"]["plots"] = 0.0
+    elif plots:
         from qsim.study.plots import draw_all
 
         t0 = time.perf_counter()
@@ -234,8 +229,20 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
     return StudyResult(table=table, pareto=front, out_dir=out, manifest=manifest)
 
 
+def _read_manifest(out: Path) -> dict:
+    try:
+        return json.loads((out / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _plots_current(out: Path, previous: dict, table_hash: str) -> bool:
+    files = previous.get("plots") or []
+    return previous.get("table_hash") == table_hash and bool(files) and all((out / f).exists() for f in files)
+
+
 def config_label(cfg: DesignConfig) -> str:
-    if cfg.scheme in ELEMENT_FORMATS:
+    if cfg.scheme in BLOCK_FORMATS:
         w = cfg.scheme
     else:
         g = f"g{cfg.group_size}" if cfg.granularity == "group" else cfg.granularity
