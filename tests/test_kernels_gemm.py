@@ -196,6 +196,23 @@ def test_matmul_blocks_group_qtensors(bits, group, zp):
     np.testing.assert_allclose(y, qa.dequantize() @ qb.dequantize().T, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("fmt", ["mxfp4", "mxint8", "nvfp4", "mxfp8_e4m3", "mxfp6_e2m3"])
+def test_matmul_blocks_mx_formats(fmt):
+    """Block formats: integer levels per block times both shared scales equals the
+    dequantized product (exact here: levels and scales are small binary fractions)."""
+    from qsim.kernels.blocks import matmul_blocks_reference
+    from qsim.quant import QuantSpec, quantize
+    rng = np.random.default_rng(3)
+    qa = quantize(rng.normal(size=(4, 70)), QuantSpec(scheme=fmt), axis=1)
+    qb = quantize(rng.normal(size=(3, 70)), QuantSpec(scheme=fmt), axis=1)
+    y = matmul_blocks(qa, qb)
+    np.testing.assert_array_equal(y, matmul_blocks_reference(qa, qb))
+    np.testing.assert_allclose(y, qa.dequantize() @ qb.dequantize().T, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="block sizes differ|shape mismatch"):
+        matmul_blocks(qa, quantize(rng.normal(size=(3, 70)), QuantSpec(scheme="mxfp4" if fmt == "nvfp4" else "nvfp4"),
+                                   axis=1))
+
+
 def test_bad_inputs_name_the_argument():
     a = np.zeros((2, 3), np.int8)
     b = np.zeros((3, 4), np.int8)
