@@ -615,7 +615,7 @@ def _assert_equal_outputs(ours, theirs):
 
 FUSABLE = {
     "conv_relu_int32_bias": {}, "conv_no_relu": {"relu": False}, "conv_float_bias": {"bias": "float"},
-    "conv_per_tensor_no_bias": {"bias": None, "per_channel": False}, "conv_s8": {"x_t": S8, "w_t": S8, "y_zero": -128},
+    "conv_per_tensor_no_bias": {"bias": None, "per_channel": False},
     "conv_u8u8": {"w_t": U8, "w_lim": 255}, "matmul": {"op": "MatMul", "bias": None, "per_channel": False},
     "matmul_per_column": {"op": "MatMul", "bias": None},
 }
@@ -631,13 +631,36 @@ def test_fuse_qdq_matches_ort_deployed(case):
     _assert_equal_outputs(ex.run(feeds), run_ort(model, feeds, optimization="all"))
 
 
-@pytest.mark.parametrize("kwargs", [{"relu": True, "y_zero": 5}, {"relu": True, "y_zero": 5, "op": "MatMul", "bias": None}])
-def test_fuse_qdq_leaves_other_patterns_as_written(kwargs):
-    """A Relu before a zero point above the type's minimum is a real clamp: left as written."""
-    model, feeds = qdq_layer(np.random.default_rng(12), **kwargs)
+NOT_FUSABLE = {
+    "relu_clamps": {"relu": True, "y_zero": 5},  # Relu before a zero point above the minimum is a real clamp
+    "matmul_relu_clamps": {"relu": True, "y_zero": 5, "op": "MatMul", "bias": None},
+    "conv_s8_activations": {"x_t": S8, "w_t": S8, "y_zero": -128},  # ORT on x86 fuses uint8 activations only
+    "matmul_s8_activations": {"op": "MatMul", "bias": None, "x_t": S8, "w_t": S8, "relu": False},
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_FUSABLE))
+def test_fuse_qdq_leaves_other_patterns_as_written(case):
+    model, feeds = qdq_layer(np.random.default_rng(12), **NOT_FUSABLE[case])
     ex = OnnxExecutor(model, fuse_qdq=True)
     assert ex.fused == []
     _assert_equal_outputs(ex.run(feeds), run_ort(model, feeds))
+
+
+@pytest.mark.parametrize("case", list(FUSABLE) + list(NOT_FUSABLE))
+def test_fuse_qdq_fuses_exactly_what_ort_fuses(case, tmp_path):
+    """The integer ops in ORT's own optimized graph (ENABLE_ALL) are the ones qsim creates."""
+    import onnx
+    import onnxruntime as ort
+
+    model, _ = qdq_layer(np.random.default_rng(16), **(FUSABLE | NOT_FUSABLE)[case])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    quantized = lambda m: sorted(n.op_type for n in m.graph.node if n.op_type.startswith("QLinear"))  # noqa: E731
+    assert quantized(OnnxExecutor(model, fuse_qdq=True).model) == quantized(onnx.load(so.optimized_model_filepath))
 
 
 def test_fuse_qdq_with_pair_saturation_reproduces_deployed_ort():

@@ -7,7 +7,8 @@ fuses with the same arithmetic are rewritten; anything else is left as written:
   * x and y per-tensor; weights (a constant initializer) per-tensor, or per output
     channel (axis 0 for Conv, the last axis for MatMul); type triples (u8, u8|s8, u8) and (s8, s8, s8);
   * Conv bias: absent, DequantizeLinear of an int32 initializer, or a float initializer
-    quantized to int32 as rne(fl32(b / fl32(x_scale · w_scale)));
+    quantized to int32 as rne(fl32(b / fl32(x_scale · w_scale))) (this formula matched ORT
+    on random data; bias values exactly between two integers were not separated);
   * a Relu between the op and its QuantizeLinear is dropped only when the zero point is
     the type's minimum (the clamp then does the same).
 """
@@ -19,18 +20,19 @@ import onnx
 from onnx import helper, numpy_helper
 
 F32 = np.float32
-TYPE_TRIPLES = {("uint8", "uint8", "uint8"), ("uint8", "int8", "uint8"), ("int8", "int8", "int8")}
+# ORT's x86 CPU provider fuses only uint8 activations (int8 ones stay as written there).
+TYPE_TRIPLES = {("uint8", "uint8", "uint8"), ("uint8", "int8", "uint8")}
 QMIN = {"uint8": 0, "int8": -128}
 
 
 class _Graph:
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, nodes: list):
         g = model.graph
         self.inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         self.outputs = {o.name for o in g.output}
-        self.producer = {t: n for n in g.node for t in n.output if t}
+        self.producer = {t: n for n in nodes for t in n.output if t}
         self.consumers: dict[str, list] = {}
-        for n in g.node:
+        for n in nodes:
             for t in n.input:
                 if t:
                     self.consumers.setdefault(t, []).append(n)
@@ -94,9 +96,10 @@ def _input_dtype(model: onnx.ModelProto, g: _Graph, p) -> str | None:
 def fuse_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of `model` with the fusable QDQ patterns rewritten; returns (model, fused node names)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    g = _Graph(model)
+    graph_nodes = list(model.graph.node)  # one wrapper per node, so id() identifies nodes below
+    g = _Graph(model, graph_nodes)
     new_inits, replace, drop, fused = [], {}, set(), []
-    for i, n in enumerate(model.graph.node):
+    for i, n in enumerate(graph_nodes):
         if n.op_type not in ("Conv", "MatMul") or n.domain not in ("", "ai.onnx"):
             continue
         name = n.name or f"{n.op_type}_{i}"
@@ -109,6 +112,8 @@ def fuse_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         if types not in TYPE_TRIPLES:
             continue
         wcodes = g.inits[w["x"]]
+        if n.op_type == "Conv" and wcodes.ndim not in (3, 4):
+            continue  # qsim's integer conv is 1-D or 2-D
         channel_axis = 0 if n.op_type == "Conv" else wcodes.ndim - 1  # Conv: output channels; MatMul: columns
         per_channel_ok = (wcodes.ndim >= 2 and w["axis"] % wcodes.ndim == channel_axis
                           and w["scale"].size == wcodes.shape[channel_axis])
@@ -145,7 +150,7 @@ def fuse_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         drop.update({id(n)} | ({id(relu)} if relu is not None else set()))
         new_inits.extend(zero.values())
         fused.append(name)
-    nodes = [replace.get(id(n), n) for n in model.graph.node if id(n) not in drop]
+    nodes = [replace.get(id(n), n) for n in graph_nodes if id(n) not in drop]
     nodes = _prune_dead(nodes, {o.name for o in model.graph.output})
     del model.graph.node[:]
     model.graph.node.extend(nodes)
