@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,7 @@ class Network:
     metric: str = "accuracy"
     evaluator: Callable | None = None
     workload_builder: Callable | None = None
+    params: dict | None = field(default=None, compare=False, repr=False)   # in-memory weights (e.g. from ONNX)
 
     @property
     def workload(self) -> Workload:
@@ -46,10 +47,12 @@ class Network:
 
     def weights(self) -> dict[str, np.ndarray]:
         """The committed fp32 weights (read once per process; arrays are read-only)."""
+        if self.params is not None:
+            return dict(self.params)
         return dict(_load_weights(self.name))
 
     def weights_meta(self) -> dict:
-        return dict(_load_weights_meta(self.name))
+        return {} if self.params is not None else dict(_load_weights_meta(self.name))
 
 
 _NETWORKS = {
@@ -72,7 +75,8 @@ _NETWORKS = {
 
 
 def register_network(net: Network) -> None:
-    """Add a network (e.g. one with its own `evaluator`); a name may be registered once."""
+    """Add a network (e.g. one with its own `evaluator`). A name is registered once per process:
+    the executors cache per name, so replacing a network would serve stale results."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a qsim.nets.Network, got {type(net).__name__}")
     if net.name in _NETWORKS and _NETWORKS[net.name] is not net:
