@@ -7,6 +7,8 @@ Where ORT's u8×s8 kernel saturates int16 pairs (AVX2 without VNNI) the exact te
 
 from __future__ import annotations
 
+import platform
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -660,7 +662,10 @@ def test_fuse_qdq_fuses_exactly_what_ort_fuses(case, tmp_path):
     so.log_severity_level = 3
     ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     quantized = lambda m: sorted(n.op_type for n in m.graph.node if n.op_type.startswith("QLinear"))  # noqa: E731
-    assert quantized(OnnxExecutor(model, fuse_qdq=True).model) == quantized(onnx.load(so.optimized_model_filepath))
+    ours, theirs = quantized(OnnxExecutor(model, fuse_qdq=True).model), quantized(onnx.load(so.optimized_model_filepath))
+    if "s8_activations" in case and platform.machine().lower() not in ("x86_64", "amd64"):
+        theirs = []  # ORT fuses int8 activations on ARM; qsim follows the x86 provider
+    assert ours == theirs
 
 
 def test_fuse_qdq_with_pair_saturation_reproduces_deployed_ort():
