@@ -35,6 +35,11 @@ def check_codes(x, name: str) -> np.ndarray:
 
 def check_zero_point(zp, arr: np.ndarray, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Zero point as int64, scalar (shape ()) or of `shape`, inside the code range of `arr`'s dtype."""
+    lo, hi = code_range(arr.dtype)
+    if isinstance(zp, (int, np.integer)) and not isinstance(zp, bool):   # the common case, kept cheap
+        if not lo <= int(zp) <= hi:
+            raise ValueError(f"{name} must lie in the code range [{lo}, {hi}] of dtype {arr.dtype}, got {int(zp)}")
+        return np.array(int(zp), np.int64)
     z = np.asarray(zp)
     if z.dtype.kind not in "iub":
         if z.dtype.kind == "f" and np.all(np.isfinite(z)) and np.all(z == np.round(z)):
@@ -45,7 +50,6 @@ def check_zero_point(zp, arr: np.ndarray, name: str, shape: tuple[int, ...] | No
     if z.ndim > 0 and (shape is None or z.shape != shape):
         allowed = "a scalar" if shape is None else f"a scalar or shape {shape}"
         raise ValueError(f"{name} must be {allowed}, got shape {z.shape}")
-    lo, hi = code_range(arr.dtype)
     if z.size and (int(z.min()) < lo or int(z.max()) > hi):
         raise ValueError(f"{name} must lie in the code range [{lo}, {hi}] of dtype {arr.dtype}, got "
                          f"{z.ravel()[:8].tolist()}")

@@ -103,13 +103,13 @@ def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np
     if p == 0 or K == 0 or M == 0 or N == 0:
         return np.zeros((M, N), out_dtype)
     if M <= GEMV_ROWS and b.dtype.itemsize <= 2:
-        info = np.iinfo(b.dtype)
-        kb = F32_EXACT // max(1, max_a * max(abs(int(info.min)), int(info.max)))   # raw-b partial sums
+        lo, hi = np.iinfo(b.dtype).min, np.iinfo(b.dtype).max
+        kb = F32_EXACT // max(1, max_a * max(-int(lo), int(hi)))   # bounds the raw-b partial sums
         if kb >= 16:
-            zb_vec = np.broadcast_to(np.asarray(zb, np.int64), (N,))
             acc = gemv_f32(a, b, np.int64(za), kb)
-            if np.any(zb_vec):
-                acc -= zb_vec[None, :] * (a.astype(np.int64) - za).sum(axis=1)[:, None]
+            zb = np.asarray(zb)
+            if zb.ndim or int(zb):
+                acc -= zb.astype(np.int64)[None] * (a.astype(np.int64) - za).sum(axis=1)[:, None]
             return acc.astype(out_dtype, copy=False)
     kb32 = F32_EXACT // p
     if kb32 >= min(K, 64):
