@@ -208,12 +208,27 @@ def test_mixed_precision_override_changes_only_that_layer():
     (QuantSpec(bits=4, scheme="pow2", granularity="channel"), "int"),
     (QuantSpec(scheme="ternary", granularity="channel"), "int"),
     (QuantSpec(bits=4, scheme="kmeans"), "float"),
+    (QuantSpec(bits=6, scheme="pow2", granularity="channel"), "float"),   # levels beyond 16-bit codes
     (QuantSpec(scheme="mxfp8_e4m3"), "float"),
 ])
 def test_every_weight_scheme_runs(wspec, path):
     q = evaluate("digits_mlp", wspec, A8)["quantized"]
     assert {p["path"] for p in q["per_layer"]} == {path}
     assert q["metric"] > 0.85 and q["sqnr_db"] > 5
+
+
+def test_requantization_policies_differ_by_at_most_one_lsb():
+    net = get_network("digits_mlp")
+    x = load_dataset("digits").x_test
+    outs = {}
+    for policy in ("fp32_rne", "gemmlowp", "tflite_optimized", "float64_half_away", "exact"):
+        cfg = QuantConfig.build(net, W8, A8, policy=policy)
+        outs[policy] = quantized_forward(net, cfg, x, record=True)[1]["fc1"][0]
+        assert evaluate("digits_mlp", W8, A8, policy=policy)["config"]["policy"] == policy
+    step = act_params("digits_mlp", 256, "fc2", A8).scale
+    for policy, out in outs.items():
+        lsb = np.rint(np.abs(out.astype(np.float64) - outs["exact"]) / step)     # code differences
+        assert lsb.max() <= 1 and np.mean(lsb == 0) > 0.99, policy
 
 
 def test_group_path_matches_numpy():
