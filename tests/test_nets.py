@@ -373,3 +373,15 @@ def test_cli_eval_text_list_and_errors(capsys):
     assert "networks are: mnist_cnn" in capsys.readouterr().err
     assert cli.main(["nets", "eval", "digits_mlp", "--granularity", "group"]) == 2
     assert "group_size" in capsys.readouterr().err
+
+
+def test_cli_train_writes_weights(tmp_path, capsys):
+    out = tmp_path / "digits_mlp.npz"
+    assert cli.main(["nets", "train", "digits_mlp", "--out", str(out), "--quiet"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    with np.load(out, allow_pickle=False) as d:
+        meta = json.loads(str(d["meta"]))
+        assert set(d.files) == {"fc1.w", "fc1.b", "fc2.w", "fc2.b", "meta"}
+    committed = get_network("digits_mlp").weights_meta()
+    assert meta["train_config"] == committed["train_config"]
+    assert meta["test_accuracy"] == pytest.approx(committed["test_accuracy"], abs=0.01)   # seeded recipe
