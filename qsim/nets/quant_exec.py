@@ -32,6 +32,11 @@ activation is rounded by the requantization policy (or half to even on the float
 Everything that does not depend on the quant config — data, weights, the float forward on
 the test split and on the calibration subset, calibrated ranges, quantized weights — is
 cached in-process, so a sweep pays only for the integer forward itself.
+
+Other networks (e.g. a transformer) reuse the pieces: `QuantConfig.build` (defaults +
+per-layer overrides), `act_params` / `ActParams` (calibrated codes), `quantize_input`,
+`run_mac_layer` (one Dense/Conv layer on codes → next codes or float), and register a
+`Network` with its own `evaluator` so `qsim.nets.evaluate(name, …)` dispatches to it.
 """
 
 from __future__ import annotations
