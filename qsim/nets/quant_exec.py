@@ -256,8 +256,7 @@ def prepared_weight(name: str, layer: str, wspec: QuantSpec) -> PreparedWeight:
         zp = np.ascontiguousarray(qt.zero_point.T) if qt.has_zero_point else 0
     else:
         scale = qt.scale                                              # () or (O,)
-        zp = qt.zero_point if qt.has_zero_point and qt.zero_point.ndim else int(qt.zero_point) if \
-            qt.has_zero_point else 0
+        zp = (qt.zero_point if qt.zero_point.ndim else int(qt.zero_point)) if qt.has_zero_point else 0
     if isinstance(op, Linear) or grouped:
         q = np.ascontiguousarray(q.T)                                 # (K, O)
     else:
