@@ -98,7 +98,6 @@ def cmd_train(args) -> int:
 
 
 def register(sub) -> None:
-    from qsim.kernels import POLICIES
     from qsim.quant.spec import CALIBRATIONS, GRANULARITIES, SCHEMES
 
     p = sub.add_parser("nets", help="real networks on real data: list, evaluate float vs quantized, train")
@@ -122,7 +121,9 @@ def register(sub) -> None:
     pe.add_argument("--calibration", choices=CALIBRATIONS, default="minmax",
                     help="activation range calibration (default minmax)")
     pe.add_argument("--calib-size", type=int, default=256, help="calibration samples from the train split (256)")
-    pe.add_argument("--policy", choices=POLICIES, default="fp32_rne", help="requantization policy (fp32_rne)")
+    pe.add_argument("--policy", default="fp32_rne",
+                    help="requantization policy: fp32_rne (default), gemmlowp, tflite_optimized, float64_half_away, "
+                         "exact (qsim.kernels.POLICIES)")
     pe.add_argument("--acc-bits", type=int, default=32, help="accumulator width, 8..32 or 64 (default 32)")
     pe.add_argument("--overflow", choices=("wrap", "saturate"), default="wrap", help="accumulator overflow (wrap)")
     pe.add_argument("--eval-size", type=int, default=None, help="evaluate the first N test samples (default all)")
