@@ -88,3 +88,16 @@ def test_conv2d_bad_inputs():
     for fn, msg in cases:
         with pytest.raises(ValueError, match=msg):
             fn()
+
+
+@pytest.mark.parametrize("mult,stride,dil", [(1, (1, 1), (1, 1)), (2, (2, 1), (1, 2)), (3, (1, 2), (2, 1))])
+def test_depthwise_taps_equals_numpy_twin(mult, stride, dil):
+    from qsim.kernels.conv import depthwise_taps, depthwise_taps_reference
+    rng = np.random.default_rng(mult)
+    xp = rng.integers(-255, 256, (2, 3, 9, 8)).astype(np.int32)
+    wz = rng.integers(-255, 256, (3 * mult, 3, 2)).astype(np.int32)
+    bias = rng.integers(-1000, 1000, 3 * mult).astype(np.int32)
+    Ho = (9 - dil[0] * 2 - 1) // stride[0] + 1
+    Wo = (8 - dil[1] * 1 - 1) // stride[1] + 1
+    np.testing.assert_array_equal(depthwise_taps(xp, wz, bias, *stride, *dil, Ho, Wo),
+                                  depthwise_taps_reference(xp, wz, bias, *stride, *dil, Ho, Wo))

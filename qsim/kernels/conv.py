@@ -8,8 +8,10 @@ Padding holds the input zero point: padded taps add exactly 0.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from qsim.kernels._checks import check_acc, check_bias, check_codes, check_product_fits, check_zero_point
+from qsim.kernels.exact import F32_EXACT
 from qsim.kernels.gemm import matmul_core, operand_bounds
 
 
@@ -48,6 +50,60 @@ def im2col(x, kh: int, kw: int, stride, padding, dilation, pad_value) -> tuple[n
     return view.reshape(N * Ho * Wo, C * kh * kw), Ho, Wo
 
 
+def _depthwise_exact(x, w, zx: int, zw, bias, stride, padding, dilation, bits: int) -> np.ndarray:
+    """One input channel per group and no overflow possible (caller's bound check): the
+    Numba tap loop below, in int32 lanes when the accumulator is ≤ 32 bits."""
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    top, left, bottom, right = padding
+    Ho = (H + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    Wo = (W + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"kernel {kh}x{kw} (dilation {dilation}) does not fit the padded input")
+    dt = np.int32 if bits <= 32 else np.int64
+    xp = np.zeros((N, C, H + top + bottom, W + left + right), dt)      # padding holds the zero point: 0 after shift
+    xp[:, :, top:top + H, left:left + W] = x
+    xp[:, :, top:top + H, left:left + W] -= zx
+    wz = (w[:, 0].astype(np.int64) - np.asarray(zw, np.int64)[:, None, None]).astype(dt)
+    b = np.zeros(O, dt) if bias is None else np.asarray(bias).astype(dt)
+    return depthwise_taps(xp, wz, b, stride[0], stride[1], dilation[0], dilation[1], Ho, Wo)
+
+
+@njit(cache=True)
+def depthwise_taps(xp, wz, bias, sh, sw, dh, dw, Ho, Wo):
+    """out[n, o] = bias[o] + Σ_{i,j} xp[n, o // mult, i·dh + sh·y, j·dw + sw·x] · wz[o, i, j]."""
+    N, C = xp.shape[0], xp.shape[1]
+    O, kh, kw = wz.shape
+    mult = O // C
+    out = np.empty((N, O, Ho, Wo), xp.dtype)
+    for n in range(N):
+        for o in range(O):
+            c = o // mult
+            for y in range(Ho):
+                for x in range(Wo):
+                    out[n, o, y, x] = bias[o]
+                for i in range(kh):
+                    row = i * dh + sh * y
+                    for j in range(kw):
+                        wv = wz[o, i, j]
+                        c0 = j * dw
+                        for x in range(Wo):
+                            out[n, o, y, x] += xp[n, c, row, c0 + sw * x] * wv
+    return out
+
+
+def depthwise_taps_reference(xp, wz, bias, sh, sw, dh, dw, Ho, Wo) -> np.ndarray:
+    """NumPy twin of `depthwise_taps` (int64)."""
+    O, kh, kw = wz.shape
+    xs = xp[:, np.arange(O) // (O // xp.shape[1])].astype(np.int64)
+    out = np.broadcast_to(bias.astype(np.int64)[None, :, None, None], (xp.shape[0], O, Ho, Wo)).copy()
+    for i in range(kh):
+        for j in range(kw):
+            out += xs[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw] \
+                * wz[None, :, i, j, None, None].astype(np.int64)
+    return out
+
+
 def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1), padding=(0, 0, 0, 0),
                dilation=(1, 1), groups=1, acc_bits=32, overflow="wrap"):
     """Integer conv: x (N, C, H, W) codes, w (O, C/groups, kH, kW) codes → (acc (N, O, Ho, Wo), overflows).
@@ -78,9 +134,22 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
     w2 = w.reshape(O, Cg * kh * kw)
     max_x, max_w = operand_bounds(x, zx, w2, zw, 1, Cg * kh * kw, bias, hi, True)
     check_product_fits(max_x, max_w, hi, bits)
-    cols, Ho, Wo = im2col(x, kh, kw, stride, padding, dilation, int(zx))
     Og, Kg = O // groups, Cg * kh * kw
-    if groups == 1:
+    bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))
+    no_overflow = bias_max + Kg * max_x * max_w <= hi
+    if Cg == 1 and no_overflow:
+        return _depthwise_exact(x, w, int(zx), zw, bias, stride, padding, dilation, bits), 0
+    cols, Ho, Wo = im2col(x, kh, kw, stride, padding, dilation, int(zx))
+    if groups > 1 and no_overflow and Kg * max_x * max_w <= F32_EXACT:
+        # No overflow possible and every group's sum is an exact float32: one batched product.
+        P = N * Ho * Wo
+        xf = cols.reshape(P, groups, Kg).transpose(1, 0, 2).astype(np.float32) - np.float32(int(zx))
+        wf = (w2.astype(np.float32) - zw.astype(np.float32)[:, None]).reshape(groups, Og, Kg).transpose(0, 2, 1)
+        acc = np.matmul(xf, wf).transpose(1, 0, 2).reshape(P, O).astype(np.int64)
+        if bias is not None:
+            acc += bias[None, :]
+        count = 0
+    elif groups == 1:
         acc, count = matmul_core(cols, np.ascontiguousarray(w2.T), int(zx), zw, bias, bits, overflow == "saturate",
                                  max_x, max_w)
     else:
