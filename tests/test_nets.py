@@ -385,3 +385,13 @@ def test_cli_train_writes_weights(tmp_path, capsys):
     committed = get_network("digits_mlp").weights_meta()
     assert meta["train_config"] == committed["train_config"]
     assert meta["test_accuracy"] == pytest.approx(committed["test_accuracy"], abs=0.01)   # seeded recipe
+
+
+def test_cli_policy_help_names_every_policy():
+    from qsim.kernels import POLICIES
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["nets"]
+    ev = next(a for a in sub._actions if a.dest == "nets_command").choices["eval"]
+    help_text = next(a for a in ev._actions if a.dest == "policy").help
+    assert all(p in help_text for p in POLICIES)
