@@ -38,14 +38,21 @@ def pareto_mask(df: pd.DataFrame, objectives: dict[str, str]) -> np.ndarray:
     return mask
 
 
-def pareto_table(df: pd.DataFrame, objectives: dict[str, str], group: str = "profile") -> pd.DataFrame:
-    """Non-dominated rows per `group` value and overall, with a `pareto_scope` column."""
+def pareto_table(df: pd.DataFrame, objectives: dict[str, str], group: str = "profile",
+                 within: str | None = None) -> pd.DataFrame:
+    """Non-dominated rows per `group` value and overall, with a `pareto_scope` column.
+
+    `within` (e.g. "target") keeps fronts apart per value of that column: designs for
+    different networks or workloads never dominate each other.
+    """
     parts = []
-    for value, sub in df.groupby(group, sort=True):
-        front = sub[pareto_mask(sub, objectives)].copy()
-        front.insert(0, "pareto_scope", f"{group}:{value}")
-        parts.append(front)
-    overall = df[pareto_mask(df, objectives)].copy()
-    overall.insert(0, "pareto_scope", "overall")
-    parts.append(overall)
+    blocks = df.groupby(within, sort=False) if within and within in df.columns else [(None, df)]
+    for _, block in blocks:
+        for value, sub in block.groupby(group, sort=True):
+            front = sub[pareto_mask(sub, objectives)].copy()
+            front.insert(0, "pareto_scope", f"{group}:{value}")
+            parts.append(front)
+        overall = block[pareto_mask(block, objectives)].copy()
+        overall.insert(0, "pareto_scope", "overall")
+        parts.append(overall)
     return pd.concat(parts, ignore_index=True)

@@ -202,7 +202,7 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
                         "accuracy", "float_accuracy", "sqnr_db", "overflows") if c in table.columns]
     table = table[lead + [c for c in table.columns if c not in lead]]
     table = table.sort_values(["target", "profile", "wbits", "label"], kind="stable").reset_index(drop=True)
-    front = pareto_table(table, spec.objectives, group="profile")
+    front = pareto_table(table, spec.objectives, group="profile", within="target")
 
     table.to_parquet(out / "results.parquet", index=False)
     table.to_csv(out / "results.csv", index=False)
