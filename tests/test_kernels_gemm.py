@@ -126,16 +126,20 @@ def test_exact_fast_path_large_k(shape, kind):
     M, K, N = shape
     rng = np.random.default_rng(K)
     if kind == "s8s8":
-        a = rng.choice(np.array([-128, 127], np.int8), (M, K)); b = rng.choice(np.array([-128, 127], np.int8), (K, N))
+        a = rng.choice(np.array([-128, 127], np.int8), (M, K))
+        b = rng.choice(np.array([-128, 127], np.int8), (K, N))
         za, zb = 0, 0
     elif kind == "u8u8":
-        a = rng.integers(0, 256, (M, K)).astype(np.uint8); b = rng.integers(0, 256, (K, N)).astype(np.uint8)
+        a = rng.integers(0, 256, (M, K)).astype(np.uint8)
+        b = rng.integers(0, 256, (K, N)).astype(np.uint8)
         za, zb = 255, rng.integers(0, 256, N)
     else:
-        a = rng.integers(-300, 300, (M, K)).astype(np.int16); b = rng.integers(-(1 << 15), 1 << 15, (K, N)).astype(np.int16)
+        a = rng.integers(-300, 300, (M, K)).astype(np.int16)
+        b = rng.integers(-(1 << 15), 1 << 15, (K, N)).astype(np.int16)
         za, zb = 7, -(1 << 15)
     ref = (a.astype(np.int64) - za) @ (b.astype(np.int64) - np.asarray(zb))
-    max_a = int(np.abs(a.astype(np.int64) - za).max()); max_b = int(np.abs(b.astype(np.int64) - np.asarray(zb)).max())
+    max_a = int(np.abs(a.astype(np.int64) - za).max())
+    max_b = int(np.abs(b.astype(np.int64) - np.asarray(zb)).max())
     np.testing.assert_array_equal(exact_matmul(a, b, za, zb, max_a, max_b), ref)
     acc, _ = matmul_int(a, b, za, zb, acc_bits=64)
     np.testing.assert_array_equal(acc, ref)

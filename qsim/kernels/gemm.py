@@ -37,7 +37,8 @@ def operand_bounds(a, za, w, zw, w_k_axis: int, K: int, bias, hi: int, blas: boo
     block for BLAS), else from the data (one min/max pass, no int64 copy)."""
     bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))
     ma, mw = type_max_abs(a.dtype, za), type_max_abs(w.dtype, zw)
-    if ma is not None and mw is not None and bias_max + max(K, 1) * ma * mw <= hi and not (blas and K * ma * mw > F32_EXACT):
+    if ma is not None and mw is not None and bias_max + max(K, 1) * ma * mw <= hi \
+            and not (blas and K * ma * mw > F32_EXACT):
         return ma, mw
     return max_abs_shifted(a, za), max_abs_shifted(w, zw, axis=w_k_axis)
 

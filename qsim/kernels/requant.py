@@ -146,7 +146,8 @@ def requantize(acc, in_scale, w_scale, out_scale, out_zero_point=0, *, policy="f
         raise ValueError(f"qmin/qmax must be integers with qmin <= qmax, got {qmin!r}, {qmax!r}")
     zp = np.asarray(out_zero_point)
     if zp.ndim or zp.dtype.kind not in "iu" or not qmin <= int(zp) <= qmax:
-        raise ValueError(f"out_zero_point must be an integer in [qmin, qmax] = [{qmin}, {qmax}], got {out_zero_point!r}")
+        raise ValueError(f"out_zero_point must be an integer in [qmin, qmax] = [{qmin}, {qmax}], "
+                         f"got {out_zero_point!r}")
     zp = int(zp)
     if s_w.ndim > 1:
         raise ValueError(f"w_scale must be a scalar or 1-D per channel, got shape {s_w.shape}")
