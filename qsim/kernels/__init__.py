@@ -1,7 +1,13 @@
 """Bit-accurate integer kernels: matmul/conv with an emulated accumulator, requantization
 policies of real runtimes, group-wise and block-scaled products, sub-byte packing.
 
-Every result is exact; `qsim.kernels.reference` holds the int64 NumPy oracles.
+Contract shared by every kernel: each output starts at 0, the bias (if any) is the first
+addition, then k ascending (conv: k = (input channel, kernel row, kernel column)); after
+each addition an `acc_bits` accumulator wraps or saturates and counts one overflow event.
+When no partial sum can leave the accumulator (bound from the dtypes or the data) the
+result is computed exactly through float BLAS on provably exact blocks or small Numba
+kernels; otherwise a sequential Numba kernel emulates every addition. The int64 NumPy
+oracles live in `qsim.kernels.reference`.
 """
 
 from qsim.kernels.blocks import matmul_blocks
