@@ -28,7 +28,7 @@ def _blocks(K: int, kb: int) -> list[tuple[int, int]]:
 
 
 _WS = threading.local()
-WORKSPACE_MAX = 1 << 26      # elements; larger scratch arrays are allocated per call
+WORKSPACE_MAX = 1 << 23      # elements (32 MiB of float32); larger scratch arrays are allocated per call
 
 
 def _scratch(name: str, shape: tuple[int, int], dtype) -> np.ndarray:
