@@ -16,7 +16,7 @@ largest on-chip level holding them keeps them on chip: DRAM then sees weights on
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -40,8 +40,12 @@ _PLAN_CACHE: dict = {}
 
 
 def _plan(profile, q: CostQuant) -> dict:
-    """Per (profile, config) constants incl. MAC energy; cached (profiles are immutable in use)."""
-    key = (id(profile), q)
+    """Per (profile, config) constants incl. MAC energy; cached (profiles are immutable in use).
+
+    The plan depends only on operand widths/formats (precision, rate) and the accumulator
+    (adder energy), so configs differing in granularity or scale format share one entry.
+    """
+    key = (id(profile), q.w_bits, q.a_bits, q.w_format, q.a_format, q.acc_bits)
     hit = _PLAN_CACHE.get(key)
     if hit is not None and hit[0] is profile:
         return hit[1]

@@ -152,8 +152,9 @@ def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache, p
         views.setdefault(cost_quant(cfg), []).append(cfg)
     quants = list(views)
     jobs = [(t, p) for t in spec.targets for p in spec.profiles]
+    views_key = stable_hash([repr(q) for q in quants])
     for target, prof_name in tqdm(jobs, desc=f"{spec.name}: cost", unit="profile", disable=not progress):
-        key = stable_hash({"target": target, "profile": profile_key(prof_name), "views": [repr(q) for q in quants],
+        key = stable_hash({"target": target, "profile": profile_key(prof_name), "views": views_key,
                            "qsim": qsim.__version__})
         frame = cache.get_frame("cost", key)
         if frame is None:
