@@ -74,6 +74,26 @@ _NETWORKS = {
 }
 
 
+def _minilm_evaluator(wspec, aspec, **kwargs) -> dict:
+    from qsim.nets.minilm import evaluate_minilm
+
+    return evaluate_minilm(wspec, aspec, **kwargs)
+
+
+def _minilm_workload() -> Workload:
+    from qsim.nets.minilm import workload
+
+    return workload()
+
+
+# The real pretrained transformer: weights from an optional package, its own NumPy executor.
+_NETWORKS["minilm"] = Network(
+    "minilm", "similarity", None, None,
+    "all-MiniLM-L6-v2 sentence transformer (optional extra), SICK-R 1,000-pair subset, Spearman",
+    metric="spearman", evaluator=_minilm_evaluator, workload_builder=_minilm_workload,
+)
+
+
 def register_network(net: Network) -> None:
     """Add a network (e.g. one with its own `evaluator`). A name is registered once per process:
     the executors cache per name, so replacing a network would serve stale results."""
