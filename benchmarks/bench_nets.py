@@ -7,6 +7,8 @@ Reports images/s of the MNIST CNN on its 2,000 test images: float32 NumPy forwar
 `matmul_int` on an emulated 32-bit accumulator, `requantize` fp32_rne); target ratio
 quantized/float >= 0.5. Also the wall time of one `evaluate()` call of the digits CNN
 (what a sweep pays per config). Single-threaded: BLAS is pinned to one thread.
+With `--minilm` (needs the MiniLM package) also the wall time of one quantized MiniLM
+evaluation (W8A8 per-channel, SICK-R 1,000-pair subset) and of its float evaluation.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is reported (default 5)")
     parser.add_argument("--batch", type=int, default=256, help="images per chunk for both executors (default 256)")
+    parser.add_argument("--minilm", action="store_true", help="also time one quantized MiniLM evaluation on SICK")
     args = parser.parse_args(argv)
 
     from qsim.nets import evaluate, get_network
@@ -61,6 +64,16 @@ def main(argv=None) -> int:
         "ratio_quantized_over_float": round(t_float / t_quant, 3), "target_ratio": 0.5,
         "digits_cnn_evaluate_s": round(t_eval, 4),
     }
+    if args.minilm:
+        from qsim.nets import minilm
+
+        t0 = time.perf_counter()
+        minilm.float_result("sick")
+        report["minilm_float_sick_s"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        res = minilm.evaluate_minilm(wspec, aspec, task="sick", per_layer=False)
+        report["minilm_w8a8_sick_s"] = round(time.perf_counter() - t0, 2)
+        report["minilm_spearman_float_w8a8"] = [round(res["float"]["metric"], 4), round(res["quantized"]["metric"], 4)]
     print(json.dumps(report, indent=2))
     return 0
 
