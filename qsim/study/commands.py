@@ -15,13 +15,31 @@ def _run(args) -> int:
     print(f"{res.manifest['design_points']} design points ({res.manifest['configs']} quant configs, "
           f"{res.manifest['accuracy_evaluations_computed']} accuracy evaluations computed, the rest cached) "
           f"in {t['total']:.1f} s")
-    show = [c for c in ("target", "profile", "label", "accuracy", "energy_j", "latency_s", "memory_bytes")
-            if c in res.pareto.columns]
-    overall = res.pareto[res.pareto["pareto_scope"] == "overall"][show]
-    print(f"\nOverall Pareto front ({len(overall)} points):")
-    print(overall.head(args.top).to_string(index=False))
+    print(format_fronts(res.pareto, args.top))
     print(f"\nResults: {res.out_dir}/results.parquet, results.csv, pareto.csv, manifest.json, plots/")
     return 0
+
+
+UNITS = {"energy_j": ("energy µJ", 1e6), "latency_s": ("latency µs", 1e6), "memory_bytes": ("memory KiB", 1 / 1024)}
+
+
+def format_fronts(pareto, top: int) -> str:
+    """Each profile's Pareto front, most accurate (or fastest, cost-only) first, in readable units."""
+    lines = []
+    key = "accuracy" if "accuracy" in pareto.columns and pareto["accuracy"].notna().any() else "latency_s"
+    for (target, scope), front in pareto[pareto["pareto_scope"] != "overall"].groupby(["target", "pareto_scope"],
+                                                                                     sort=False):
+        front = front.sort_values(key, ascending=key != "accuracy")
+        table = front[["label"]].copy()
+        if key == "accuracy":
+            table["accuracy %"] = (front["accuracy"] * 100).round(2)
+        for col, (name, unit) in UNITS.items():
+            if col in front.columns:
+                table[name] = (front[col] * unit).map(lambda v: f"{v:.4g}")
+        lines.append(f"\n{target} on {scope.split(':', 1)[1]}: Pareto front has {len(front)} points"
+                     + (f", showing {top}" if len(front) > top else ""))
+        lines.append(table.head(top).to_string(index=False))
+    return "\n".join(lines)
 
 
 def _plot(args) -> int:
@@ -53,7 +71,7 @@ def register(sub) -> None:
                    help="run accuracy evaluations on a Dask cluster at ADDRESS ('local' starts a LocalCluster)")
     r.add_argument("--no-plots", action="store_true", help="skip the plots")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
-    r.add_argument("--top", type=int, default=15, help="rows of the overall Pareto front to print (default 15)")
+    r.add_argument("--top", type=int, default=5, help="rows of each profile's Pareto front to print (default 5)")
     r.set_defaults(func=_run)
     pl = ssub.add_parser("plot", help="redraw the plots of a results directory without recomputing")
     pl.add_argument("dir", help="results directory, e.g. results/quickstart")
