@@ -63,6 +63,7 @@ import math
 import numpy as np
 from numba import njit
 
+from qsim.quant.quantize import check_tensor
 from qsim.quant.spec import QuantSpec
 
 __all__ = [
@@ -87,26 +88,7 @@ _CHUNK_ELEMENTS = 1 << 21   # working-set cap (elements) of the row-wise histogr
 # -- input checks -------------------------------------------------------------
 def _check_batch(x, n: int) -> np.ndarray:
     """A finite, non-empty float array of one calibration batch."""
-    name = f"calibration batch {n}"
-    if isinstance(x, (list, tuple, int, float)) or np.isscalar(x):
-        x = np.asarray(x)
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array (or array-like of numbers), got {type(x).__name__}")
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    if x.size == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape}); an observer needs at least one value per batch")
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
-        where = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
-        raise ValueError(
-            f"{name} contains {n_nan} NaN and {n_inf} Inf value(s) of {x.size}; first at index "
-            f"{', '.join(map(str, where))}. Observers need finite data."
-        )
-    return x
+    return check_tensor(x, f"calibration batch {n}", "an observer needs at least one value per batch")
 
 
 def _check_spec(spec) -> QuantSpec:

@@ -18,8 +18,11 @@ POW2_MAX_LEVELS = 31  # exponent levels beyond 2^-30·amax are indistinguishable
 
 
 # -- input checks -------------------------------------------------------------
-def check_tensor(x, name: str = "x") -> np.ndarray:
-    """A finite, non-empty float array, or a ValueError saying what is wrong and where."""
+def check_tensor(x, name: str = "x", purpose: str = "nothing to quantize") -> np.ndarray:
+    """A finite, non-empty float array, or an error saying what is wrong and where.
+
+    `purpose` finishes the message for an empty input (why a value is needed).
+    """
     if isinstance(x, (list, tuple, int, float)) or np.isscalar(x):
         x = np.asarray(x)
     if not isinstance(x, np.ndarray):
@@ -27,7 +30,7 @@ def check_tensor(x, name: str = "x") -> np.ndarray:
     if x.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     if x.size == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape}); nothing to quantize")
+        raise ValueError(f"{name} is empty (shape {x.shape}); {purpose}")
     if x.dtype.kind not in "fc":
         x = x.astype(np.float64)
     bad = ~np.isfinite(x)
