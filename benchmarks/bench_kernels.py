@@ -3,7 +3,10 @@
 GOPS = 2·M·N·K / s of `matmul_int` (int32 accumulator, bit-exact) vs ORT `MatMulInteger`
 (u8 activations with zero point 128, s8 weights as a prepacked initializer) on the same
 data. Weights stay in [-64, 64] so ORT's AVX2 u8×s8 kernel is exact too (REFERENCE B1),
-and every result is checked for equality before it is timed. Then conv2d_int vs ORT
+and every result is checked for equality before it is timed. The small-M rows (GEMV,
+M = 1..8) run qsim's int16 pair multiply-add kernel on the (K, N) weight as given: each
+timed call includes every conversion qsim does (no weight prepacking or cache), while
+ORT's weight is a prepacked constant. Then conv2d_int vs ORT
 `ConvInteger` on ResNet-18 layer shapes (batch 1).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_kernels.py [--quick]
@@ -128,7 +131,7 @@ def main() -> int:
     parser.add_argument("--no-conv", action="store_true", help="skip the conv2d table")
     args = parser.parse_args()
     budget = 0.5 if args.quick else 3.0
-    shapes = [(n, n, n) for n in (256, 512, 1024, 2048)] + [(1, 4096, 4096)]
+    shapes = [(n, n, n) for n in (256, 512, 1024, 2048)] + [(m, 4096, 4096) for m in (1, 2, 4, 8)]
     with threadpool_limits(limits=1):
         bench_matmul(shapes, budget)
         if not args.no_conv:

@@ -5,8 +5,10 @@ magnitude ≤ 2^24 (2^53), whatever order BLAS adds in. With p = max|a|·max|b| 
 after zero-point subtraction), a K-block of length kb ≤ 2^24/p is therefore exact in
 float32; the exact block sums are then added in float64 (exact below 2^53) or int64.
 Narrow GEMV shapes (few rows) skip BLAS, whose float conversion of the whole weight
-would cost more than the product: a Numba kernel reads the int8/int16 weight directly
-and sums exact float32 blocks (same 2^24 argument) into int64.
+would cost more than the product: up to 8 rows with an 8-bit weight use the int16 pair
+multiply-add kernel of `qsim.kernels.madd16` (exact int32 sums); otherwise up to 4 rows
+use a Numba kernel that reads the int8/int16 weight directly and sums exact float32
+blocks (same 2^24 argument) into int64.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import threading
 
 import numpy as np
 from numba import njit
+
+from qsim.kernels._checks import max_abs_shifted
+from qsim.kernels.madd16 import MADD16_ROWS, madd16_fits, madd16_matmul
 
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
@@ -102,6 +107,14 @@ def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np
     p = max_a * max_b
     if p == 0 or K == 0 or M == 0 or N == 0:
         return np.zeros((M, N), out_dtype)
+    if M <= MADD16_ROWS and b.dtype.itemsize == 1:
+        ma = max_a if madd16_fits(M, K, b, max_a) else max_abs_shifted(a, np.asarray(za))  # a is small
+        if madd16_fits(M, K, b, ma):
+            acc = madd16_matmul(a, b, int(za))
+            zb = np.asarray(zb)
+            if zb.ndim or int(zb):
+                acc = acc - zb.astype(np.int64)[None] * (a.astype(np.int64) - za).sum(axis=1)[:, None]
+            return acc.astype(out_dtype, copy=False)
     if M <= GEMV_ROWS and b.dtype.itemsize <= 2:
         lo, hi = np.iinfo(b.dtype).min, np.iinfo(b.dtype).max
         kb = F32_EXACT // max(1, max_a * max(-int(lo), int(hi)))   # bounds the raw-b partial sums
