@@ -87,9 +87,15 @@ def _workload(args):
             from qsim.workload.zoo import get_workload, list_workloads
         except ImportError as exc:
             raise ValueError(f"--model needs the layer zoo (qsim.workload.zoo), not available: {exc}") from None
-        if args.model not in list_workloads():
-            raise ValueError(f"--model {args.model!r} is unknown; choose one of {', '.join(list_workloads())}")
-        return get_workload(args.model, batch=args.batch)
+        if args.model in list_workloads():
+            return get_workload(args.model, batch=args.batch)
+        from qsim.nets import get_network, list_networks  # the runnable networks' real shapes too
+
+        if args.model not in list_networks():
+            raise ValueError(f"--model {args.model!r} is unknown; choose one of "
+                             f"{', '.join(list_workloads() + list_networks())}")
+        net = get_network(args.model)
+        return net.arch.to_workload(batch=args.batch) if net.arch is not None else net.workload
     if args.topology:
         from qsim.workload.topology import read_topology
 
