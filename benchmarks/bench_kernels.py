@@ -6,7 +6,9 @@ data. Weights stay in [-64, 64] so ORT's AVX2 u8×s8 kernel is exact too (REFERE
 and every result is checked for equality before it is timed. The small-M rows (GEMV,
 M = 1..8) run qsim's int16 pair multiply-add kernel on the (K, N) weight as given: each
 timed call includes every conversion qsim does (no weight prepacking or cache), while
-ORT's weight is a prepacked constant. Then conv2d_int vs ORT
+ORT's weight is a prepacked constant. The square rows run qsim's u8×s8 byte multiply-add
+kernel (`qsim.kernels.madd8`, vpmaddubsw) when the data proves it exact: each timed call
+includes the min/max check and packing both operands. Then conv2d_int vs ORT
 `ConvInteger` on ResNet-18 layer shapes (batch 1).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_kernels.py [--quick]

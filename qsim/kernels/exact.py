@@ -8,22 +8,28 @@ Narrow GEMV shapes (few rows) skip BLAS, whose float conversion of the whole wei
 would cost more than the product: up to 8 rows with an 8-bit weight use the int16 pair
 multiply-add kernel of `qsim.kernels.madd16` (exact int32 sums); otherwise up to 4 rows
 use a Numba kernel that reads the int8/int16 weight directly and sums exact float32
-blocks (same 2^24 argument) into int64.
+blocks (same 2^24 argument) into int64. Larger products of two 8-bit operands whose data
+keeps every u8×s8 int16 pair sum exact (2·max a'·max|b'| ≤ 32767, `madd8_plan`) use the
+byte multiply-add kernel of `qsim.kernels.madd8` (packs both operands per call).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 from numba import njit
 
 from qsim.kernels._checks import max_abs_shifted
+from qsim.kernels.madd8 import madd8_matmul, madd8_plan
 from qsim.kernels.madd16 import MADD16_ROWS, madd16_fits, madd16_matmul
 
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
 GEMV_ROWS = 4          # at most this many rows of `a`: Numba GEMV instead of BLAS
+MADD8_ROWS = 64        # 8-bit a and b with at least this many rows, N, K ≥ 16 and
+MADD8_OPS = 1 << 22    # M·N·K ≥ this: the byte kernel (when provably exact) beats BLAS incl. packing
 
 
 def _blocks(K: int, kb: int) -> list[tuple[int, int]]:
@@ -36,10 +42,10 @@ _WS = threading.local()
 WORKSPACE_MAX = 1 << 23      # elements (32 MiB of float32); larger scratch arrays are allocated per call
 
 
-def _scratch(name: str, shape: tuple[int, int], dtype) -> np.ndarray:
+def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """Per-thread reusable scratch array: fresh large allocations page-fault on every call,
     which can cost as much as a 512³ product; results never alias these buffers."""
-    size = shape[0] * shape[1]
+    size = math.prod(shape)
     if size > WORKSPACE_MAX:
         return np.empty(shape, dtype)
     pool = _WS.__dict__.setdefault("pool", {})
@@ -124,6 +130,11 @@ def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np
             if zb.ndim or int(zb):
                 acc -= zb.astype(np.int64)[None] * (a.astype(np.int64) - za).sum(axis=1)[:, None]
             return acc.astype(out_dtype, copy=False)
+    if M > MADD16_ROWS and a.dtype.itemsize == 1 and b.dtype.itemsize == 1 and M >= MADD8_ROWS \
+            and min(N, K) >= 16 and M * N * K >= MADD8_OPS:
+        plan = madd8_plan(a, b)
+        if plan is not None:
+            return madd8_matmul(a, b, za, zb, plan, out_dtype, _scratch)
     kb32 = F32_EXACT // p
     if kb32 >= min(K, 64):
         dtype, kb = np.float32, kb32
