@@ -114,8 +114,8 @@ def round_scale(s: np.ndarray, scale_dtype: str) -> np.ndarray:
         tiny = 2.0 ** -133
     elif scale_dtype == "pow2":
         # Round up, so the power-of-two scale never clips more than the exact one.
-        out = np.exp2(np.ceil(np.log2(s)))
-        tiny = 2.0 ** -126
+        out = np.exp2(np.maximum(np.ceil(np.log2(s)), -149))  # never below fp32's smallest subnormal
+        tiny = 2.0 ** -149
     else:
         raise ValueError(f"scale_dtype {scale_dtype!r} is not a uniform-scheme scale format")
     return np.where(out > 0, out, tiny)
