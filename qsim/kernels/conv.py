@@ -137,7 +137,7 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
     Og, Kg = O // groups, Cg * kh * kw
     bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))
     no_overflow = bias_max + Kg * max_x * max_w <= hi
-    if Cg == 1 and no_overflow:
+    if Cg == 1 and groups > 1 and no_overflow:  # true depthwise; a 1-channel input is faster as a GEMM
         return _depthwise_exact(x, w, int(zx), zw, bias, stride, padding, dilation, bits), 0
     cols, Ho, Wo = im2col(x, kh, kw, stride, padding, dilation, int(zx))
     if groups > 1 and no_overflow and Kg * max_x * max_w <= F32_EXACT:

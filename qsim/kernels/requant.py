@@ -136,7 +136,6 @@ def requantize(acc, in_scale, w_scale, out_scale, out_zero_point=0, *, policy="f
     a = np.asarray(acc)
     if a.dtype.kind not in "iu":
         raise TypeError(f"acc must be an integer array, got dtype {a.dtype}")
-    a = a.astype(np.int64)
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {list(POLICIES)}, got {policy!r}")
     if activation not in ACTIVATIONS:
@@ -169,20 +168,24 @@ def requantize(acc, in_scale, w_scale, out_scale, out_zero_point=0, *, policy="f
     bcast = (lambda p: np.asarray(p).reshape(view)) if view else (lambda p: np.asarray(p))
 
     if policy == "fp32_rne":
+        # Stays in float32 (fl32(acc) straight from the int array): integers below 2^24 are exact
+        # there, and anything larger saturates at qmin/qmax after + zp either way.
         s_c = (np.float32(s_in) * s_w.astype(np.float32)) / np.float32(s_out)
-        y = np.rint(a.astype(np.float32) * bcast(s_c).astype(np.float32)).astype(np.int64)
-    elif policy in ("gemmlowp", "tflite_optimized"):
-        if a.size and (a.min() < INT32_MIN or a.max() > INT32_MAX):
-            raise ValueError(f"acc must fit int32 for policy {policy!r}")
-        M, shift = quantize_multiplier(s_in * s_w / s_out)
-        f = multiply_by_quantized_multiplier if policy == "gemmlowp" else multiply_by_quantized_multiplier_halfup
-        y = f(a, bcast(M), bcast(shift))
-    elif policy == "float64_half_away":
-        y = _round_half_away(a * bcast(s_in * s_w / s_out)).astype(np.int64)
+        y = np.rint(a.astype(np.float32) * bcast(s_c).astype(np.float32))
     else:
-        ratio = _exact_ratio(s_in, s_w, s_out)
-        channel = np.broadcast_to(bcast(np.arange(ratio.size).reshape(ratio.shape)), a.shape)
-        y = _exact_rne(a, channel, ratio)
+        a = a.astype(np.int64)
+        if policy in ("gemmlowp", "tflite_optimized"):
+            if a.size and (a.min() < INT32_MIN or a.max() > INT32_MAX):
+                raise ValueError(f"acc must fit int32 for policy {policy!r}")
+            M, shift = quantize_multiplier(s_in * s_w / s_out)
+            f = multiply_by_quantized_multiplier if policy == "gemmlowp" else multiply_by_quantized_multiplier_halfup
+            y = f(a, bcast(M), bcast(shift))
+        elif policy == "float64_half_away":
+            y = _round_half_away(a * bcast(s_in * s_w / s_out)).astype(np.int64)
+        else:
+            ratio = _exact_ratio(s_in, s_w, s_out)
+            channel = np.broadcast_to(bcast(np.arange(ratio.size).reshape(ratio.shape)), a.shape)
+            y = _exact_rne(a, channel, ratio)
     lo, hi = qmin, qmax
     if activation in ("relu", "relu6"):
         lo = max(qmin, zp)
