@@ -104,6 +104,15 @@ def test_killed_run_resumes_and_loses_nothing(tmp_path):
     pd.testing.assert_frame_equal(resumed.table, fresh.table)
 
 
+def test_local_processes_give_the_same_table(tmp_path):
+    spec = dict(SMALL, name="jobs", grid=dict(SMALL["grid"], wbits=[4, 8], abits=[8]))
+    serial = run_study(spec, tmp_path / "serial", progress=False, plots=False)
+    parallel = run_study(spec, tmp_path / "parallel", jobs=2, progress=False, plots=False)
+    pd.testing.assert_frame_equal(serial.table, parallel.table)
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        run_study(spec, tmp_path / "bad", jobs=0, progress=False)
+
+
 def test_dask_local_cluster_gives_the_same_table(tmp_path):
     pytest.importorskip("distributed", reason="Dask is an optional extra: pip install -e '.[dask]'")
     spec = dict(SMALL, name="dask", grid=dict(SMALL["grid"], wbits=[4, 8], abits=[8]))
