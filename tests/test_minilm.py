@@ -83,3 +83,14 @@ def test_workload_has_36_linear_layers():
     wl = minilm.workload(tokens=16)
     dense = [layer for layer in wl.mac_layers if type(layer).__name__ == "Dense"]
     assert len(dense) == 36 == len(minilm.linear_names())
+
+
+def test_evaluate_through_the_nets_api_keeps_the_json_shape():
+    from qsim.nets import evaluate
+
+    res = evaluate("minilm", W8_CHANNEL, A8, calib_size=32, eval_size=40)
+    assert {"network", "metric", "float", "quantized", "config"} <= set(res)
+    assert res["metric"] == "spearman" and res["config"]["pairs"] == 40
+    assert set(res["quantized"]) >= {"metric", "sqnr_db", "overflows", "per_layer"}
+    with pytest.raises(ValueError, match="policy 'gemmlowp' applies to integer-requantized networks only"):
+        evaluate("minilm", W8_CHANNEL, A8, policy="gemmlowp")

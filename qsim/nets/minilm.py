@@ -308,8 +308,9 @@ def _correlation(kind: str, x, y) -> float:
     return float(spearmanr(x, y).statistic if kind == "spearman" else pearsonr(x, y).statistic)
 
 
-def _similarities(task: str, q: Quantizer | None, sqnr: dict | None = None):
+def _similarities(task: str, q: Quantizer | None, sqnr: dict | None = None, pairs: int | None = None):
     a, b, _, _, _ = task_data(task)
+    a, b = a[:pairs], b[:pairs]
     texts = sorted(set(a) | set(b))  # each distinct text is embedded once
     emb = embed(texts, q, sqnr=sqnr)
     pos = {t: i for i, t in enumerate(texts)}
@@ -326,15 +327,32 @@ def float_result(task: str):
 
 def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = None, *, task: str = "sick",
                     calib_size: int = 256, acc_bits: int = 32, overflow: str = "wrap", per_layer: bool = True,
-                    **_ignored) -> dict:
+                    policy: str = "fp32_rne", overrides=None, eval_size: int | None = None) -> dict:
     """Float and quantized correlation on a similarity task, output SQNR and overflow counts.
 
     `per_layer` also runs the float network in lockstep to measure each block's output
     SQNR (doubles the work; sweeps that need only the task metric can switch it off).
+    Accumulators are rescaled to float (no integer requantization between layers), so only
+    `policy="fp32_rne"` (the fp32 epilogue) is meaningful; per-layer overrides are not
+    supported here. `eval_size` keeps the first N pairs (the float reference too).
     """
-    f_metric, f_emb = float_result(task)
+    from dataclasses import asdict
+
+    if policy != "fp32_rne":
+        raise ValueError(f"network 'minilm' rescales int32 accumulators in fp32 (policy 'fp32_rne'); "
+                         f"policy {policy!r} applies to integer-requantized networks only")
+    if overrides:
+        raise ValueError("network 'minilm' does not support per-layer overrides; use one wspec/aspec")
+    if wspec is None and aspec is not None:
+        raise ValueError("aspec without wspec: give a weight QuantSpec too (or neither for float only)")
     _, _, gold, kind, calib_texts = task_data(task)
-    result = {"network": "minilm", "task": task, "metric": kind, "float": {"metric": f_metric}}
+    n = len(gold) if eval_size is None else max(1, min(int(eval_size), len(gold)))
+    f_metric, f_emb = float_result(task) if n == len(gold) else _float_subset(task, n)
+    spec = lambda s: None if s is None else asdict(s)  # noqa: E731
+    result = {"network": "minilm", "task": task, "metric": kind, "float": {"metric": f_metric}, "quantized": None,
+              "config": {"task": task, "pairs": n, "calib_size": int(calib_size), "dataset": "similarity",
+                         "wspec": spec(wspec), "aspec": spec(aspec), "policy": policy, "acc_bits": acc_bits,
+                         "overflow": overflow, "nonlinear_ops": "float (softmax, LayerNorm, GELU)"}}
     if wspec is None:
         return result
     q = Quantizer(wspec=wspec, aspec=aspec, acc_bits=acc_bits, overflow=overflow)
@@ -343,13 +361,19 @@ def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = No
         embed(calib_texts[:calib_size], q)
         q.finish_calibration()
     layers: dict | None = {} if per_layer else None
-    sims, emb = _similarities(task, q, sqnr=layers)
+    sims, emb = _similarities(task, q, sqnr=layers, pairs=n)
     noise = float(np.sum((f_emb.astype(np.float64) - emb) ** 2))
     result["quantized"] = {
-        "metric": _correlation(kind, sims, gold),
+        "metric": _correlation(kind, sims, gold[:n]),
         "sqnr_db": float("inf") if noise == 0 else 10 * np.log10(float(np.sum(f_emb.astype(np.float64) ** 2)) / noise),
         "overflows": int(sum(q.overflows.values())),
-        "per_layer": [{"layer": k, "sqnr_db": 10 * np.log10(s / n) if n > 0 else float("inf"),
-                       "overflows": int(q.overflows.get(k, 0))} for k, (s, n) in (layers or {}).items()],
+        "per_layer": [{"layer": k, "sqnr_db": 10 * np.log10(s / n_) if n_ > 0 else float("inf"),
+                       "overflows": int(q.overflows.get(k, 0))} for k, (s, n_) in (layers or {}).items()],
     }
     return result
+
+
+def _float_subset(task: str, n: int):
+    sims, emb = _similarities(task, None, pairs=n)
+    _, _, gold, kind, _ = task_data(task)
+    return _correlation(kind, sims, gold[:n]), emb

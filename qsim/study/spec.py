@@ -245,6 +245,8 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     if "kmeans" in grid["scheme"] and any(g != "tensor" for g in grid["granularity"]):
         problems.append("grid.scheme/granularity: kmeans shares one codebook per tensor; use granularity [tensor]")
 
+    if "minilm" in networks and any(p != "fp32_rne" for p in grid["policy"]):
+        problems.append("grid.policy: network 'minilm' rescales its int32 accumulators in fp32; use policy [fp32_rne]")
     profiles = raw.get("profiles", [])
     profiles = profiles if isinstance(profiles, list) else [profiles]
     if not profiles:
