@@ -240,3 +240,27 @@ def test_bad_inputs_name_the_argument():
     for fn, exc, msg in cases:
         with pytest.raises(exc, match=msg):
             fn()
+
+
+def test_grouped_exact_twin_and_int64_guard():
+    from qsim.kernels.accumulate import grouped_exact, grouped_exact_reference
+
+    rng = np.random.default_rng(5)
+    for dt, hi in ((np.int32, 2000), (np.int64, 1 << 20)):
+        a = rng.integers(-hi, hi, size=(5, 37)).astype(dt)
+        b = rng.integers(-hi, hi, size=(37, 6)).astype(dt)
+        np.testing.assert_array_equal(grouped_exact(a, b, 8), grouped_exact_reference(a, b, 8))
+    from qsim.kernels.gemm import grouped_core
+
+    big = np.full((1, 4), 3 * 2**30, np.int64)  # MXFP8 E5M2-sized levels: 4 products pass 2^63
+    with pytest.raises(ValueError, match="can exceed int64"):
+        grouped_core(big, big.T.copy(), 4, 0, np.zeros((1, 1), np.int64), 64, False)
+
+
+def test_rescale_core_is_bit_identical_to_its_numpy_twin():
+    from qsim.kernels.gemm import rescale_core, rescale_core_reference
+
+    rng = np.random.default_rng(9)
+    p = rng.integers(-(2**20), 2**20, size=(7, 5, 13)).astype(np.int32)
+    sb = rng.uniform(1e-4, 3.0, size=(13, 5))
+    np.testing.assert_array_equal(rescale_core(p, sb), rescale_core_reference(p, sb))

@@ -112,3 +112,38 @@ def seq_matmul_pairsat16(a, b, bias, has_bias, correction, bits, saturate):
             out[m, n] = v
             count += o
     return out, count
+
+
+@njit(cache=True)
+def grouped_exact(a, b, group):
+    """parts[m, n, g] = Σ_{k in group g} a[m, k]·b[k, n] on zero-point-shifted operands.
+
+    For the case the caller proved overflow-free (every group sum fits the accumulator),
+    so no per-addition checks: n innermost over contiguous rows vectorises; the result's
+    dtype is the operands' (int32 when the bound allows, else int64)."""
+    M, K = a.shape
+    N = b.shape[1]
+    G = (K + group - 1) // group
+    out = np.empty((M, N, G), a.dtype)
+    row = np.empty(N, a.dtype)
+    for m in range(M):
+        for g in range(G):
+            for n in range(N):
+                row[n] = 0
+            for k in range(g * group, min(K, (g + 1) * group)):
+                av = a[m, k]
+                for n in range(N):
+                    row[n] += av * b[k, n]
+            for n in range(N):
+                out[m, n, g] = row[n]
+    return out
+
+
+def grouped_exact_reference(a, b, group) -> np.ndarray:
+    """NumPy twin of `grouped_exact` (int64)."""
+    M, K = a.shape
+    G = -(-K // group)
+    pad = G * group - K
+    a64 = np.pad(np.asarray(a, np.int64), ((0, 0), (0, pad)))
+    b64 = np.pad(np.asarray(b, np.int64), ((0, pad), (0, 0)))
+    return np.einsum("mgk,gkn->mng", a64.reshape(M, G, group), b64.reshape(G, group, b64.shape[1]))

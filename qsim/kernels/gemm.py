@@ -10,11 +10,12 @@ emulates every addition in the documented order (bias, then k ascending).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from qsim.kernels._checks import (
     check_acc, check_bias, check_codes, check_product_fits, check_zero_point, max_abs_shifted, type_max_abs,
 )
-from qsim.kernels.accumulate import seq_matmul, seq_matmul_pairsat16
+from qsim.kernels.accumulate import grouped_exact, seq_matmul, seq_matmul_pairsat16
 from qsim.kernels.exact import F32_EXACT, GEMV_ROWS, exact_matmul
 from qsim.kernels.madd16 import MADD16_ROWS
 
@@ -119,7 +120,7 @@ def _group_zero_points(b_zero_point, b, G: int, N: int) -> np.ndarray:
 
 
 def grouped_core(a, b, group_size: int, za, zbg, bits: int, saturate: bool):
-    """Validated operands → (parts int64 (M, N, G), overflow count); zbg is (G, N)."""
+    """Validated operands → (parts (M, N, G) int32 or int64, overflow count); zbg is (G, N)."""
     M, K = a.shape
     N = b.shape[1]
     G = zbg.shape[0]
@@ -131,19 +132,13 @@ def grouped_core(a, b, group_size: int, za, zbg, bits: int, saturate: bool):
     if bits != 64:
         check_product_fits(max_a, max_b, (1 << (bits - 1)) - 1, bits)
     p = max_a * max_b
+    if bits == 64 and min(group_size, K) * p > (1 << 63) - 1:
+        raise ValueError(f"group sums of up to {min(group_size, K)} products of {max_a} x {max_b} can exceed int64; "
+                         f"levels this wide (e.g. MXFP8 E5M2 at both extremes) need a float path")
     if bits == 64 or min(group_size, K) * p <= (1 << (bits - 1)) - 1:
-        pad = G * group_size - K
-        if pad:
-            a64 = np.pad(a64, ((0, 0), (0, pad)))
-            b64 = np.pad(b64, ((0, pad), (0, 0)))
-        dtype = np.float32 if group_size * p <= (1 << 24) else np.float64
-        if group_size * p <= (1 << 53):
-            ag = a64.reshape(M, G, group_size).transpose(1, 0, 2).astype(dtype)
-            bg = b64.reshape(G, group_size, N).astype(dtype)
-            parts = np.matmul(ag, bg).astype(np.int64)          # (G, M, N), exact per group
-        else:
-            parts = np.einsum("mgk,gkn->gmn", a64.reshape(M, G, group_size), b64.reshape(G, group_size, N))
-        return np.ascontiguousarray(parts.transpose(1, 2, 0)), 0
+        # No group sum can overflow: plain exact sums, int32 lanes when every sum fits them.
+        dt = np.int32 if min(group_size, K) * p <= (1 << 31) - 1 else np.int64
+        return grouped_exact(np.ascontiguousarray(a64, dtype=dt), np.ascontiguousarray(b64, dtype=dt), group_size), 0
     out, count = seq_matmul(a64, b64, np.zeros(N, np.int64), False, group_size, G, bits, saturate)
     return out, int(count)
 
@@ -166,7 +161,7 @@ def matmul_int_grouped(a, b, group_size, a_zero_point=0, b_zero_point=0, *, acc_
     zbg = _group_zero_points(b_zero_point, b, G, N)
     bits, _, _ = check_acc(acc_bits, overflow)
     parts, count = grouped_core(a, b, int(group_size), int(za), zbg, bits, overflow == "saturate")
-    return parts.astype(_out_dtype(bits)), count
+    return parts.astype(_out_dtype(bits), copy=False), count
 
 
 def rescale_groups(parts, a_scale, b_scale_groups) -> np.ndarray:
@@ -189,10 +184,30 @@ def rescale_groups(parts, a_scale, b_scale_groups) -> np.ndarray:
         sb = np.broadcast_to(sb, (G, N))
     except ValueError:
         raise ValueError(f"b_scale_groups must be (G, N) = ({G}, {N}), (G,) or a scalar, got {sb.shape}") from None
-    total = np.zeros((M, N), np.float64)
-    for g in range(G):
-        total += sb[g][None, :] * p[:, :, g].astype(np.float64)
+    total = rescale_core(np.ascontiguousarray(p), np.ascontiguousarray(sb, dtype=np.float64))
     return total * (sa[:, None] if sa.ndim == 1 else sa)
+
+
+@njit(cache=True)
+def rescale_core(p, sb):
+    """Σ_g sb[g, n]·p[m, n, g] in float64, g ascending (reads each (m, n) row of groups contiguously)."""
+    M, N, G = p.shape
+    total = np.zeros((M, N), np.float64)
+    for m in range(M):
+        for n in range(N):
+            t = 0.0
+            for g in range(G):
+                t += sb[g, n] * np.float64(p[m, n, g])
+            total[m, n] = t
+    return total
+
+
+def rescale_core_reference(p, sb) -> np.ndarray:
+    """NumPy twin of `rescale_core` (same operations in the same order)."""
+    total = np.zeros(p.shape[:2], np.float64)
+    for g in range(p.shape[2]):
+        total += sb[g][None, :] * p[:, :, g].astype(np.float64)
+    return total
 
 
 def _positive(x, name: str) -> np.ndarray:
