@@ -38,6 +38,19 @@ def _limits(bits):
 
 
 @njit(cache=True)
+def _start_row(row, bias, has_bias, lo, hi, half, mask, saturate):
+    """Reset a row of accumulators to 0, then add the bias as the first addition; returns overflows."""
+    count = 0
+    for n in range(row.shape[0]):
+        row[n] = 0
+        if has_bias:
+            v, o = _fit(bias[n], lo, hi, half, mask, saturate)
+            row[n] = v
+            count += o
+    return count
+
+
+@njit(cache=True)
 def seq_matmul(a, b, bias, has_bias, group, n_groups, bits, saturate):
     """Σ_k a[m,k]·b[k,n] per K-group of length `group` with every addition emulated.
 
@@ -53,13 +66,7 @@ def seq_matmul(a, b, bias, has_bias, group, n_groups, bits, saturate):
     count = 0
     for m in range(M):
         for g in range(G):
-            for n in range(N):
-                row[n] = 0
-            if has_bias:
-                for n in range(N):
-                    v, o = _fit(bias[n], lo, hi, half, mask, saturate)
-                    row[n] = v
-                    count += o
+            count += _start_row(row, bias, has_bias, lo, hi, half, mask, saturate)
             for k in range(g * group, min(K, (g + 1) * group)):
                 av = a[m, k]
                 for n in range(N):
@@ -84,13 +91,7 @@ def seq_matmul_pairsat16(a, b, bias, has_bias, correction, bits, saturate):
     row = np.empty(N, np.int64)
     count = 0
     for m in range(M):
-        for n in range(N):
-            row[n] = 0
-        if has_bias:
-            for n in range(N):
-                v, o = _fit(bias[n], lo, hi, half, mask, saturate)
-                row[n] = v
-                count += o
+        count += _start_row(row, bias, has_bias, lo, hi, half, mask, saturate)
         for k in range(0, K, 2):
             a0 = a[m, k]
             a1 = a[m, k + 1] if k + 1 < K else 0
