@@ -12,6 +12,7 @@ oracles live in `qsim.kernels.reference`.
 
 from qsim.kernels.blocks import matmul_blocks
 from qsim.kernels.conv import conv2d_int
+from qsim.kernels.cpu import backend
 from qsim.kernels.gemm import matmul_int, matmul_int_grouped, rescale_groups
 from qsim.kernels.packing import pack_bits, unpack_bits
 from qsim.kernels.requant import (
@@ -20,7 +21,7 @@ from qsim.kernels.requant import (
 )
 
 __all__ = [
-    "POLICIES", "conv2d_int", "matmul_blocks", "matmul_int", "matmul_int_grouped", "multiply_by_quantized_multiplier",
+    "POLICIES", "backend", "conv2d_int", "matmul_blocks", "matmul_int", "matmul_int_grouped", "multiply_by_quantized_multiplier",
     "multiply_by_quantized_multiplier_halfup", "pack_bits", "quantize_multiplier", "requantize", "rescale_groups",
     "rounding_divide_by_pot", "srdhm", "unpack_bits",
 ]
