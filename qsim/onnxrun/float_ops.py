@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper, numpy_helper
 
-from qsim.onnxrun.spatial import avg_pool, conv_float, max_pool, window
+from qsim.onnxrun.fptypes import cast_narrow, is_float, is_narrow_float
+from qsim.onnxrun.spatial import avg_pool, conv_float, max_pool, max_pool_indices, window
 
 
 def _float(ctx, x, what: str = "input"):
@@ -132,9 +133,10 @@ def _pool_window(ctx, x, attrs):
 
 def max_pool_op(ctx, inputs, attrs):
     x = inputs[0]
-    if ctx.n_outputs > 1:
-        raise ctx.error("the Indices output of MaxPool is not supported")
     kernel, win = _pool_window(ctx, x, attrs)
+    if ctx.n_outputs > 1:
+        y, idx = max_pool_indices(x, kernel, win, int(attrs.get("storage_order", 0)))
+        return [y.astype(x.dtype), idx.astype(np.int64)]
     return [max_pool(x, kernel, win).astype(x.dtype)]
 
 
@@ -170,9 +172,36 @@ def constant(ctx, inputs, attrs):
 def cast(ctx, inputs, attrs):
     to = np.dtype(helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
     x = inputs[0]
-    if x.dtype.kind == "f" and to.kind in "iu":
-        raise ctx.error("Cast from float to integer is not supported (its out-of-range behaviour is undefined)")
+    if is_narrow_float(to):
+        return [cast_narrow(x, to, bool(attrs.get("saturate", 1)), attrs.get("round_mode", "up"))]
+    if is_float(x.dtype) and to.kind in "iub" and to.name not in ("int4", "uint4", "int2", "uint2"):
+        return [_float_to_int(ctx, x, to)]
+    if is_float(x.dtype) and to.name in ("int4", "uint4", "int2", "uint2"):
+        return [_float_to_int(ctx, x, to)]
     return [x.astype(to)]
+
+
+def _float_to_int(ctx, x, to):
+    """ORT truncates toward zero (C cast); narrow int types wrap like ONNX's reference; NaN or values
+    outside the target's range are undefined behaviour in C, so they are errors here."""
+    import ml_dtypes
+
+    if to == np.bool_:
+        return x.astype(np.float32) != 0
+    x64 = x.astype(np.float64)
+    info = ml_dtypes.iinfo(to) if to.name in ("int4", "uint4", "int2", "uint2") else np.iinfo(to)
+    t = np.trunc(x64)
+    if to.name in ("int4", "uint4", "int2", "uint2"):
+        bits = {"int4": 4, "uint4": 4, "int2": 2, "uint2": 2}[to.name]
+        if not np.all(np.isfinite(t)):
+            raise ctx.error("Cast of NaN or Inf to an integer type is undefined")
+        w = np.mod(t.astype(np.int64), 1 << bits)
+        if info.min < 0:
+            w = np.where(w > info.max, w - (1 << bits), w)
+        return w.astype(to)
+    if not np.all(np.isfinite(t)) or t.min(initial=0) < info.min or t.max(initial=0) > info.max:
+        raise ctx.error(f"Cast to {to.name}: NaN, Inf or values outside [{info.min}, {info.max}] are undefined")
+    return t.astype(to)
 
 
 def transpose(ctx, inputs, attrs):

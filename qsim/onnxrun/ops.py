@@ -13,10 +13,11 @@ import ml_dtypes
 import numpy as np
 from onnx import helper
 
+from qsim.onnxrun.fptypes import FLOAT8, cast_narrow
 from qsim.onnxrun.spatial import window
 
 F32 = np.float32
-CODE_TYPES = ("uint8", "int8", "uint16", "int16", "uint4", "int4")
+CODE_TYPES = ("uint8", "int8", "uint16", "int16", "uint4", "int4", "uint2", "int2")
 
 
 @dataclass
@@ -45,7 +46,7 @@ def _kernels():
 
 
 def int_range(dtype) -> tuple[int, int]:
-    info = ml_dtypes.iinfo(dtype) if np.dtype(dtype).name in ("int4", "uint4") else np.iinfo(dtype)
+    info = ml_dtypes.iinfo(dtype) if np.dtype(dtype).name in ("int4", "uint4", "int2", "uint2") else np.iinfo(dtype)
     return int(info.min), int(info.max)
 
 
@@ -99,8 +100,12 @@ def _expand(ctx, p: np.ndarray, shape, axis: int, block: int, what: str) -> np.n
     return np.take(np.repeat(p, block, axis=axis), np.arange(shape[axis]), axis=axis)
 
 
-def _axis(ctx, attrs, ndim: int) -> int:
+def _axis(ctx, attrs, ndim: int, scale=None) -> int:
+    """The quantization axis; ignored (as ONNX and ORT do) when the scale is per tensor."""
     axis = int(attrs.get("axis", 1))
+    if scale is not None and np.asarray(scale).size == 1 and np.asarray(scale).ndim <= 1 \
+            and not int(attrs.get("block_size", 0)):
+        return 0
     if ndim and not -ndim <= axis < ndim:
         raise ctx.error(f"axis must be in [{-ndim}, {ndim - 1}], got {axis}")
     return axis % ndim if ndim else 0
@@ -123,25 +128,45 @@ def quantize_linear(ctx, inputs, attrs):
         out_dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(attrs["output_dtype"])))
     else:
         out_dtype = np.dtype(np.uint8)
+    if out_dtype.name in FLOAT8:
+        return [_quantize_float8(ctx, x, scale, zp, attrs, out_dtype)]
     if out_dtype.name not in CODE_TYPES:
-        raise ctx.error(f"output type {out_dtype.name} is not supported; supported: {', '.join(CODE_TYPES)}")
+        raise ctx.error(f"output type {out_dtype.name} is not supported; supported: "
+                        f"{', '.join(CODE_TYPES + FLOAT8)}")
     if np.isnan(x).any():
         raise ctx.error("input x contains NaN; its quantized code is implementation-defined")
-    axis, block = _axis(ctx, attrs, x.ndim), int(attrs.get("block_size", 0))
+    axis, block = _axis(ctx, attrs, x.ndim, scale), int(attrs.get("block_size", 0))
     s = _expand(ctx, _scale(ctx, scale, "y_scale"), x.shape, axis, block, "y_scale")
     z = np.zeros((), np.int64) if zp is None else _expand(ctx, _i64(zp), x.shape, axis, block, "y_zero_point")
     qmin, qmax = int_range(out_dtype)
     return [quantize_fp32(x, s, z, qmin, qmax).astype(out_dtype)]
 
 
+def _quantize_float8(ctx, x, scale, zp, attrs, out_dtype):
+    """Float8/float4 codes: saturate(fl32(x / scale) + zp) with the type's rne cast (zp is 0 in practice)."""
+    axis, block = _axis(ctx, attrs, x.ndim, scale), int(attrs.get("block_size", 0))
+    s = _expand(ctx, _scale(ctx, scale, "y_scale"), x.shape, axis, block, "y_scale")
+    v = np.asarray(x, F32) / s
+    if zp is not None:
+        v = v + _expand(ctx, zp.astype(F32), x.shape, axis, block, "y_zero_point")
+    return cast_narrow(v, out_dtype, saturate=bool(attrs.get("saturate", 1)))
+
+
 def dequantize_linear(ctx, inputs, attrs):
     x, scale, zp = (inputs + [None] * 3)[:3]
+    if x.dtype.name in FLOAT8:
+        axis, block = _axis(ctx, attrs, x.ndim, scale), int(attrs.get("block_size", 0))
+        s = _expand(ctx, _scale(ctx, scale, "x_scale"), x.shape, axis, block, "x_scale")
+        v = x.astype(F32)
+        if zp is not None:
+            v = v - _expand(ctx, zp.astype(F32), x.shape, axis, block, "x_zero_point")
+        return [(v * s).astype(scale.dtype)]
     _codes(ctx, x, "x", CODE_TYPES + ("int32",))
     if zp is not None and x.dtype.name == "int32" and np.any(zp != 0):
         raise ctx.error("int32 input takes no zero point (it must be absent or 0)")
     if zp is not None and zp.dtype != x.dtype:
         raise ctx.error(f"x_zero_point has element type {zp.dtype.name} but x has {x.dtype.name}")
-    axis, block = _axis(ctx, attrs, x.ndim), int(attrs.get("block_size", 0))
+    axis, block = _axis(ctx, attrs, x.ndim, scale), int(attrs.get("block_size", 0))
     s = _expand(ctx, _scale(ctx, scale, "x_scale"), x.shape, axis, block, "x_scale")
     z = np.zeros((), np.int64) if zp is None else _expand(ctx, _i64(zp), x.shape, axis, block, "x_zero_point")
     y = (_i64(x) - z).astype(F32) * s  # fl32(fl32(x − zp) · s)

@@ -119,6 +119,40 @@ def max_pool(x: np.ndarray, kernel, win: Window) -> np.ndarray:
     return y
 
 
+def max_pool_indices(x: np.ndarray, kernel, win: Window, storage_order: int = 0):
+    """Max and its flat index into x (N, C, *S) per window, as ONNX MaxPool's Indices output.
+
+    The first maximum in window scan order wins (strictly greater replaces), as in ORT;
+    storage_order 1 numbers the spatial positions column-major.
+    """
+    n = len(kernel)
+    spatial = x.shape[-n:]
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    xp = _pad(x, win, kernel, low)
+    y = idx = None
+    strides_sp = np.ones(n, np.int64)
+    order = range(n - 2, -1, -1) if not storage_order else range(1, n)
+    for i in order:  # row-major: last axis fastest; column-major: first axis fastest
+        j = i + 1 if not storage_order else i - 1
+        strides_sp[i] = strides_sp[j] * spatial[j]
+    for off, p in _patches(xp, kernel, win):
+        pos = np.zeros(win.out, np.int64)
+        for a in range(n):
+            coord = np.arange(win.out[a]) * win.strides[a] + off[a] * win.dilations[a] - win.begin[a]
+            shape = [1] * n
+            shape[a] = -1
+            pos = pos + (coord * strides_sp[a]).reshape(shape)
+        if y is None:
+            y, idx = p.copy(), np.broadcast_to(pos, p.shape).copy()
+        else:
+            better = p > y
+            y = np.where(better, p, y)
+            idx = np.where(better, pos, idx)
+    lead = int(np.prod(spatial))
+    base = (np.arange(int(np.prod(x.shape[:-n]))) * lead).reshape(x.shape[:-n] + (1,) * n)
+    return y, idx + base
+
+
 def avg_pool(x: np.ndarray, kernel, win: Window, count_include_pad: bool) -> np.ndarray:
     """Mean over each window; the divisor counts pads only with count_include_pad.
 
