@@ -1,4 +1,4 @@
-"""`qsim study run SPEC` and `qsim study plot DIR`."""
+"""`qsim study run SPEC`, `qsim study plot DIR`, `qsim study clean NAME|DIR`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,43 @@ def _run(args) -> int:
     from qsim.study import run_study
 
     res = run_study(args.spec, args.out, jobs=args.jobs, dask=args.dask, progress=not args.quiet,
-                    plots=not args.no_plots)
-    t = res.manifest["timings_s"]
-    print(f"{res.manifest['design_points']} design points ({res.manifest['configs']} quant configs, "
-          f"{res.manifest['accuracy_evaluations_computed']} accuracy evaluations computed, the rest cached) "
-          f"in {t['total']:.1f} s")
+                    plots=not args.no_plots, fresh=args.fresh)
+    print(summary_line(res.manifest))
     print(format_fronts(res.pareto, args.top))
     print(f"\nResults: {res.out_dir}/results.parquet, results.csv, pareto.csv, manifest.json, plots/")
+    return 0
+
+
+def summary_line(m: dict) -> str:
+    """'300 design points (75 quant configs; accuracy: 75 computed, 0 from cache; cost: …) in 11.2 s'."""
+    parts = []
+    n_acc, n_acc_new = m.get("accuracy_evaluations", 0), m.get("accuracy_evaluations_computed", 0)
+    if n_acc:
+        parts.append(f"accuracy: {n_acc_new} computed, {n_acc - n_acc_new} from cache")
+    n_cost, n_cost_new = m.get("cost_batches", 0), m.get("cost_batches_computed", 0)
+    parts.append(f"cost (per target × profile): {n_cost_new} computed, {n_cost - n_cost_new} from cache")
+    return (f"{m['design_points']} design points ({m['configs']} quant configs; {'; '.join(parts)}) "
+            f"in {m['timings_s']['total']:.1f} s")
+
+
+def _clean(args) -> int:
+    import shutil
+
+    target = Path(args.target)
+    if not target.is_dir():
+        target = Path("results") / args.target
+    if not target.is_dir():
+        raise FileNotFoundError(f"{args.target!r} is neither a results directory nor a study name with "
+                                f"results/{args.target}/")
+    if not ((target / "manifest.json").exists() or (target / "cache").is_dir()):
+        raise ValueError(f"{target} does not look like a study results directory (no manifest.json, no cache/); "
+                         f"nothing removed")
+    removed = target if args.all else target / "cache"
+    if removed.exists():
+        shutil.rmtree(removed)
+        print(f"removed {removed}")
+    else:
+        print(f"{removed} does not exist; nothing to remove")
     return 0
 
 
@@ -70,9 +100,15 @@ def register(sub) -> None:
     r.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="run accuracy evaluations on a Dask cluster at ADDRESS ('local' starts a LocalCluster)")
     r.add_argument("--no-plots", action="store_true", help="skip the plots")
+    r.add_argument("--fresh", action="store_true",
+                   help="recompute every design point, ignoring (and rewriting) the cache")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--top", type=int, default=5, help="rows of each profile's Pareto front to print (default 5)")
     r.set_defaults(func=_run)
     pl = ssub.add_parser("plot", help="redraw the plots of a results directory without recomputing")
     pl.add_argument("dir", help="results directory, e.g. results/quickstart")
     pl.set_defaults(func=_plot)
+    c = ssub.add_parser("clean", help="delete a study's cache (or, with --all, its whole results directory)")
+    c.add_argument("target", metavar="NAME|DIR", help="study name (results/NAME) or results directory")
+    c.add_argument("--all", action="store_true", help="remove the whole results directory, not only cache/")
+    c.set_defaults(func=_clean)

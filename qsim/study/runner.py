@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import qsim
-from qsim.study.cache import ResultCache
+from qsim.study.cache import ResultCache, network_fingerprint, source_hash
 from qsim.study.pareto import pareto_table
 from qsim.quant.spec import BLOCK_FORMATS
 from qsim.study.spec import DesignConfig, StudySpec, parse_study, stable_hash
@@ -53,11 +53,17 @@ def evaluate_config(network: str, config: dict, calibration_size: int, eval_size
     }
 
 
+def accuracy_key(net: str, cfg: DesignConfig, spec: StudySpec) -> str:
+    """Cache key of one accuracy evaluation: config, sizes, qsim source, the network's weights and data."""
+    return stable_hash({"network": net, "config": cfg.as_dict(), "calibration_size": spec.calibration_size,
+                        "eval_size": spec.eval_size, "qsim": qsim.__version__, "source": source_hash(),
+                        "inputs": network_fingerprint(net)})
+
+
 def _accuracy_tasks(spec: StudySpec, configs: list[DesignConfig]):
     for net in spec.networks:
         for cfg in configs:
-            yield stable_hash({"network": net, "config": cfg.as_dict(), "calibration_size": spec.calibration_size,
-                               "eval_size": spec.eval_size, "qsim": qsim.__version__}), net, cfg
+            yield accuracy_key(net, cfg, spec), net, cfg
 
 
 def run_accuracy(spec, configs, cache: ResultCache, jobs: int = 1, dask: str | None = None, progress: bool = True):
@@ -142,7 +148,9 @@ def profile_key(profile_name: str) -> str:
     return stable_hash(dump)
 
 
-def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache, progress: bool = True) -> pd.DataFrame:
+def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache,
+             progress: bool = True) -> tuple[pd.DataFrame, int]:
+    """Cost rows of every (config, target, profile) and how many (target, profile) batches were computed."""
     from qsim.hw import cost_batch, load_profile
 
     frames, is_net = [], bool(spec.networks)
@@ -153,11 +161,13 @@ def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache, p
     quants = list(views)
     jobs = [(t, p) for t in spec.targets for p in spec.profiles]
     views_key = stable_hash([repr(q) for q in quants])
+    computed = 0
     for target, prof_name in tqdm(jobs, desc=f"{spec.name}: cost", unit="profile", disable=not progress):
         key = stable_hash({"target": target, "profile": profile_key(prof_name), "views": views_key,
-                           "qsim": qsim.__version__})
+                           "qsim": qsim.__version__, "source": source_hash()})
         frame = cache.get_frame("cost", key)
         if frame is None:
+            computed += 1
             workload = workload_of(target, is_net)
             frame = cost_batch(workload, quants, load_profile(prof_name)).reset_index(drop=True)
             frame = frame.drop(columns=["config", "profile"], errors="ignore").rename(columns={"label": "cost_label"})
@@ -169,27 +179,29 @@ def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache, p
     cost = pd.concat(frames, ignore_index=True)
     # Fan the distinct cost views back out to every config sharing them.
     fan = pd.DataFrame([{"view": i, "config_key": c.key} for i, q in enumerate(quants) for c in views[q]])
-    return cost.merge(fan, on="view").drop(columns="view")
+    return cost.merge(fan, on="view").drop(columns="view"), computed
 
 
 # -- the whole study ------------------------------------------------------------------
 def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: str | None = None,
-              progress: bool = True, plots: bool = True) -> StudyResult:
-    """Run (or resume) a study; `spec` is a YAML path or a dict. Writes results/<name>/."""
+              progress: bool = True, plots: bool = True, fresh: bool = False) -> StudyResult:
+    """Run (or resume) a study; `spec` is a YAML path or a dict. Writes results/<name>/.
+
+    `fresh`: recompute every design point (the cache is rewritten, never read)."""
     t_start = time.perf_counter()
     spec = spec if isinstance(spec, StudySpec) else parse_study(spec)
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     out = Path(out_dir) if out_dir is not None else Path("results") / spec.name
     out.mkdir(parents=True, exist_ok=True)
-    cache = ResultCache(out / "cache")
+    cache = ResultCache(out / "cache", read=not fresh)
     configs = spec.configs()
 
     t0 = time.perf_counter()
     acc, n_acc_computed = run_accuracy(spec, configs, cache, jobs, dask, progress) if spec.networks else ({}, 0)
     t_acc = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cost = run_cost(spec, configs, cache, progress)
+    cost, n_cost_computed = run_cost(spec, configs, cache, progress)
     t_cost = time.perf_counter() - t0
 
     cfg_frame = pd.DataFrame([{**c.as_dict(), "config_key": c.key, "label": config_label(c)} for c in configs])
@@ -210,8 +222,13 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
     front.to_csv(out / "pareto.csv", index=False)
     manifest = {
         "study": spec.name, "spec": spec.raw, "spec_hash": spec.hash, "qsim_version": qsim.__version__,
+        "source_hash": source_hash(), "host": host_info(),
         "python": platform.python_version(), "packages": _versions(), "design_points": len(table),
-        "configs": len(configs), "accuracy_evaluations_computed": n_acc_computed,
+        "configs": len(configs), "accuracy_evaluations": len(spec.networks) * len(configs),
+        "accuracy_evaluations_computed": n_acc_computed,
+        "cost_batches": len(spec.targets) * len(spec.profiles), "cost_batches_computed": n_cost_computed,
+        "inputs": {net: network_fingerprint(net) for net in spec.networks},
+        "profiles": {p: profile_key(p) for p in spec.profiles},
         "timings_s": {"accuracy": round(t_acc, 3), "cost": round(t_cost, 3)},
     }
     manifest["table_hash"] = stable_hash(pd.util.hash_pandas_object(table, index=False).tolist())
@@ -249,6 +266,20 @@ def config_label(cfg: DesignConfig) -> str:
         g = f"g{cfg.group_size}" if cfg.granularity == "group" else cfg.granularity
         w = f"W{cfg.wbits}-{cfg.scheme}-{g}"
     return f"{w}/A{cfg.abits}" if cfg.abits is not None else f"{w}/Afloat"
+
+
+def host_info() -> dict:
+    """Where the numbers were computed: CPU model, core count, OS."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "system": f"{platform.system()} {platform.release()}",
+            "node": platform.node()}
 
 
 def _versions() -> dict:
