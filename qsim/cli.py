@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "qsim.study.commands",
     "qsim.onnxrun.commands",
     "qsim.nets.commands",
+    "qsim.validate.commands",
 ]
 
 
