@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def test_group_larger_than_every_reduction_dimension_is_rejected():
 
 
 def test_grid_ranges_and_expansion():
-    spec = parse_study(dict(SMALL, grid={"wbits": {"range": [2, 8], "step": 2}, "abits": "float",
+    spec = parse_study(dict(SMALL, profiles=["zen3-avx2"], grid={"wbits": {"range": [2, 8], "step": 2}, "abits": "float",
                                          "scheme": ["symmetric", "mxfp4"], "granularity": ["tensor", "group"],
                                          "group_size": [16, 32]}))
     assert spec.grid["wbits"] == [2, 4, 6, 8]
@@ -74,6 +75,7 @@ def test_run_writes_tidy_outputs_and_reuses_cache(tmp_path):
     assert {"overall", "profile:zen3-avx2", "profile:bitfusion"} <= set(pareto["pareto_scope"])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["spec_hash"] == res.manifest["spec_hash"] and manifest["accuracy_evaluations_computed"] == 12
+    assert manifest["cost_batches_computed"] == 2
     for plot in manifest["plots"]:
         assert (tmp_path / "out" / plot).stat().st_size > 0
     assert any(p.endswith(".svg") for p in manifest["plots"]) and any("roofline" in p for p in manifest["plots"])
@@ -104,11 +106,19 @@ def test_killed_run_resumes_and_loses_nothing(tmp_path):
     pd.testing.assert_frame_equal(resumed.table, fresh.table)
 
 
+def _workers(out: Path) -> set[str]:
+    """host:pid of the processes that computed the cached accuracy records."""
+    return {json.loads(f.read_text())["worker"] for f in (out / "cache" / "accuracy").glob("*.json")}
+
+
 def test_local_processes_give_the_same_table(tmp_path):
     spec = dict(SMALL, name="jobs", grid=dict(SMALL["grid"], wbits=[4, 8], abits=[8]))
     serial = run_study(spec, tmp_path / "serial", progress=False, plots=False)
     parallel = run_study(spec, tmp_path / "parallel", jobs=2, progress=False, plots=False)
     pd.testing.assert_frame_equal(serial.table, parallel.table)
+    assert _workers(tmp_path / "serial") == {f"{platform.node()}:{os.getpid()}"}
+    workers = _workers(tmp_path / "parallel")
+    assert workers and f"{platform.node()}:{os.getpid()}" not in workers, "--jobs 2 must evaluate in worker processes"
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         run_study(spec, tmp_path / "bad", jobs=0, progress=False)
 
@@ -119,6 +129,8 @@ def test_dask_local_cluster_gives_the_same_table(tmp_path):
     local = run_study(spec, tmp_path / "local", progress=False, plots=False)
     distributed = run_study(spec, tmp_path / "dask", dask="local", progress=False, plots=False)
     pd.testing.assert_frame_equal(local.table, distributed.table)
+    workers = _workers(tmp_path / "dask")
+    assert workers and f"{platform.node()}:{os.getpid()}" not in workers, "--dask local must evaluate on workers"
 
 
 def test_cli_run_and_plot(tmp_path, capsys):

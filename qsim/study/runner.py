@@ -46,11 +46,19 @@ def evaluate_config(network: str, config: dict, calibration_size: int, eval_size
         acc_bits=cfg.acc_bits, eval_size=eval_size,
     )
     q = res["quantized"]
+    from qsim.nets.quant_exec import summarize_numerics
+
+    numerics, overflows = summarize_numerics(q.get("per_layer", []), q.get("overflows"))
     return {
         "network": network, "metric_name": res.get("metric", "accuracy"), "float_accuracy": res["float"]["metric"],
-        "accuracy": q["metric"], "sqnr_db": q.get("sqnr_db"), "overflows": int(q.get("overflows", 0)),
-        "per_layer": q.get("per_layer", []),
+        "accuracy": q["metric"], "sqnr_db": q.get("sqnr_db"), "overflows": overflows, "numerics": numerics,
+        "per_layer": q.get("per_layer", []), "worker": worker_id(),
     }
+
+
+def worker_id() -> str:
+    """host:pid of the process that computed a record (shows that --jobs/--dask really used workers)."""
+    return f"{platform.node()}:{os.getpid()}"
 
 
 def accuracy_key(net: str, cfg: DesignConfig, spec: StudySpec) -> str:
@@ -208,11 +216,11 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
     table = cost.merge(cfg_frame, on="config_key")
     if spec.networks:
         acc_rows = [{"target": net, "config_key": k, **{c: rec[c] for c in
-                     ("accuracy", "float_accuracy", "sqnr_db", "overflows", "metric_name")}}
+                     ("accuracy", "float_accuracy", "sqnr_db", "overflows", "numerics", "metric_name")}}
                     for (net, k), rec in acc.items()]
         table = table.merge(pd.DataFrame(acc_rows), on=["target", "config_key"], how="left")
     lead = [c for c in ("target", "profile", "label", *cfg_frame.columns.drop(["config_key", "label"]),
-                        "accuracy", "float_accuracy", "sqnr_db", "overflows") if c in table.columns]
+                        "accuracy", "float_accuracy", "sqnr_db", "numerics", "overflows") if c in table.columns]
     table = table[lead + [c for c in table.columns if c not in lead]]
     table = table.sort_values(["target", "profile", "wbits", "label"], kind="stable").reset_index(drop=True)
     front = pareto_table(table, spec.objectives, group="profile", within="target")

@@ -271,15 +271,90 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     if not isinstance(tie_bits, bool):
         problems.append(f"tie_bits must be true or false (true: only configs with abits == wbits), got {tie_bits!r}")
 
-    if not problems and networks:
+    grid_ok = not any(p.startswith("grid") for p in problems)
+    if grid_ok and networks and all(n in known_nets for n in networks):
         _check_group_sizes(networks, grid, problems)
-    if problems:
-        raise StudySpecError(label, problems)
-    return StudySpec(
+    spec = StudySpec(
         name=name, networks=tuple(networks), workloads=tuple(workloads), calibration_size=calib, eval_size=eval_size,
-        grid=grid, profiles=tuple(profiles), objectives=dict(objectives), tie_bits=tie_bits,
+        grid=grid, profiles=tuple(profiles), objectives=dict(objectives),
+        tie_bits=tie_bits if isinstance(tie_bits, bool) else False,
         description=str(raw.get("description", "")), raw=raw,
     )
+    if grid_ok:
+        # Every config and every (config, profile) pair, before any work: all problems at once.
+        good_profiles = [p for p in profiles if isinstance(p, str) and (p in known_profiles or Path(p).is_file())]
+        _check_configs(spec, [n for n in networks if n in known_nets], good_profiles, problems)
+    if problems:
+        raise StudySpecError(label, problems)
+    return spec
+
+
+def _label(cfg: DesignConfig) -> str:
+    from qsim.study.runner import config_label
+
+    return config_label(cfg)
+
+
+def _grouped(problems: dict[str, list[str]], out: list[str]) -> None:
+    """One line per distinct problem, naming the grid configs it affects."""
+    for msg, labels in problems.items():
+        labels = list(dict.fromkeys(labels))
+        shown = ", ".join(labels[:6]) + (f", … ({len(labels)} configs)" if len(labels) > 6 else "")
+        out.append(f"{msg} (grid configs: {shown})")
+
+
+def _check_configs(spec: StudySpec, networks: list[str], profiles: list[str], problems: list[str]) -> None:
+    """Quant specs buildable, networks able to evaluate each config, profiles able to run each cost view."""
+    from qsim.hw import load_profile
+    from qsim.hw.cost import peak_macs_per_cycle
+    from qsim.nets import get_network
+    from qsim.study.runner import cost_quant
+
+    spec_problems: dict[str, list[str]] = {}
+    runnable = []
+    for cfg in spec.configs():
+        try:
+            wspec, aspec = cfg.weight_spec(), cfg.act_spec()
+            runnable.append(cfg)  # the cost side is checked even where a network cannot evaluate it
+            for net in networks:
+                _check_network_config(get_network(net), wspec, aspec, cfg)
+        except (ValueError, TypeError) as exc:
+            spec_problems.setdefault(f"grid.act_scheme/abits/scheme: {exc}", []).append(_label(cfg))
+    _grouped(spec_problems, problems)
+    views: dict = {}
+    for cfg in runnable:
+        try:
+            views.setdefault(cost_quant(cfg), []).append(_label(cfg))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"grid: config {_label(cfg)} cannot be costed: {exc}")
+    for name in profiles:
+        try:
+            profile = load_profile(name)
+        except (ValueError, OSError) as exc:
+            problems.append(f"profiles: {name!r} does not load: {exc}")
+            continue
+        # One line per kind of refusal: the cost view's own label is folded out of the message.
+        refusals: dict[str, list] = {}
+        for view, labels in views.items():
+            try:
+                peak_macs_per_cycle(profile, view)
+            except ValueError as exc:
+                refusals.setdefault(str(exc).replace(view.label(), "{config}"), []).append((view, str(exc), labels))
+        hw_problems: dict[str, list[str]] = {}
+        for generic, hits in refusals.items():
+            msg = hits[0][1] if len(hits) == 1 else generic.replace("{config}", f"these {len(hits)} cost views")
+            hw_problems[f"profiles: {msg}"] = [lab for _, _, labels in hits for lab in labels]
+        _grouped(hw_problems, problems)
+
+
+def _check_network_config(net, wspec, aspec, cfg: DesignConfig) -> None:
+    """What the network's evaluator would reject, raised now (the same checks, the same words)."""
+    from qsim.nets.quant_exec import QuantConfig, check_act_spec
+
+    if aspec is not None:
+        check_act_spec(aspec, "activations")
+    if net.arch is not None:
+        QuantConfig.build(net, wspec, aspec, policy=cfg.policy, acc_bits=cfg.acc_bits)
 
 
 def _check_group_sizes(networks, grid, problems) -> None:
