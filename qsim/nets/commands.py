@@ -53,6 +53,24 @@ def _fmt_db(v) -> str:
     return "     inf" if v == float("inf") else f"{v:8.2f}"
 
 
+def with_provenance(res: dict) -> dict:
+    """The result with `numerics` per config and per layer; overflow counts null where not tracked
+    (layers that ran in float count no overflows, so 0 would be a claim, not a measurement)."""
+    from qsim.nets.quant_exec import summarize_numerics
+
+    q = res.get("quantized")
+    if not q:
+        return res
+    layers = [dict(p) for p in q.get("per_layer", [])]
+    for p in layers:
+        if p.get("numerics", "integer").startswith("float"):
+            p["overflows"] = None
+    numerics, overflows = summarize_numerics(q.get("per_layer", []), q.get("overflows"))
+    return {**res, "quantized": {**q, "numerics": numerics,
+                                 "overflows": None if overflows != overflows else int(overflows),
+                                 "per_layer": layers}}
+
+
 def cmd_eval(args) -> int:
     from qsim.nets import evaluate
 
@@ -63,7 +81,7 @@ def cmd_eval(args) -> int:
     except MissingDependency as exc:
         raise ValueError(str(exc)) from None
     if args.format == "json":
-        print(json.dumps(_finite(res), indent=2))
+        print(json.dumps(_finite(with_provenance(res)), indent=2))
         return 0
     cfg = res["config"]
     print(f"network {res['network']} ({cfg['dataset']}, {cfg['eval_size']} test samples), metric {res['metric']}")
@@ -75,8 +93,10 @@ def cmd_eval(args) -> int:
           f"overflows {q['overflows']}")
     print(f"  W {wspec.label()}  A {aspec.label()} ({aspec.calibration}, {cfg['calib_size']} calibration samples)  "
           f"requant {cfg['policy']}  accumulator {cfg['acc_bits']}-bit {cfg['overflow']}")
-    for p in q["per_layer"]:
-        print(f"    {p['layer']:10s} {p['path']:12s} SQNR {_fmt_db(p['sqnr_db'])} dB  overflows {p['overflows']}")
+    for p in with_provenance(res)["quantized"]["per_layer"]:
+        ovf = "n/a (float)" if p["overflows"] is None else p["overflows"]
+        why = f"  [{p['numerics']}]" if p.get("numerics", "").startswith("float") else ""
+        print(f"    {p['layer']:10s} {p.get('path', ''):12s} SQNR {_fmt_db(p['sqnr_db'])} dB  overflows {ovf}{why}")
     return 0
 
 

@@ -221,6 +221,7 @@ class PreparedWeight:
     dequantized: np.ndarray       # float32, original layout
     group_size: int | None
     label: str
+    float_reason: str = ""        # why path is "float" (provenance; empty on the integer paths)
 
 
 def _code_dtype(lo: int, hi: int):
@@ -248,7 +249,9 @@ def prepared_weight(name: str, layer: str, wspec: QuantSpec) -> PreparedWeight:
     deq.setflags(write=False)
     fits = qt.codebook is None and CODE_LIMIT[0] <= qt.qmin and qt.qmax <= CODE_LIMIT[1]
     if not fits:
-        return PreparedWeight("float", None, 0, np.ones(()), deq, None, wspec.label())
+        why = ("k-means codebook weights (no integer levels)" if qt.codebook is not None else
+               f"weight levels {qt.qmin}..{qt.qmax} exceed the kernels' 16-bit codes")
+        return PreparedWeight("float", None, 0, np.ones(()), deq, None, wspec.label(), why)
     q = qt.q.astype(_code_dtype(qt.qmin, qt.qmax))
     grouped = qt.spec.granularity == "group"
     if grouped:
@@ -436,6 +439,39 @@ def one_blas_thread():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
+def layer_numerics(pw: PreparedWeight, weight_only: bool) -> str:
+    """How a layer's products were computed: "integer" (overflows counted) or "float: <reason>"."""
+    if weight_only:
+        return "float: weight-only quantization (float activations)"
+    if pw.path == "int":
+        return "integer"
+    if pw.path == "int_grouped":
+        return "integer (exact per-group sums, groups combined in float64)"
+    return f"float: {pw.float_reason}"
+
+
+def summarize_numerics(per_layer: list[dict], overflows) -> tuple[str, float]:
+    """(numerics of a whole config, overflow count or NaN where no layer counts overflows).
+
+    "integer kernels" when every MAC layer ran on integers; "float: <reason>" when none did;
+    otherwise the float layers are named. Overflows are counted on integer layers only."""
+    marks = [p.get("numerics") for p in per_layer]
+    if not per_layer or any(m is None for m in marks):
+        return "not reported by the network's evaluator", float(overflows) if overflows is not None else float("nan")
+    integer = [p for p in per_layer if p["numerics"].startswith("integer")]
+    floats = [p for p in per_layer if not p["numerics"].startswith("integer")]
+    grouped = " (per-group sums combined in float64)" if any("group" in p["numerics"] for p in integer) else ""
+    if not floats:
+        text = "integer kernels" + grouped
+    elif not integer:
+        reasons = sorted({p["numerics"] for p in floats})
+        text = "; ".join(reasons)
+    else:
+        text = (f"integer kernels{grouped} except " + ", ".join(f"{p['layer']} ({p['numerics']})" for p in floats))
+    ovf = float(sum(int(p["overflows"]) for p in integer)) if integer else float("nan")
+    return text, ovf
+
+
 def evaluate(name, wspec=None, aspec=None, *, calib_size=256, policy="fp32_rne", acc_bits=32, overflow="wrap",
              overrides=None, eval_size=None) -> dict:
     """Float and quantized task metric, output SQNR, per-layer SQNR and overflow counts.
@@ -482,7 +518,9 @@ def _evaluate(name, wspec, aspec, calib_size, policy, acc_bits, overflow, overri
         a = cfg.a_for(op.name)
         per_layer.append({"layer": op.name, "sqnr_db": sqnr_db(ref.outputs[op.name][:n], out),
                           "overflows": int(ovf), "path": "float" if aspec is None else pw.path,
+                          "numerics": layer_numerics(pw, aspec is None),
                           "w": pw.label, "a": None if a is None else a.label()})
     result["quantized"] = {"metric": accuracy(logits, labels), "sqnr_db": sqnr_db(ref.logits[:n], logits),
-                           "overflows": int(sum(p["overflows"] for p in per_layer)), "per_layer": per_layer}
+                           "overflows": int(sum(p["overflows"] for p in per_layer)), "per_layer": per_layer,
+                           "numerics": summarize_numerics(per_layer, 0)[0]}
     return result
