@@ -31,7 +31,12 @@ class CostQuant:
     w_bits/a_bits  element bits of weights / activations (1..32)
     granularity    of weight scales: tensor, channel (per output channel) or group
     group_size     elements per weight scale for `group`
-    scale_bits     bits of each stored scale; zero_point: also store a w_bits zero point
+    scale_bits     bits of each stored scale (default 16: fp16 scales, what deployed formats store;
+                   `qsim simulate --scale-bits` has the same default); zero_point: also store a w_bits
+                   zero point
+    codebook_bits  bits of a per-tensor codebook stored instead of scales (k-means: 2^w_bits fp32
+                   centroids); 0 = none
+    tensor_scale_bits  an extra per-tensor scale (NVFP4's fp32 second-level scale); 0 = none
     acc_bits       accumulator width (adder energy, partial-sum spills)
     w_format/a_format  "int" or a float element format (fp8_e4m3, fp4_e2m1, ... — MX/NVFP4/FP8)
     a_group_size/a_scale_bits  block scales on activations (MX: 32 / 8), None = per tensor
@@ -41,19 +46,28 @@ class CostQuant:
     a_bits: int = 8
     granularity: str = "channel"
     group_size: int | None = None
-    scale_bits: int = 32
+    scale_bits: int = 16
     zero_point: bool = False
     acc_bits: int = 32
     w_format: str = INT
     a_format: str = INT
     a_group_size: int | None = None
     a_scale_bits: int = 8
+    codebook_bits: int = 0
+    tensor_scale_bits: int = 0
 
     def __post_init__(self):
         for name in ("w_bits", "a_bits", "acc_bits", "scale_bits", "a_scale_bits"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 64:
                 raise ValueError(f"{name} must be an integer in 1..64, got {v!r}")
+        for name in ("codebook_bits", "tensor_scale_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if self.codebook_bits and (self.granularity != "tensor" or self.zero_point):
+            raise ValueError("a codebook (codebook_bits > 0) is one per tensor: use granularity 'tensor' and "
+                             "no zero point")
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
         if self.granularity == "group" and (not isinstance(self.group_size, int) or self.group_size < 1):
@@ -72,7 +86,21 @@ class CostQuant:
 
     @property
     def w_meta_bits_per_group(self) -> int:
-        return self.scale_bits + (self.w_bits if self.zero_point else 0)
+        """Metadata bits per scale group (per tensor for `tensor`): scale + zero point, or the codebook."""
+        if self.codebook_bits:
+            return self.codebook_bits + self.tensor_scale_bits
+        meta = self.scale_bits + (self.w_bits if self.zero_point else 0)
+        return meta + (self.tensor_scale_bits if self.granularity == "tensor" else 0)
+
+    def w_storage_bits(self, n_out: int, k: int) -> int:
+        """Exact stored bits of an (n_out × k) weight: codes, one scale (+ zero point) per group —
+        ceil(k / group_size) groups per row, the last one ragged — codebook and tensor scale; equal to
+        `QTensor.storage_bits` of the same weight quantized along k."""
+        codes = n_out * k * self.w_bits
+        if self.codebook_bits:
+            return codes + self.codebook_bits + self.tensor_scale_bits
+        groups = {"tensor": 1, "channel": n_out, "group": n_out * -(-k // (self.group_size or 1))}[self.granularity]
+        return codes + groups * (self.scale_bits + (self.w_bits if self.zero_point else 0)) + self.tensor_scale_bits
 
     def w_bits_per_element(self, n_out: int = 1, k: int = 1) -> float:
         """Stored bits per weight incl. scale/zero-point metadata for a (n_out × k) weight."""
@@ -92,12 +120,17 @@ class CostQuant:
         """From `qsim.quant.QuantSpec`s of weights and activations (activations default int8 per tensor).
 
         Block formats become element formats with their block scales (mxfp8_e4m3 → fp8_e4m3 +
-        e8m0 per 32; nvfp4 → fp4_e2m1 + e4m3 per 16; mxint8 → int8 + e8m0 per 32); affine adds
-        a zero point; `global` granularity costs like `tensor`.
+        e8m0 per 32; nvfp4 → fp4_e2m1 + e4m3 per 16 + an fp32 tensor scale; mxint8 → int8 +
+        e8m0 per 32); affine adds a zero point; kmeans stores a 2^bits-entry fp32 codebook per
+        tensor instead of scales; `global` granularity costs like `tensor`.
         """
         w_fmt, w_gran, w_gs = _spec_format(weights)
         kw = dict(w_bits=weights.bits, w_format=w_fmt, granularity=w_gran, group_size=w_gs,
                   scale_bits=weights.scale_bits, zero_point=weights.scheme == "affine", acc_bits=acc_bits)
+        if weights.scheme == "kmeans":  # 2^bits fp32 centroids per tensor, no scales (QTensor.storage_bits)
+            kw.update(codebook_bits=(1 << weights.bits) * 32, granularity="tensor", group_size=None)
+        if weights.scheme == "nvfp4":   # fp32 per-tensor scale on top of the e4m3 block scales
+            kw.update(tensor_scale_bits=32)
         if activations is not None:
             a_fmt, a_gran, a_gs = _spec_format(activations)
             kw.update(a_bits=activations.bits, a_format=a_fmt,
