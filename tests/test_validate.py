@@ -105,3 +105,37 @@ def test_dram_bandwidth_copy_changes_only_bandwidth():
 def test_row_rejects_non_finite():
     with pytest.raises(ValueError, match="not a finite ratio"):
         T.row("x", "s", "q", "u", 1.0, float("inf"), 0.3)
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_zigzag_values_copied_from_reference_json():
+    data = json.loads((REPO / P.ZIGZAG_JSON).read_text())
+    for bits, pub in P.ZIGZAG.items():
+        run = data["runs"][f"w{bits}a{bits}"]
+        assert pub["cycles"] == run["latency_cycles"]["total"]
+        assert pub["mac"] == pytest.approx(run["energy_pj"]["mac"], rel=1e-9)
+        for level, pj in run["energy_pj"]["memory_per_memory_instance"].items():
+            assert pub[level] == pytest.approx(pj, rel=1e-9), (bits, level)
+
+
+def test_zigzag_profile_is_sourced_from_the_json():
+    text = T.ZIGZAG_PROFILE.read_text()
+    profile = load_profile(T.ZIGZAG_PROFILE)
+    hw = json.loads((REPO / P.ZIGZAG_JSON).read_text())["hardware_tpu_like"]
+    mems = {m["name"]: m for m in hw["memories_innermost_first"]}
+    for level in profile.memory:
+        m = mems[level.name]
+        assert level.capacity * 8 == m["size_bits"]
+        assert level.instances == m["instances_unroll_count"]
+        word = max(p["bandwidth_max_bits"] for p in m["ports"]) / 8
+        assert level.bandwidth_bytes_per_cycle == word
+        assert level.read_pj_per_byte == pytest.approx(m["r_cost_pj_per_access"] / word)
+        assert level.write_pj_per_byte == pytest.approx(m["w_cost_pj_per_access"] / word)
+    assert profile.dram.energy_pj_per_bit == mems["dram"]["r_cost_pj_per_access"] / 64
+    assert (profile.systolic_array.rows, profile.systolic_array.cols) == (32, 32)
+    for line in text.splitlines():
+        if ":" in line and not line.lstrip().startswith(("#", "- name", "name", "family", "description", "memory",
+                                                          "dram:", "systolic_array:", "mac_energy_pj:", "kind")):
+            assert "# source:" in line, f"unsourced number in the ZigZag profile: {line!r}"

@@ -68,4 +68,18 @@ BITFUSION_CYCLES = {  # DRAM bits/cycle -> benchmark -> total cycles
 
 # --- Per-operation energy at 45 nm ----------------------------------------------------------------
 HWCOMPONENTS_JSON = "tests/data/hwcomponents/energies_45nm.json"
+
+# --- ZigZag 3.9.1 --------------------------------------------------------------------------------
 ZIGZAG_JSON = "tests/data/zigzag/conv3x3_128_28_tpu_like.json"
+ZIGZAG_SOURCE = ("ZigZag 3.9.1 (https://github.com/KULeuven-MICAS/zigzag), shipped tpu_like hardware and mapping, "
+                 f"LOMA search, latency-optimal; {ZIGZAG_JSON}")
+# runs[<wXaX>]: latency_cycles.total and energy_pj.mac / energy_pj.memory_per_memory_instance (pJ), copied from
+# the JSON (tests/test_validate.py checks the copy). W = I = b bits, partial sums 2b bits (ZigZag's default).
+ZIGZAG = {
+    8: {"cycles": 125_504, "mac": 4_624_220.16, "rf_128B": 10_996_531.2, "rf_2B": 4_922_867.712,
+        "sram_2MB": 6_332_650.24, "dram": 31_091_200.0},
+    4: {"cycles": 119_232, "mac": 4_624_220.16, "rf_128B": 10_989_527.04, "rf_2B": 4_922_867.712,
+        "sram_2MB": 3_166_325.12, "dram": 15_545_600.0},
+    2: {"cycles": 116_096, "mac": 4_624_220.16, "rf_128B": 10_986_024.96, "rf_2B": 4_872_290.304,
+        "sram_2MB": 482_003.2, "dram": 7_772_800.0},
+}

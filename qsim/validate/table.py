@@ -11,6 +11,7 @@ shipped profile (or one whose DRAM bandwidth is set to the experiment's, via `va
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from qsim.hw import CostQuant, cost_workload, load_profile, totals, validate_profile_dict
 from qsim.validate import published as P
@@ -106,7 +107,26 @@ def mlperf_rows() -> list[dict]:
     return rows
 
 
-SECTIONS = [tpu_rows, eyeriss_rows, mlperf_rows]
+# --- ZigZag -----------------------------------------------------------------------------------------
+ZIGZAG_PROFILE = Path(__file__).parent / "profiles" / "zigzag_tpu_like.yaml"
+ZIGZAG_COMPONENTS = ("mac", "rf_128B", "rf_2B", "sram_2MB", "dram")
+
+
+def zigzag_rows() -> list[dict]:
+    profile, wl, rows = load_profile(ZIGZAG_PROFILE), W.zigzag_conv(), []
+    for bits, pub in P.ZIGZAG.items():
+        # ZigZag's precision convention: W = I = b bits, partial sums 2b bits.
+        t = totals(cost_workload(wl, CostQuant(w_bits=bits, a_bits=bits, acc_bits=2 * bits), profile))
+        tag = f"zigzag tpu_like conv3x3 w{bits}a{bits}"
+        rows.append(row(f"{tag} cycles", P.ZIGZAG_SOURCE, "cycles", "cycles", pub["cycles"], t["cycles"], 0.10,
+                        "profile qsim/validate/profiles/zigzag_tpu_like.yaml built from the JSON's hardware"))
+        for comp in ZIGZAG_COMPONENTS:
+            rows.append(row(f"{tag} energy {comp}", P.ZIGZAG_SOURCE, f"energy_{comp}_j", "µJ", pub[comp] / 1e6,
+                            1e6 * t[f"energy_{comp}_j"], 0.30))
+    return rows
+
+
+SECTIONS = [tpu_rows, eyeriss_rows, mlperf_rows, zigzag_rows]
 
 
 def validation_table() -> list[dict]:

@@ -58,6 +58,13 @@ def eyeriss_alexnet(batch: int = P.EYERISS_BATCH) -> Workload:
     ])
 
 
+def zigzag_conv() -> Workload:
+    """ZigZag's reference layer: 3×3 conv 128→128, 28×28 output (input 28×28 padded by 1), batch 1."""
+    return Workload("conv3x3_128_28", [
+        Conv2d("conv3x3_128_28", in_channels=128, out_channels=128, kernel_size=3, input_hw=28, padding=1),
+    ])
+
+
 def mlperf_resnet50(batch: int = P.MLPERF_BATCH) -> Workload:
     """ResNet-50 v1.5 from the zoo (torchvision layout, as MLPerf's reference model)."""
     return get_workload("resnet50", batch=batch)
