@@ -139,3 +139,13 @@ def test_zigzag_profile_is_sourced_from_the_json():
         if ":" in line and not line.lstrip().startswith(("#", "- name", "name", "family", "description", "memory",
                                                           "dram:", "systolic_array:", "mac_energy_pj:", "kind")):
             assert "# source:" in line, f"unsourced number in the ZigZag profile: {line!r}"
+
+
+def test_hwcomponents_values_copied_from_reference_json():
+    data = json.loads((REPO / P.HWCOMPONENTS_JSON).read_text())
+    for bits, pj in P.HWC_INT_MAC_ACC32_PJ.items():
+        assert pj == pytest.approx(data["integer_mac"]["by_bits"][str(bits)]["intmac_acc_32"]["energy_pj"], rel=1e-9)
+    for kib, pj in P.HWC_SRAM_READ_64B_PJ.items():
+        cfg = data["sram"]["by_config"][f"{kib}KiB_w64"]
+        assert cfg["capacity_bytes"] == kib * 1024 and cfg["width_bits"] == 64
+        assert pj == pytest.approx(cfg["read_pj"], rel=1e-9)

@@ -68,6 +68,13 @@ BITFUSION_CYCLES = {  # DRAM bits/cycle -> benchmark -> total cycles
 
 # --- Per-operation energy at 45 nm ----------------------------------------------------------------
 HWCOMPONENTS_JSON = "tests/data/hwcomponents/energies_45nm.json"
+HWCOMPONENTS_SOURCE = ("Accelergy hwcomponents 1.0.114 at 45 nm (https://github.com/Accelergy-Project/hwcomponents): "
+                       "hwcomponents-library 1.0.58 AladdinIntMAC, hwcomponents-cacti 1.0.40 (CACTI 7) SRAM; "
+                       f"{HWCOMPONENTS_JSON}")
+# integer_mac.by_bits[b].intmac_acc_32.energy_pj: one b×b multiply + one 32-bit add (pJ).
+HWC_INT_MAC_ACC32_PJ = {2: 0.298662958, 4: 0.469661436, 8: 1.15365535, 16: 3.889631005}
+# sram.by_config["<KiB>KiB_w64"].read_pj: one 64-bit read (pJ).
+HWC_SRAM_READ_64B_PJ = {1: 1.66966, 8: 6.13702, 32: 17.0418, 128: 32.2859, 1024: 93.5192}
 
 # --- ZigZag 3.9.1 --------------------------------------------------------------------------------
 ZIGZAG_JSON = "tests/data/zigzag/conv3x3_128_28_tpu_like.json"

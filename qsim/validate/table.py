@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from qsim.hw import energy
 from qsim.hw import CostQuant, cost_workload, load_profile, totals, validate_profile_dict
 from qsim.validate import published as P
 from qsim.validate import workloads as W
@@ -126,7 +127,23 @@ def zigzag_rows() -> list[dict]:
     return rows
 
 
-SECTIONS = [tpu_rows, eyeriss_rows, mlperf_rows, zigzag_rows]
+# --- per-operation energy -------------------------------------------------------------------------
+def energy_rows() -> list[dict]:
+    rows = []
+    for bits, pub in P.HWC_INT_MAC_ACC32_PJ.items():
+        rows.append(row(f"45nm int{bits} MAC energy", P.HWCOMPONENTS_SOURCE, "energy per MAC", "pJ", pub,
+                        float(energy.int_mac_pj_45nm(bits, bits, 32)), 0.30,
+                        f"qsim.hw.energy.int_mac_pj_45nm({bits}, {bits}, acc_bits=32) (Horowitz/QKeras rule) vs "
+                        f"AladdinIntMAC: {bits}×{bits} multiply + 32-bit add"))
+    for kib, pub in P.HWC_SRAM_READ_64B_PJ.items():
+        size = f"{kib} KiB" if kib < 1024 else f"{kib // 1024} MiB"
+        rows.append(row(f"45nm SRAM {size} 64-bit read energy", P.HWCOMPONENTS_SOURCE, "energy per access", "pJ",
+                        pub, 8 * energy.sram_pj_per_byte_45nm(kib * 1024), 0.30,
+                        f"8 × qsim.hw.energy.sram_pj_per_byte_45nm({kib * 1024}) (QKeras cubic fit) vs CACTI 7"))
+    return rows
+
+
+SECTIONS = [tpu_rows, eyeriss_rows, mlperf_rows, zigzag_rows, energy_rows]
 
 
 def validation_table() -> list[dict]:
