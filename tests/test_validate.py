@@ -149,3 +149,11 @@ def test_hwcomponents_values_copied_from_reference_json():
         cfg = data["sram"]["by_config"][f"{kib}KiB_w64"]
         assert cfg["capacity_bytes"] == kib * 1024 and cfg["width_bits"] == 64
         assert pj == pytest.approx(cfg["read_pj"], rel=1e-9)
+
+
+def test_bitfusion_workloads_follow_the_artifact():
+    # benchmarks.py: RNN size 2048 → FC 2·2048 → 2·2048; LSTM size 900 → FC 4·900 → 4·900; batch 16.
+    assert W.bitfusion_fc("RNN").total_macs == 16 * 4096 * 4096
+    assert W.bitfusion_fc("LSTM").total_macs == 16 * 3600 * 3600
+    prof = T.with_dram_bandwidth("bitfusion", 192 / 8 * load_profile("bitfusion").clock, "x")
+    assert prof.dram.bandwidth / prof.clock == 24.0  # 192 bit/cycle

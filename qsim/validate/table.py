@@ -108,6 +108,21 @@ def mlperf_rows() -> list[dict]:
     return rows
 
 
+# --- Bit Fusion -------------------------------------------------------------------------------------
+def bitfusion_rows() -> list[dict]:
+    base, rows = load_profile("bitfusion"), []
+    for bits_per_cycle, cycles in P.BITFUSION_CYCLES.items():
+        prof = with_dram_bandwidth(base, bits_per_cycle / 8 * base.clock, f"dram{bits_per_cycle}b")
+        for bench, published in cycles.items():
+            t = totals(cost_workload(W.bitfusion_fc(bench), CostQuant(w_bits=4, a_bits=4), prof))
+            fin, fout = P.BITFUSION_FC[bench]
+            rows.append(row(f"bitfusion {bench} cycles, DRAM {bits_per_cycle} bit/cycle", P.BITFUSION_SOURCE,
+                            "cycles", "cycles", published, t["cycles"], 0.30,
+                            f"one FC {fin}→{fout}, batch {P.BITFUSION_BATCH}, w4a4 on the bitfusion profile with "
+                            f"its DRAM bandwidth set to {bits_per_cycle} bit/cycle"))
+    return rows
+
+
 # --- ZigZag -----------------------------------------------------------------------------------------
 ZIGZAG_PROFILE = Path(__file__).parent / "profiles" / "zigzag_tpu_like.yaml"
 ZIGZAG_COMPONENTS = ("mac", "rf_128B", "rf_2B", "sram_2MB", "dram")
@@ -143,7 +158,7 @@ def energy_rows() -> list[dict]:
     return rows
 
 
-SECTIONS = [tpu_rows, eyeriss_rows, mlperf_rows, zigzag_rows, energy_rows]
+SECTIONS = [tpu_rows, eyeriss_rows, mlperf_rows, bitfusion_rows, zigzag_rows, energy_rows]
 
 
 def validation_table() -> list[dict]:

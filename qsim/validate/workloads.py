@@ -65,6 +65,12 @@ def zigzag_conv() -> Workload:
     ])
 
 
+def bitfusion_fc(bench: str) -> Workload:
+    """The artifact's RNN / LSTM benchmark: one FC layer over the batch (benchmarks.py get_RNN / get_LSTM)."""
+    fin, fout = P.BITFUSION_FC[bench]
+    return Workload(bench, [Dense(bench, in_features=fin, out_features=fout, batch=P.BITFUSION_BATCH)])
+
+
 def mlperf_resnet50(batch: int = P.MLPERF_BATCH) -> Workload:
     """ResNet-50 v1.5 from the zoo (torchvision layout, as MLPerf's reference model)."""
     return get_workload("resnet50", batch=batch)
