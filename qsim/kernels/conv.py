@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from qsim.kernels._checks import check_acc, check_bias, check_codes, check_product_fits, check_zero_point
-from qsim.kernels.exact import F32_EXACT
+from qsim.kernels.exact import F32_EXACT, VNNI_WIDTH
 from qsim.kernels.gemm import matmul_core, operand_bounds
 
 
@@ -132,7 +132,8 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
     bias = check_bias(bias, O)
     bits, _, hi = check_acc(acc_bits, overflow)
     w2 = w.reshape(O, Cg * kh * kw)
-    max_x, max_w = operand_bounds(x, zx, w2, zw, 1, Cg * kh * kw, bias, hi, True)
+    vnni = bool(VNNI_WIDTH) and x.dtype.itemsize == 1 and w.dtype.itemsize == 1 and groups == 1
+    max_x, max_w = operand_bounds(x, zx, w2, zw, 1, Cg * kh * kw, bias, hi, not vnni)
     check_product_fits(max_x, max_w, hi, bits)
     Og, Kg = O // groups, Cg * kh * kw
     bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))

@@ -11,6 +11,11 @@ use a Numba kernel that reads the int8/int16 weight directly and sums exact floa
 blocks (same 2^24 argument) into int64. Larger products of two 8-bit operands whose data
 keeps every u8×s8 int16 pair sum exact (2·max a'·max|b'| ≤ 32767, `madd8_plan`) use the
 byte multiply-add kernel of `qsim.kernels.madd8` (packs both operands per call).
+
+On a VNNI host (`qsim.kernels.cpu.backend()` "avx512vnni" / "avxvnni") every product of
+two 8-bit operands with K ≤ `qsim.kernels.vnni.K_MAX` takes the `vpdpbusd` kernels of
+`qsim.kernels.vnni` first (exact for any 8-bit data: no int16 pairs, int32 sums bounded
+from the dtypes). The "portable" backend uses none of the hand-written vector kernels.
 """
 
 from __future__ import annotations
@@ -22,8 +27,13 @@ import numpy as np
 from numba import njit
 
 from qsim.kernels._checks import max_abs_shifted
+from qsim.kernels.cpu import backend
 from qsim.kernels.madd8 import madd8_matmul, madd8_plan
 from qsim.kernels.madd16 import MADD16_ROWS, madd16_fits, madd16_matmul
+from qsim.kernels.vnni import vnni_fits, vnni_matmul
+
+VNNI_WIDTH = {"avx512vnni": 512, "avxvnni": 256}.get(backend(), 0)   # 0: no VNNI kernels here
+SIMD = backend() != "portable"     # the hand-written AVX2 kernels (madd8, madd16) may run
 
 F32_EXACT = 1 << 24
 F64_EXACT = 1 << 53
@@ -113,7 +123,9 @@ def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np
     p = max_a * max_b
     if p == 0 or K == 0 or M == 0 or N == 0:
         return np.zeros((M, N), out_dtype)
-    if M <= MADD16_ROWS and b.dtype.itemsize == 1:
+    if VNNI_WIDTH and vnni_fits(a, b):
+        return vnni_matmul(a, b, za, zb, VNNI_WIDTH, out_dtype, _scratch)
+    if SIMD and M <= MADD16_ROWS and b.dtype.itemsize == 1:
         ma = max_a if madd16_fits(M, K, b, max_a) else max_abs_shifted(a, np.asarray(za))  # a is small
         if madd16_fits(M, K, b, ma):
             acc = madd16_matmul(a, b, int(za))
@@ -130,7 +142,7 @@ def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np
             if zb.ndim or int(zb):
                 acc -= zb.astype(np.int64)[None] * (a.astype(np.int64) - za).sum(axis=1)[:, None]
             return acc.astype(out_dtype, copy=False)
-    if M > MADD16_ROWS and a.dtype.itemsize == 1 and b.dtype.itemsize == 1 and M >= MADD8_ROWS \
+    if SIMD and M > MADD16_ROWS and a.dtype.itemsize == 1 and b.dtype.itemsize == 1 and M >= MADD8_ROWS \
             and min(N, K) >= 16 and M * N * K >= MADD8_OPS:
         plan = madd8_plan(a, b)
         if plan is not None:

@@ -16,7 +16,7 @@ from qsim.kernels._checks import (
     check_acc, check_bias, check_codes, check_product_fits, check_zero_point, max_abs_shifted, type_max_abs,
 )
 from qsim.kernels.accumulate import grouped_exact, seq_matmul, seq_matmul_pairsat16
-from qsim.kernels.exact import F32_EXACT, GEMV_ROWS, exact_matmul
+from qsim.kernels.exact import F32_EXACT, GEMV_ROWS, VNNI_WIDTH, exact_matmul
 from qsim.kernels.madd16 import MADD16_ROWS
 
 
@@ -100,7 +100,8 @@ def matmul_int(a, b, a_zero_point=0, b_zero_point=0, bias=None, *, acc_bits=32, 
         out, count = seq_matmul_pairsat16(a64, b64, bias if has_bias else np.zeros(N, np.int64), has_bias,
                                           np.ascontiguousarray(corr), bits, saturate)
         return out.astype(_out_dtype(bits)), int(count)
-    blas = a.shape[0] > GEMV_ROWS and not (a.shape[0] <= MADD16_ROWS and b.dtype.itemsize == 1)
+    blas = a.shape[0] > GEMV_ROWS and not (a.shape[0] <= MADD16_ROWS and b.dtype.itemsize == 1) \
+        and not (VNNI_WIDTH and a.dtype.itemsize == 1 and b.dtype.itemsize == 1)
     max_a, max_b = operand_bounds(a, za, b, zb, 0, a.shape[1], bias, hi, blas)
     check_product_fits(max_a, max_b, hi, bits)
     acc, count = matmul_core(a, b, za, zb, bias, bits, saturate, max_a, max_b)

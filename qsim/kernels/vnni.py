@@ -1,0 +1,738 @@
+"""Exact 8-bit integer products through VNNI `vpdpbusd` (AVX-512 VNNI zmm, AVX-VNNI ymm).
+
+`vpdpbusd acc, u, s` adds to each int32 lane the sum of four u8×s8 products of the bytes
+in that lane, with no intermediate saturation (unlike `vpmaddubsw`'s int16 pairs). With
+a' = a + ca as unsigned bytes (ca = 128 for int8 activations, else 0) and b' = b − cb as
+signed bytes (cb = 128 for a uint8 weight, else 0), every running int32 sum is exact as
+long as Kp·max a'·max|b'| ≤ Kp·255·128 < 2^31 (Kp = K rounded up to 4), i.e. for any
+8-bit data with K ≤ `K_MAX`: `vnni_fits` checks it from the dtypes, no data pass needed.
+The caller's zero points are applied exactly afterwards in int64 (as in `madd8`):
+
+    Σ (a − za)(b − zb) = Σ a'b' − za'·Σ_k b' − zb'·Σ_k a' + K·za'·zb',
+    za' = za + ca,  zb' = zb − cb.
+
+Two kernels, both LLVM IR emitted by Numba intrinsics:
+
+- **packed GEMM** (M > `GEMV_ROWS`): the weight is packed per call into panels of `nr`
+  columns × 4 k (b'[4q + t, p·nr + c] at bp[p, q, 4c + t], zero padded), a' into rows
+  padded to the tile height; a micro-kernel keeps `rows` × `nr` int32 accumulators in
+  registers (12 × 32 in zmm, 6 × 16 in ymm), broadcasting 4 bytes of a' per row and step.
+  Loops are blocked over K (`KC`) and N (`NC`) so a weight block stays in L2 while
+  row strips of a' stream through it.
+- **GEMV / small M** (M ≤ `GEMV_ROWS`): the (K, N) weight is read as given (no packing):
+  4 rows × 4·lanes columns are interleaved in registers into the quad layout (byte
+  unpacks) and multiplied with up to 4 broadcast rows of a'. The column sums Σ_k b' the
+  zero-point correction needs come from one extra row of a' holding za' (its product row
+  *is* za'·Σ_k b'), so the weight is read once. Results land in a scratch array whose
+  columns are permuted within each 4·lanes chunk (`gemv_column_position`); the finish
+  step reads them back in order.
+
+Integer additions are associative, so the kernels' order cannot change the value; each
+has a NumPy twin below. Only call the zmm (ymm) functions on a host with AVX-512 VNNI
+(AVX-VNNI): `qsim.kernels.cpu` decides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+GEMV_ROWS = 8            # at most this many rows of a: the unpacked-weight kernel
+KC, NC = 512, 512        # K and N cache blocks of the packed GEMM (bytes of k, columns)
+K_MAX = ((1 << 31) - 1) // (255 * 128) - 3   # Kp·255·128 < 2^31 for every K ≤ this
+
+# (rows, vectors per row, int32 lanes per vector) of the packed micro-kernel
+ZMM_TILE = (12, 2, 16)   # 24 zmm accumulators, panels of 32 columns
+YMM_TILE = (6, 2, 8)     # 12 ymm accumulators, panels of 16 columns
+
+_i8, _i32, _i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+_I8_OPERANDS = llvm_binding.llvm_version_info[0] >= 22   # LLVM 22 declares the byte operands as i8 vectors
+
+
+def _c(v: int):
+    return ir.Constant(_i64, v)
+
+
+def _dpbusd(builder, lanes: int):
+    """acc, u (bytes as <lanes x i32>), s (<4·lanes x i8>) → acc + Σ_quad u8·s8 (vpdpbusd)."""
+    va, vb = ir.VectorType(_i32, lanes), ir.VectorType(_i8, 4 * lanes)
+    name = f"llvm.x86.avx512.vpdpbusd.{32 * lanes}"
+    op = vb if _I8_OPERANDS else va
+    fn = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(va, [va, op, op]), name)
+
+    def dp(acc, u, s):
+        return builder.call(fn, [acc, builder.bitcast(u, op), builder.bitcast(s, op)])
+
+    return dp
+
+
+def _splat(builder, word, lanes: int):
+    va = ir.VectorType(_i32, lanes)
+    s = builder.insert_element(ir.Constant(va, None), word, ir.Constant(_i32, 0))
+    return builder.shuffle_vector(s, s, ir.Constant(va, [0] * lanes))
+
+
+def _make_tile_kernel(rows: int, nv: int, lanes: int):
+    """Intrinsic kernel(pa, pb, nq, pout, ldo, first, last, pcol, pnzb, prow), integer
+    addresses/strides.
+
+    For r < rows, c < nr = nv·lanes:
+        out[r, c] = (0 if first else out[r, c]) + Σ_{q<nq, t<4} a'[r, 4q + t]·b'[4q + t, c]
+                    (+ col[c] + row[r]·nzb[c] if last)
+    with the strip of a' (uint8) at pa + 4·rows·q + 4r + t, the packed panel (int8) at
+    pb + 4·nr·q + 4c + t, out int32 rows `ldo` elements apart from pout, and int32 vectors
+    col, nzb at pcol, pnzb and row at prow. All int32 arithmetic wraps (mod 2^32)."""
+    va = ir.VectorType(_i32, lanes)
+    vb = ir.VectorType(_i8, 4 * lanes)
+    nr = nv * lanes
+
+    @intrinsic
+    def kernel(typingctx, pa, pb, nq, pout, ldo, first, last, pcol, pnzb, prow):
+        sig = types.void(*([types.intp] * 10))
+
+        def codegen(context, builder, signature, args):
+            pa, pb, nq, pout, ldo, first, last, pcol, pnzb, prow = args
+            dp = _dpbusd(builder, lanes)
+            pa_p = builder.inttoptr(pa, _i32.as_pointer())
+            pb_p = builder.inttoptr(pb, _i8.as_pointer())
+            po_p = builder.inttoptr(pout, _i32.as_pointer())
+            is_first = builder.icmp_signed("!=", first, _c(0))
+            zero = ir.Constant(va, [0] * lanes)
+            optr = [[builder.bitcast(builder.gep(po_p, [builder.add(builder.mul(_c(r), ldo), _c(lanes * v))]),
+                                     va.as_pointer()) for v in range(nv)] for r in range(rows)]
+            init = [[builder.select(is_first, zero, builder.load(optr[r][v], align=4)) for v in range(nv)]
+                    for r in range(rows)]
+            entry = builder.block
+            loop = builder.append_basic_block("vnni_loop")
+            body = builder.append_basic_block("vnni_body")
+            done = builder.append_basic_block("vnni_done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            iv = builder.phi(_i64)
+            iv.add_incoming(_c(0), entry)
+            accs = []
+            for r in range(rows):
+                row = []
+                for v in range(nv):
+                    ph = builder.phi(va)
+                    ph.add_incoming(init[r][v], entry)
+                    row.append(ph)
+                accs.append(row)
+            builder.cbranch(builder.icmp_signed("<", iv, nq), body, done)
+            builder.position_at_end(body)
+            boff = builder.mul(iv, _c(4 * nr))
+            bv = [builder.load(builder.bitcast(builder.gep(pb_p, [builder.add(boff, _c(4 * lanes * v))]),
+                                               vb.as_pointer()), align=1) for v in range(nv)]
+            aoff = builder.mul(iv, _c(rows))
+            new = []
+            for r in range(rows):
+                w = builder.load(builder.gep(pa_p, [builder.add(aoff, _c(r))]), align=1)
+                s = _splat(builder, w, lanes)
+                new.append([dp(accs[r][v], s, bv[v]) for v in range(nv)])
+            latch = builder.block
+            iv.add_incoming(builder.add(iv, _c(1)), latch)
+            for r in range(rows):
+                for v in range(nv):
+                    accs[r][v].add_incoming(new[r][v], latch)
+            builder.branch(loop)
+            builder.position_at_end(done)
+            is_last = builder.icmp_signed("!=", last, _c(0))
+            col_p = builder.inttoptr(pcol, va.as_pointer())
+            nzb_p = builder.inttoptr(pnzb, va.as_pointer())
+            row_p = builder.inttoptr(prow, _i32.as_pointer())
+            col = [builder.load(builder.gep(col_p, [_c(v)]), align=4) for v in range(nv)]
+            nzb = [builder.load(builder.gep(nzb_p, [_c(v)]), align=4) for v in range(nv)]
+            for r in range(rows):
+                rv = _splat(builder, builder.load(builder.gep(row_p, [_c(r)]), align=4), lanes)
+                for v in range(nv):
+                    fin = builder.add(builder.add(accs[r][v], col[v]), builder.mul(rv, nzb[v]))
+                    builder.store(builder.select(is_last, fin, accs[r][v]), optr[r][v], align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+def _unpack_masks(lanes: int):
+    """Shuffle masks of the byte/word unpacks (per 128-bit block, as vpunpck{l,h}{bw,wd})
+    that turn 4 rows × 4·lanes bytes into 4 vectors of quads (see `gemv_column_position`)."""
+    nb = 4 * lanes            # bytes per row vector
+    blocks = nb // 16
+
+    def unpack(width, hi, n_elems):    # elements of `width` bytes: interleave x, y per 16-byte block
+        per = 16 // width
+        half = per // 2
+        m = []
+        for blk in range(blocks):
+            for j in range(half):
+                src = blk * per + (half if hi else 0) + j
+                m += [src, n_elems + src]
+        return ir.Constant(ir.VectorType(_i32, nb // width), m)
+
+    return (unpack(1, False, nb), unpack(1, True, nb), unpack(2, False, nb // 2), unpack(2, True, nb // 2))
+
+
+def gemv_column_position(c: int, lanes: int) -> int:
+    """Where column c of a 4·lanes-column chunk lands in the GEMV kernel's accumulators:
+    vector g = (c mod 16) // 4 holds, in its 128-bit block c // 16, the columns 4g..4g+3."""
+    return ((c % 16) // 4) * lanes + 4 * (c // 16) + c % 4
+
+
+def _make_rows_kernel(rows: int, lanes: int):
+    """Intrinsic kernel(pa, lda, pb, ldb, nq, pout, ldo, first), integer addresses/strides.
+
+    For r < rows and the chunk of cw = 4·lanes columns starting at pb:
+        out[r, pos(c)] = (0 if first else out[r, pos(c)]) + Σ_{q<nq, t<4} a'[r, 4q+t]·b'[4q+t, c]
+    with a' bytes (uint8) at pa + r·lda + 4q + t, the weight (int8, row-major) at
+    pb + (4q + t)·ldb + c, pos = `gemv_column_position`, out int32 rows `ldo` apart."""
+    va = ir.VectorType(_i32, lanes)
+    nb = 4 * lanes
+    vrow = ir.VectorType(_i8, nb)
+    vw = ir.VectorType(ir.IntType(16), nb // 2)
+    m_bl, m_bh, m_wl, m_wh = _unpack_masks(lanes)
+
+    @intrinsic
+    def kernel(typingctx, pa, lda, pb, ldb, nq, pout, ldo, first):
+        sig = types.void(*([types.intp] * 8))
+
+        def codegen(context, builder, signature, args):
+            pa, lda, pb, ldb, nq, pout, ldo, first = args
+            dp = _dpbusd(builder, lanes)
+            pa_p = builder.inttoptr(pa, _i8.as_pointer())
+            pb_p = builder.inttoptr(pb, _i8.as_pointer())
+            po_p = builder.inttoptr(pout, _i32.as_pointer())
+            is_first = builder.icmp_signed("!=", first, _c(0))
+            zero = ir.Constant(va, [0] * lanes)
+            arow = [builder.gep(pa_p, [builder.mul(_c(r), lda)]) for r in range(rows)]
+            optr = [[builder.bitcast(builder.gep(po_p, [builder.add(builder.mul(_c(r), ldo), _c(lanes * g))]),
+                                     va.as_pointer()) for g in range(4)] for r in range(rows)]
+            init = [[builder.select(is_first, zero, builder.load(optr[r][g], align=4)) for g in range(4)]
+                    for r in range(rows)]
+            ldb4 = builder.mul(ldb, _c(4))
+            entry = builder.block
+            loop = builder.append_basic_block("gemv_loop")
+            body = builder.append_basic_block("gemv_body")
+            done = builder.append_basic_block("gemv_done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            iv = builder.phi(_i64)
+            iv.add_incoming(_c(0), entry)
+            accs = []
+            for r in range(rows):
+                row = []
+                for g in range(4):
+                    ph = builder.phi(va)
+                    ph.add_incoming(init[r][g], entry)
+                    row.append(ph)
+                accs.append(row)
+            builder.cbranch(builder.icmp_signed("<", iv, nq), body, done)
+            builder.position_at_end(body)
+            base = builder.gep(pb_p, [builder.mul(iv, ldb4)])
+            x = [builder.load(builder.bitcast(builder.gep(base, [builder.mul(_c(t), ldb)]), vrow.as_pointer()),
+                              align=1) for t in range(4)]
+            lo01 = builder.bitcast(builder.shuffle_vector(x[0], x[1], m_bl), vw)
+            hi01 = builder.bitcast(builder.shuffle_vector(x[0], x[1], m_bh), vw)
+            lo23 = builder.bitcast(builder.shuffle_vector(x[2], x[3], m_bl), vw)
+            hi23 = builder.bitcast(builder.shuffle_vector(x[2], x[3], m_bh), vw)
+            quads = [builder.shuffle_vector(lo01, lo23, m_wl), builder.shuffle_vector(lo01, lo23, m_wh),
+                     builder.shuffle_vector(hi01, hi23, m_wl), builder.shuffle_vector(hi01, hi23, m_wh)]
+            aoff = builder.mul(iv, _c(4))
+            new = []
+            for r in range(rows):
+                w = builder.load(builder.bitcast(builder.gep(arow[r], [aoff]), _i32.as_pointer()), align=1)
+                s = _splat(builder, w, lanes)
+                new.append([dp(accs[r][g], s, quads[g]) for g in range(4)])
+            latch = builder.block
+            iv.add_incoming(builder.add(iv, _c(1)), latch)
+            for r in range(rows):
+                for g in range(4):
+                    accs[r][g].add_incoming(new[r][g], latch)
+            builder.branch(loop)
+            builder.position_at_end(done)
+            for r in range(rows):
+                for g in range(4):
+                    builder.store(accs[r][g], optr[r][g], align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+_Z_TILE = _make_tile_kernel(*ZMM_TILE)
+_Y_TILE = _make_tile_kernel(*YMM_TILE)
+_Z_ROWS4, _Z_ROWS2, _Z_ROWS1 = (_make_rows_kernel(r, 16) for r in (4, 2, 1))
+_Y_ROWS2, _Y_ROWS1 = (_make_rows_kernel(r, 8) for r in (2, 1))
+
+
+# -- packing ------------------------------------------------------------------------------
+def packed_shapes(M: int, K: int, N: int, tile) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int]]:
+    """Shapes of the packed a' (S, Kp/4, 4·rows), the packed b' (P, Kp/4, 4·nr) and the raw
+    product (S·rows, P·nr), for a micro-tile (rows, nv, lanes)."""
+    rows, nv, lanes = tile
+    nr = nv * lanes
+    S, Kq, P = -(-M // rows), -(-K // 4), -(-N // nr)
+    return (S, Kq, 4 * rows), (P, Kq, 4 * nr), (S * rows, P * nr)
+
+
+@njit(cache=True)
+def pack_b_panels(b, flip, out32, sums):
+    """Pack b' = b − cb (cb = 128 for a uint8 b, given as flip = 0x80808080; else 0) into
+    panels: out32 (P, Kp/4, nr) uint32, the view of the int8 (P, Kp/4, 4·nr) array with
+    b'[4q + t, p·nr + c] at byte 4c + t of out32[p, q, c] (zero padded, every word
+    written); sums (≥ N,) int32 ← Σ_k b'[k, n]. The caller guarantees K·128 < 2^31."""
+    K, N = b.shape
+    P, Kq, nr = out32.shape
+    K4 = K - K % 4
+    cb4 = np.int32(4 * 128) if flip != 0 else np.int32(0)
+    for n in range(N):
+        sums[n] = 0
+    for q in range(K4 // 4):
+        k = 4 * q
+        for p in range(P):
+            n0 = p * nr
+            nw = min(nr, N - n0)
+            for c in range(nw):
+                x0 = b[k, n0 + c]
+                x1 = b[k + 1, n0 + c]
+                x2 = b[k + 2, n0 + c]
+                x3 = b[k + 3, n0 + c]
+                out32[p, q, c] = (np.uint32(np.uint8(x0)) | (np.uint32(np.uint8(x1)) << 8)
+                                  | (np.uint32(np.uint8(x2)) << 16) | (np.uint32(np.uint8(x3)) << 24)) ^ flip
+                sums[n0 + c] += np.int32(x0) + np.int32(x1) + np.int32(x2) + np.int32(x3) - cb4
+            for c in range(nw, nr):
+                out32[p, q, c] = 0
+    if K4 < K:
+        q = K4 // 4
+        for p in range(P):
+            n0 = p * nr
+            nw = min(nr, N - n0)
+            for c in range(nr):
+                w = np.uint32(0)
+                if c < nw:
+                    for t in range(K - K4):
+                        x = b[K4 + t, n0 + c]
+                        w |= (np.uint32(np.uint8(x)) ^ (flip & np.uint32(0xFF))) << np.uint32(8 * t)
+                        sums[n0 + c] += np.int32(x) - (np.int32(128) if flip != 0 else np.int32(0))
+                out32[p, q, c] = w
+
+
+def pack_b_panels_reference(b, flip, out32, sums) -> None:
+    """NumPy twin of `pack_b_panels`."""
+    K, N = b.shape
+    P, Kq, nr = out32.shape
+    cb = 128 if flip else 0
+    v = np.zeros((Kq * 4, P * nr), np.int64)
+    v[:K, :N] = b.astype(np.int64) - cb
+    out32.view(np.int8)[...] = v.reshape(Kq, 4, P, nr).transpose(2, 0, 3, 1).reshape(P, Kq, 4 * nr)
+    sums[:N] = v[:K, :N].sum(axis=0)
+
+
+@njit(cache=True)
+def pack_a_strips(a, flip, out32):
+    """Pack a' = a + ca (ca = 128 for an int8 a, given as flip = 0x80808080; else 0) into
+    strips: out32 (S, Kp/4, rows) uint32, the view of the uint8 (S, Kp/4, 4·rows) array
+    with a'[s·rows + r, 4q + t] at byte t of out32[s, q, r] (rows beyond M and k beyond K
+    zero, every word written)."""
+    M, K = a.shape
+    S, Kq, rows = out32.shape
+    K4 = K - K % 4
+    for s_ in range(S):
+        for r in range(rows):
+            m = s_ * rows + r
+            if m < M:
+                for q in range(K4 // 4):
+                    k = 4 * q
+                    out32[s_, q, r] = (np.uint32(np.uint8(a[m, k])) | (np.uint32(np.uint8(a[m, k + 1])) << 8)
+                                       | (np.uint32(np.uint8(a[m, k + 2])) << 16)
+                                       | (np.uint32(np.uint8(a[m, k + 3])) << 24)) ^ flip
+                if K4 < K:
+                    w = np.uint32(0)
+                    for t in range(K - K4):
+                        w |= (np.uint32(np.uint8(a[m, K4 + t])) ^ (flip & np.uint32(0xFF))) << np.uint32(8 * t)
+                    out32[s_, K4 // 4, r] = w
+            else:
+                for q in range(Kq):
+                    out32[s_, q, r] = 0
+
+
+def pack_a_strips_reference(a, flip, out32) -> None:
+    """NumPy twin of `pack_a_strips`."""
+    M, K = a.shape
+    S, Kq, rows = out32.shape
+    v = np.zeros((S * rows, Kq * 4), np.int64)
+    v[:M, :K] = a.astype(np.int64) + (128 if flip else 0)
+    out32.view(np.uint8)[...] = v.reshape(S, rows, Kq, 4).transpose(0, 2, 1, 3).reshape(S, Kq, 4 * rows)
+
+
+# -- packed GEMM --------------------------------------------------------------------------
+@njit(cache=True)
+def gemm_vnni512(ap, bp, out, col, nzb, row):
+    """out (S·12, P·32) int32 ← Σ_k a'[m, k]·b'[k, n] from `pack_a_strips` (12-row strips)
+    and `pack_b_panels` (32-column panels), every element written; AVX-512 VNNI only.
+    With col, nzb (P·32,) and row (S·12,) int32 non-empty the epilogue adds
+    col[n] + row[m]·nzb[n] (wrapping int32; empty arrays: the raw sums).
+    The caller guarantees Kp·max a'·max|b'| < 2^31."""
+    S, Kq, WA = ap.shape
+    P, Kq, W = bp.shape
+    rows = WA // 4
+    nr = W // 4
+    Np = P * nr
+    if S == 0 or Np == 0:
+        return
+    enable = col.shape[0] > 0
+    if Kq == 0:
+        for m in range(out.shape[0]):
+            for n in range(Np):
+                out[m, n] = (col[n] + row[m] * nzb[n]) if enable else 0
+        return
+    pa0 = np.int64(ap.ctypes.data)
+    pb0 = np.int64(bp.ctypes.data)
+    po0 = np.int64(out.ctypes.data)
+    pc0 = np.int64(col.ctypes.data)
+    pz0 = np.int64(nzb.ctypes.data)
+    pr0 = np.int64(row.ctypes.data)
+    astride = np.int64(Kq) * WA
+    pstride = np.int64(Kq) * W
+    for q0 in range(0, Kq, KC // 4):
+        nq = min(Kq, q0 + KC // 4) - q0
+        first = 1 if q0 == 0 else 0
+        last = 1 if enable and q0 + KC // 4 >= Kq else 0
+        for p0 in range(0, P, NC // nr):
+            p1 = min(P, p0 + NC // nr)
+            for s_ in range(S):
+                pa = pa0 + s_ * astride + q0 * WA
+                for p in range(p0, p1):
+                    _Z_TILE(pa, pb0 + p * pstride + q0 * W, nq, po0 + 4 * (s_ * rows * Np + p * nr), Np, first, last,
+                        pc0 + 4 * p * nr, pz0 + 4 * p * nr, pr0 + 4 * s_ * rows)
+
+
+@njit(cache=True)
+def gemm_vnni256(ap, bp, out, col, nzb, row):
+    """`gemm_vnni512` with the ymm micro-kernel (6-row strips, 16-column panels); AVX-VNNI."""
+    S, Kq, WA = ap.shape
+    P, Kq, W = bp.shape
+    rows = WA // 4
+    nr = W // 4
+    Np = P * nr
+    if S == 0 or Np == 0:
+        return
+    enable = col.shape[0] > 0
+    if Kq == 0:
+        for m in range(out.shape[0]):
+            for n in range(Np):
+                out[m, n] = (col[n] + row[m] * nzb[n]) if enable else 0
+        return
+    pa0 = np.int64(ap.ctypes.data)
+    pb0 = np.int64(bp.ctypes.data)
+    po0 = np.int64(out.ctypes.data)
+    pc0 = np.int64(col.ctypes.data)
+    pz0 = np.int64(nzb.ctypes.data)
+    pr0 = np.int64(row.ctypes.data)
+    astride = np.int64(Kq) * WA
+    pstride = np.int64(Kq) * W
+    for q0 in range(0, Kq, KC // 4):
+        nq = min(Kq, q0 + KC // 4) - q0
+        first = 1 if q0 == 0 else 0
+        last = 1 if enable and q0 + KC // 4 >= Kq else 0
+        for p0 in range(0, P, NC // nr):
+            p1 = min(P, p0 + NC // nr)
+            for s_ in range(S):
+                pa = pa0 + s_ * astride + q0 * WA
+                for p in range(p0, p1):
+                    _Y_TILE(pa, pb0 + p * pstride + q0 * W, nq, po0 + 4 * (s_ * rows * Np + p * nr), Np, first, last,
+                        pc0 + 4 * p * nr, pz0 + 4 * p * nr, pr0 + 4 * s_ * rows)
+
+
+def gemm_vnni_reference(ap, bp, out, col, nzb, row) -> None:
+    """NumPy twin of `gemm_vnni512` / `gemm_vnni256` (int64 product of the unpacked operands,
+    then the epilogue, wrapped to int32)."""
+    P, Kq, W = bp.shape
+    S, _, WA = ap.shape
+    nr, rows = W // 4, WA // 4
+    b = bp.view(np.int8).reshape(P, Kq, nr, 4).transpose(1, 3, 0, 2).reshape(Kq * 4, P * nr)
+    a = ap.view(np.uint8).reshape(S, Kq, rows, 4).transpose(0, 2, 1, 3).reshape(S * rows, Kq * 4)
+    v = a.astype(np.int64) @ b.astype(np.int64)
+    if len(col):
+        v += col.astype(np.int64)[None, :] + row.astype(np.int64)[:, None] * nzb.astype(np.int64)[None, :]
+    out[...] = v.astype(np.int32)     # wraps like the kernel's int32 lanes
+
+
+@njit(cache=True)
+def finish_raw(raw, asum, bsum, za, zb, K, out):
+    """out[m, n] = raw[m, n] − za·bsum[n] − zb[n]·asum[m] + K·za·zb[n] in int64 (then out's
+    dtype: the caller guarantees the exact value fits)."""
+    M, N = out.shape
+    ot = out.dtype.type
+    for m in range(M):
+        am = asum[m]
+        for n in range(N):
+            out[m, n] = ot(np.int64(raw[m, n]) - za * bsum[n] - zb[n] * am + K * za * zb[n])
+
+
+def finish_raw_reference(raw, asum, bsum, za, zb, K, out) -> None:
+    """NumPy twin of `finish_raw`."""
+    M, N = out.shape
+    out[...] = (raw[:M, :N].astype(np.int64) - za * bsum[None, :] - zb[None, :] * asum[:, None]
+                + K * za * zb[None, :]).astype(out.dtype)
+
+
+# -- GEMV / small M -----------------------------------------------------------------------
+@njit(cache=True)
+def gemv_vnni512(ap, b, out):
+    """out (R, Nc) int32 ← Σ_k a'[r, k]·b[k, n] for the rows of ap (R, Kp) uint8 (zero
+    padded beyond K) and b (K, N) C-contiguous int8 (read as given); out's
+    columns are grouped in chunks of 64 permuted by `gemv_column_position` (Nc = N rounded
+    up to 64), every element written. AVX-512 VNNI only; Kp·max a'·max|b'| < 2^31."""
+    R, Kp = ap.shape
+    K, N = b.shape
+    CW = 64
+    Nc = out.shape[1]
+    if R == 0 or Nc == 0:
+        return
+    out[:, :] = 0
+    K4 = K - K % 4
+    N1 = N - N % CW
+    pa0 = np.int64(ap.ctypes.data)
+    po0 = np.int64(out.ctypes.data)
+    bs = b
+    pb0 = np.int64(b.ctypes.data)
+    KB = 64                                   # quads of k per pass over the columns
+    if N1 > 0 and K4 > 0:
+        for q0 in range(0, K4 // 4, KB):
+            nq = min(K4 // 4 - q0, KB)
+            for c0 in range(0, N1, CW):
+                pb = pb0 + 4 * q0 * N + c0
+                r = 0
+                while r < R:
+                    pa = pa0 + r * Kp + 4 * q0
+                    po = po0 + 4 * (r * Nc + c0)
+                    if R - r >= 4:
+                        _Z_ROWS4(pa, Kp, pb, N, nq, po, Nc, 0)
+                        r += 4
+                    elif R - r >= 2:
+                        _Z_ROWS2(pa, Kp, pb, N, nq, po, Nc, 0)
+                        r += 2
+                    else:
+                        _Z_ROWS1(pa, Kp, pb, N, nq, po, Nc, 0)
+                        r += 1
+    if K4 < K and N1 > 0:                      # last K % 4 rows: a zero-padded copy
+        bt = np.zeros((4, N1), np.int8)
+        for k in range(K4, K):
+            for n in range(N1):
+                bt[k - K4, n] = bs[k, n]
+        pt = np.int64(bt.ctypes.data)
+        for c0 in range(0, N1, CW):
+            r = 0
+            while r < R:
+                pa = pa0 + r * Kp + K4
+                po = po0 + 4 * (r * Nc + c0)
+                if R - r >= 4:
+                    _Z_ROWS4(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
+                    r += 4
+                elif R - r >= 2:
+                    _Z_ROWS2(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
+                    r += 2
+                else:
+                    _Z_ROWS1(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
+                    r += 1
+    if N1 < N:                                 # last N % 64 columns: a zero-padded copy
+        bn = np.zeros((Kp, CW), np.int8)
+        for k in range(K):
+            for n in range(N1, N):
+                bn[k, n - N1] = bs[k, n]
+        pn = np.int64(bn.ctypes.data)
+        r = 0
+        while r < R:
+            pa = pa0 + r * Kp
+            po = po0 + 4 * (r * Nc + N1)
+            if R - r >= 4:
+                _Z_ROWS4(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
+                r += 4
+            elif R - r >= 2:
+                _Z_ROWS2(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
+                r += 2
+            else:
+                _Z_ROWS1(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
+                r += 1
+
+
+@njit(cache=True)
+def gemv_vnni256(ap, b, out):
+    """`gemv_vnni512` with ymm kernels (chunks of 32 columns, at most 2 rows at a time); AVX-VNNI."""
+    R, Kp = ap.shape
+    K, N = b.shape
+    CW = 32
+    Nc = out.shape[1]
+    if R == 0 or Nc == 0:
+        return
+    out[:, :] = 0
+    K4 = K - K % 4
+    N1 = N - N % CW
+    pa0 = np.int64(ap.ctypes.data)
+    po0 = np.int64(out.ctypes.data)
+    bs = b
+    pb0 = np.int64(b.ctypes.data)
+    KB = 64
+    if N1 > 0 and K4 > 0:
+        for q0 in range(0, K4 // 4, KB):
+            nq = min(K4 // 4 - q0, KB)
+            for c0 in range(0, N1, CW):
+                pb = pb0 + 4 * q0 * N + c0
+                r = 0
+                while r < R:
+                    pa = pa0 + r * Kp + 4 * q0
+                    po = po0 + 4 * (r * Nc + c0)
+                    if R - r >= 2:
+                        _Y_ROWS2(pa, Kp, pb, N, nq, po, Nc, 0)
+                        r += 2
+                    else:
+                        _Y_ROWS1(pa, Kp, pb, N, nq, po, Nc, 0)
+                        r += 1
+    if K4 < K and N1 > 0:
+        bt = np.zeros((4, N1), np.int8)
+        for k in range(K4, K):
+            for n in range(N1):
+                bt[k - K4, n] = bs[k, n]
+        pt = np.int64(bt.ctypes.data)
+        for c0 in range(0, N1, CW):
+            r = 0
+            while r < R:
+                pa = pa0 + r * Kp + K4
+                po = po0 + 4 * (r * Nc + c0)
+                if R - r >= 2:
+                    _Y_ROWS2(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
+                    r += 2
+                else:
+                    _Y_ROWS1(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
+                    r += 1
+    if N1 < N:
+        bn = np.zeros((Kp, CW), np.int8)
+        for k in range(K):
+            for n in range(N1, N):
+                bn[k, n - N1] = bs[k, n]
+        pn = np.int64(bn.ctypes.data)
+        r = 0
+        while r < R:
+            pa = pa0 + r * Kp
+            po = po0 + 4 * (r * Nc + N1)
+            if R - r >= 2:
+                _Y_ROWS2(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
+                r += 2
+            else:
+                _Y_ROWS1(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
+                r += 1
+
+
+def gemv_vnni_reference(ap, b, out, cw: int) -> None:
+    """NumPy twin of `gemv_vnni512` (cw = 64) / `gemv_vnni256` (cw = 32)."""
+    K, N = b.shape
+    R, Nc = out.shape
+    full = np.zeros((R, Nc), np.int64)
+    full[:, :N] = ap[:, :K].astype(np.int64) @ b.astype(np.int64)
+    pos = np.array([gemv_column_position(c, cw // 4) for c in range(cw)])
+    for c0 in range(0, Nc, cw):
+        out[:, c0 + pos] = full[:, c0:c0 + cw].astype(np.int32)
+
+
+@njit(cache=True)
+def finish_gemv(raw, cw, asum, zrow, za, zb, K, out):
+    """out[m, n] = raw[m, pos(n)] − raw[zrow, pos(n)] − zb[n]·asum[m] + K·za·zb[n] in int64,
+    pos = `gemv_column_position` in chunks of cw columns; raw[zrow] = za·Σ_k b'[k, n] (the
+    extra row of a' holding za; zrow < 0 when za = 0)."""
+    M, N = out.shape
+    ot = out.dtype.type
+    lanes = cw // 4
+    for m in range(M):
+        am = asum[m]
+        for n in range(N):
+            c = n % cw
+            j = n - c + ((c % 16) // 4) * lanes + 4 * (c // 16) + c % 4
+            v = np.int64(raw[m, j]) - zb[n] * am + K * za * zb[n]
+            if zrow >= 0:
+                v -= np.int64(raw[zrow, j])
+            out[m, n] = ot(v)
+
+
+# -- the exact product --------------------------------------------------------------------
+FLIP = np.uint32(0x80808080)
+
+
+def vnni_fits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Both operands 8-bit and K short enough for exact int32 sums whatever the data."""
+    return a.dtype.itemsize == 1 and b.dtype.itemsize == 1 and a.dtype.kind in "iu" and b.dtype.kind in "iu" \
+        and a.shape[1] <= K_MAX
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    """int64 → int32 modulo 2^32 (two's complement)."""
+    return x.astype(np.int64).astype(np.uint64).astype(np.uint32).view(np.int32)
+
+
+def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.int64, scratch=None) -> np.ndarray:
+    """Exact Σ_k (a − za)(b − zb) as `out_dtype` (M, N) for 8-bit a, b (`vnni_fits`); zb
+    scalar or (N,); width 512 (AVX-512 VNNI) or 256 (AVX-VNNI). out_dtype int32 only when
+    the exact result fits (then the zero-point terms are added in the kernel's epilogue in
+    wrapping int32, exact because the true value fits). The result may be a view of a
+    padded array. `scratch(name, shape, dtype)` may supply reusable work arrays."""
+    M, K = a.shape
+    N = b.shape[1]
+    ca = 128 if a.dtype == np.int8 else 0
+    cb = 128 if b.dtype == np.uint8 else 0
+    za_ = int(za) + ca
+    zb_ = np.broadcast_to(np.asarray(zb, np.int64) - cb, (N,))
+    need_asum = bool(np.any(zb_ != 0))
+    get = scratch or (lambda name, shape, dtype: np.empty(shape, dtype))
+    if M <= GEMV_ROWS:
+        return _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get)
+    tile = ZMM_TILE if width == 512 else YMM_TILE
+    sa, sb, so = packed_shapes(M, K, N, tile)
+    ap = get("vnni_a", sa, np.uint8)
+    bp = get("vnni_b", sb, np.int8)
+    bsum = get("vnni_bsum", (sb[0] * sb[2] // 4,), np.int32)
+    pack_a_strips(a, FLIP if ca else np.uint32(0), ap.view(np.uint32))
+    pack_b_panels(b, FLIP if cb else np.uint32(0), bp.view(np.uint32), bsum)
+    asum = (a.sum(axis=1, dtype=np.int64) + ca * K) if need_asum else np.zeros(M, np.int64)
+    gemm = gemm_vnni512 if width == 512 else gemm_vnni256
+    if np.dtype(out_dtype) == np.int32:
+        Mp, Np = so
+        col = np.zeros(Np, np.int32)
+        col[:N] = _wrap32(-za_ * bsum[:N].astype(np.int64) + K * za_ * zb_)
+        nzb = np.zeros(Np, np.int32)
+        nzb[:N] = _wrap32(-zb_)
+        row = np.zeros(Mp, np.int32)
+        row[:M] = _wrap32(asum)
+        out = np.empty(so, np.int32)
+        gemm(ap, bp, out, col, nzb, row)
+        return out[:M, :N] if (Mp, Np) != (M, N) else out
+    raw = get("vnni_raw", so, np.int32)
+    empty = np.zeros(0, np.int32)
+    gemm(ap, bp, raw, empty, empty, empty)
+    out = np.empty((M, N), out_dtype)
+    finish_raw(raw, asum, bsum[:N].astype(np.int64), np.int64(za_), np.ascontiguousarray(zb_), np.int64(K), out)
+    return out
+
+
+def _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get):
+    """M ≤ GEMV_ROWS: rows of a' (+ one row of za' when za' ≠ 0) against the weight as given."""
+    M, K = a.shape
+    N = b.shape[1]
+    Kp = -(-K // 4) * 4
+    extra = 1 if za_ != 0 else 0
+    ap = np.zeros((M + extra, Kp), np.uint8)
+    np.add(a, ca, out=ap[:M, :K], dtype=np.int16, casting="unsafe")   # a' in [0, 255]
+    if extra:
+        ap[M, :K] = za_
+    bs = b if cb == 0 else (b ^ np.uint8(0x80)).view(np.int8)        # b' = b − 128 for a uint8 weight
+    bs = np.ascontiguousarray(bs).view(np.int8)
+    cw = 64 if width == 512 else 32
+    raw = get("vnni_gemv", (M + extra, -(-N // cw) * cw), np.int32)
+    (gemv_vnni512 if width == 512 else gemv_vnni256)(ap, bs, raw)
+    asum = (a.sum(axis=1, dtype=np.int64) + ca * K) if need_asum else np.zeros(M, np.int64)
+    out = np.empty((M, N), out_dtype)
+    finish_gemv(raw, cw, asum, M if extra else -1, np.int64(za_), np.ascontiguousarray(zb_), np.int64(K), out)
+    return out
