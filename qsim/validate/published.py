@@ -58,8 +58,9 @@ MLPERF = {
 MLPERF_BATCH = 256
 
 # --- Bit Fusion artifact ------------------------------------------------------------------------
-BITFUSION_SOURCE = ("Sharma et al., Bit Fusion, ISCA 2018; artifact simulator https://github.com/hsharma35/bitfusion "
-                    "(bf_e_conf.ini: 16×32 Fusion Units, 500 MHz; benchmarks.py RNN/LSTM; batch 16, w4a4)")
+BITFUSION_SOURCE = ("Sharma et al., Bit Fusion, ISCA 2018; artifact https://github.com/hsharma35/bitfusion @04ec1c8, "
+                    "results/bitfusion-eyeriss-sim-sweep.csv rows N=16, M=32, RNN/LSTM (its simulator's cycles; "
+                    "bf_e_conf.ini: 16×32 Fusion Units, 500 MHz), re-produced in tests/data/bitfusion/reference.json")
 BITFUSION_BATCH = 16
 # benchmarks.py: RNN = one FC 2·2048 → 2·2048; LSTM = one FC 4·900 → 4·900 (batch 16, 4-bit weights and inputs).
 BITFUSION_FC = {"RNN": (4096, 4096), "LSTM": (3600, 3600)}
