@@ -56,3 +56,87 @@ def test_maxpool_indices_output(attrs):
     theirs = run_ort(m, {"x": x})
     assert np.array_equal(ours["y"], theirs["y"])
     assert ours["i"].dtype == np.int64 and np.array_equal(ours["i"], theirs["i"])
+
+
+# -- float32 ops in ORT's arithmetic: exact, or within a stated tolerance --------------------------
+def _f(op, x, inits=None, order=None, opset=13, **attrs):
+    return single(op, {"x": x}, inits or {}, F32, order or ["x"], opset=opset, **attrs)
+
+
+W = RNG.standard_normal
+
+
+EXACT_F32 = {  # bit-identical to ORT (MLAS summation order, MLAS logistic)
+    "conv": lambda x: _f("Conv", x, {"w": W((24, 16, 3, 3)).astype(F32), "b": W(24).astype(F32)}, ["x", "w", "b"],
+                         pads=[1, 1, 1, 1]),
+    "conv_k_slices": lambda x: _f("Conv", x, {"w": W((8, 16, 5, 5)).astype(F32)}, ["x", "w"], strides=[2, 2]),
+    "conv_grouped": lambda x: _f("Conv", x, {"w": W((8, 4, 3, 3)).astype(F32)}, ["x", "w"], group=4),
+    "conv_1x1": lambda x: _f("Conv", x, {"w": W((40, 16, 1, 1)).astype(F32)}, ["x", "w"]),
+    "conv_transpose": lambda x: _f("ConvTranspose", x, {"w": W((16, 8, 3, 3)).astype(F32), "b": W(8).astype(F32)},
+                                   ["x", "w", "b"], strides=[2, 2], pads=[1, 1, 1, 1]),
+    "gemm_bias": lambda x: _f("Gemm", x, {"w": W((10, 16 * 81)).astype(F32), "c": W(10).astype(F32)},
+                              ["x", "w", "c"], transB=1),
+    "matmul_batched": lambda x: _f("MatMul", x, {"w": W((81, 300)).astype(F32)}, ["x", "w"]),
+    "global_average_pool": lambda x: _f("GlobalAveragePool", x),
+    "sigmoid": lambda x: _f("Sigmoid", x * 6),
+    "hard_sigmoid": lambda x: _f("HardSigmoid", x, alpha=0.2, beta=0.5),
+    "hard_swish": lambda x: _f("HardSwish", x * 4, opset=14),
+    "leaky_relu": lambda x: _f("LeakyRelu", x, alpha=0.1),
+    "batch_norm": lambda x: _f("BatchNormalization", x, {k: RNG.random(16).astype(F32) + 0.1 for k in "sbmv"},
+                               ["x", "s", "b", "m", "v"]),
+    "resize_nearest": lambda x: _f("Resize", x, {"r": np.zeros(0, F32), "s": np.array([1, 1, 2, 2], F32)},
+                                   ["x", "r", "s"], mode="nearest"),
+    "pow_sqrt": lambda x: make_model([node("Pow", ["x", "e"], ["p"]), node("Sqrt", ["p"], ["y"])], {"x": x},
+                                     {"y": F32}, {"e": np.array(2.0, F32)}, opset=13),
+    "slice_pad": lambda x: make_model(
+        [node("Slice", ["x", "st", "en", "ax", "sp"], ["s"]), node("Pad", ["s", "pads"], ["y"], mode="reflect")],
+        {"x": x}, {"y": F32}, {"st": np.array([1, -1], I64), "en": np.array([9, 0], I64),
+                               "ax": np.array([2, 3], I64), "sp": np.array([2, -2], I64),
+                               "pads": np.array([0, 0, 1, 2, 0, 0, 1, 0], I64)}, opset=13),
+    "space_to_depth": lambda x: _f("SpaceToDepth", x[..., :8, :8], blocksize=2),
+    "floor": lambda x: _f("Floor", x * 3),
+}
+
+CLOSE_F32 = {  # NumPy float32 transcendental / reduction orders: within a few ulps of ORT
+    "tanh": (lambda x: _f("Tanh", x), 4e-7),
+    "erf": (lambda x: _f("Erf", x), 2e-7),
+    "softmax": (lambda x: _f("Softmax", x), 2e-7),
+    "reduce_mean": (lambda x: _f("ReduceMean", x, axes=[1]), 2e-7),
+    "average_pool": (lambda x: _f("AveragePool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), 3e-7),
+    "resize_linear": (lambda x: _f("Resize", x, {"r": np.zeros(0, F32), "s": np.array([1, 1, 2, 2], F32)},
+                                   ["x", "r", "s"], mode="linear"), 5e-7),
+}
+
+
+@pytest.mark.parametrize("case", list(EXACT_F32))
+def test_float32_ops_bit_exact_vs_ort(case):
+    x = RNG.standard_normal((2, 16, 9, 9)).astype(F32)
+    if case == "space_to_depth":
+        x = x[..., :8, :8].copy()
+    elif case == "gemm_bias":
+        x = x.reshape(2, -1)
+    elif case == "matmul_batched":
+        x = x.reshape(2, 16, 81)
+    m = EXACT_F32[case](x)
+    assert_matches_ort(m, {"x": x})
+
+
+@pytest.mark.parametrize("case", list(CLOSE_F32))
+def test_float32_ops_within_tolerance_of_ort(case):
+    x = RNG.standard_normal((2, 16, 9, 9)).astype(F32)
+    build, atol = CLOSE_F32[case]
+    m = build(x)
+    ours, theirs = run_onnx(m, {"x": x}), run_ort(m, {"x": x})
+    assert ours["y"].dtype == theirs["y"].dtype and ours["y"].shape == theirs["y"].shape
+    np.testing.assert_allclose(ours["y"], theirs["y"], rtol=0, atol=atol)
+
+
+def test_lstm_within_tolerance_of_ort():
+    xs = RNG.standard_normal((5, 2, 12)).astype(F32)
+    inits = {"W": (W((1, 32, 12)) * 0.3).astype(F32), "R": (W((1, 32, 8)) * 0.3).astype(F32),
+             "B": (W((1, 64)) * 0.3).astype(F32)}
+    m = make_model([node("LSTM", ["x", "W", "R", "B"], ["y", "h", "c"], hidden_size=8)], {"x": xs},
+                   {"y": F32, "h": F32, "c": F32}, inits, opset=14)
+    ours, theirs = run_onnx(m, {"x": xs}), run_ort(m, {"x": xs})
+    for k in ("y", "h", "c"):
+        np.testing.assert_allclose(ours[k], theirs[k], rtol=0, atol=5e-7)

@@ -12,11 +12,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qsim.onnxrun.contrib import MS_DOMAIN, MS_OPS
+from qsim.onnxrun.f32_ops import F32_OPS, unsupported_reason
 from qsim.onnxrun.float_ops import FLOAT_OPS
 from qsim.onnxrun.ops import QUANT_OPS, NodeContext
 from qsim.onnxrun.shape_ops import SHAPE_OPS
 
-OPS = {**QUANT_OPS, **FLOAT_OPS, **SHAPE_OPS}
+OPS = {**QUANT_OPS, **FLOAT_OPS, **F32_OPS, **SHAPE_OPS}
 OVERFLOW_MODES = ("wrap", "saturate")
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -46,6 +48,41 @@ def load_model(model_or_path) -> onnx.ModelProto:
     if not model.HasField("graph") or not model.graph.output:
         raise ValueError(f"{where} is not an ONNX model (no graph with outputs)")
     return model
+
+
+def _opset_of(model, domain: str) -> int | None:
+    for o in model.opset_import:
+        if o.domain == domain or (domain in DEFAULT_DOMAINS and o.domain in DEFAULT_DOMAINS):
+            return int(o.version)
+    return None
+
+
+def unsupported_nodes(model) -> list[tuple[str, str, str, int | None, str]]:
+    """(node name, op type, domain, opset, reason) for every node qsim cannot run."""
+    out = []
+    for i, n in enumerate(model.graph.node):
+        name = n.name or f"{n.op_type}_{i}"
+        table = OPS if n.domain in DEFAULT_DOMAINS else MS_OPS if n.domain == MS_DOMAIN else {}
+        if n.op_type not in table:
+            out.append((name, n.op_type, n.domain or "ai.onnx", _opset_of(model, n.domain), "op not implemented"))
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        why = unsupported_reason(n, attrs)
+        if why:
+            out.append((name, n.op_type, n.domain or "ai.onnx", _opset_of(model, n.domain), f"unsupported {why}"))
+    return out
+
+
+def describe_unsupported(problems) -> str:
+    """One line for the first unsupported node, a short tail for the rest (op types only)."""
+    name, op, domain, opset, why = problems[0]
+    msg = f"unsupported op {op} ({domain} opset {opset}) at node {name!r}: {why}"
+    others = sorted({p[1] for p in problems[1:]} - {op})
+    if len(problems) > 1:
+        msg += f"; {len(problems) - 1} more unsupported node(s)"
+        if others:
+            msg += f" ({', '.join(others[:8])}{', ...' if len(others) > 8 else ''})"
+    return msg
 
 
 def _domain_note(node) -> str:
@@ -85,10 +122,12 @@ class OnnxExecutor:
         self.input_names = [vi.name for vi in self.inputs]
         self.output_names = [o.name for o in graph.output]
         self.overflows: dict[str, tuple[str, int]] = {}
-        bad = [f"{self._node_name(i, n)!r} ({n.op_type}{_domain_note(n)})"
-               for i, n in enumerate(graph.node) if n.domain not in DEFAULT_DOMAINS or n.op_type not in OPS]
-        if bad:
-            raise ValueError(f"unsupported op(s) at node(s) {', '.join(bad)}; qsim run-onnx supports {sorted(OPS)}")
+        problems = unsupported_nodes(self.model)
+        if problems:
+            raise ValueError(describe_unsupported(problems))
+
+    def _op(self, node):
+        return OPS[node.op_type] if node.domain in DEFAULT_DOMAINS else MS_OPS[node.op_type]
 
     @staticmethod
     def _node_name(i: int, node) -> str:
@@ -126,14 +165,14 @@ class OnnxExecutor:
         for i, node in enumerate(self.model.graph.node):
             name = self._node_name(i, node)
             ctx = NodeContext(name, node.op_type, self.opset, n_outputs=len([o for o in node.output if o]),
-                              **self.options)
+                              constant=tuple(t in self.initializers for t in node.input), **self.options)
             args = []
             for t in node.input:
                 if t and t not in env:
                     raise ctx.error(f"input tensor {t!r} is not produced by any earlier node")
                 args.append(env[t] if t else None)
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            outs = OPS[node.op_type](ctx, args, attrs)
+            outs = self._op(node)(ctx, args, attrs)
             for t, v in zip(node.output, outs):
                 if t:
                     env[t] = v

@@ -33,6 +33,7 @@ class NodeContext:
     n_outputs: int = 1
     overflows: int = 0
     integer_node: bool = False
+    constant: tuple = ()
 
     def error(self, message: str) -> ValueError:
         return ValueError(f"node {self.name!r} ({self.op_type}): {message}")

@@ -1,0 +1,96 @@
+"""float32 matrix products in ONNX Runtime's (MLAS) order, so float Conv / MatMul / Gemm
+outputs equal ORT's bit for bit and downstream QuantizeLinear codes do not flip.
+
+MLAS's SGEMM kernels (x86-64, one thread) compute every output as a sequence of fused
+multiply-adds over k in increasing order, restarting from zero at each K slice of the
+packed B panel and adding the slice's sum to C (`C = C + slice`). The slice length
+depends on the call: 256 for a prepacked constant B (MatMul/Gemm with an initializer
+B), and for an unpacked B (Conv's im2col product, MatMul of two activations) 128,
+doubled while the N panel (128 wide) can be halved and still cover N. This was
+measured against onnxruntime (exact on every tested shape); it is a model of MLAS, so
+on other ORT builds (ARM, other MLAS versions) the float results may differ in the
+last bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+PACKED_STRIDE_K = 256
+STRIDE_N, STRIDE_K = 128, 128
+
+
+@intrinsic
+def _fma32(typingctx, a, b, c):
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.FloatType(), [ir.FloatType()] * 3)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.f32")
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _sgemm(a, b, stride_k, c, accumulate):
+    """c (M, N) [+]= a (M, K) @ b (K, N): per K slice a sequential FMA chain from 0, slices added in order
+    (with `accumulate`, the first slice is added to c's initial value as well)."""
+    m_, k_ = a.shape
+    n_ = b.shape[1]
+    acc = np.empty(n_, np.float32)
+    for m in range(m_):
+        k0 = 0
+        while k0 < k_:
+            k1 = min(k_, k0 + stride_k)
+            for n in range(n_):
+                acc[n] = np.float32(0.0)
+            for k in range(k0, k1):
+                av = a[m, k]
+                for n in range(n_):
+                    acc[n] = _fma32(av, b[k, n], acc[n])
+            if k0 == 0 and not accumulate:
+                for n in range(n_):
+                    c[m, n] = acc[n]
+            else:
+                for n in range(n_):
+                    c[m, n] = c[m, n] + acc[n]
+            k0 = k1
+    return c
+
+
+def stride_k(n: int, k: int, packed: bool) -> int:
+    """The K slice MLAS uses for an (M, K) x (K, N) product."""
+    if packed:
+        return PACKED_STRIDE_K
+    sn, sk = STRIDE_N, STRIDE_K
+    if n >= k:
+        while sk // 2 >= k:
+            sn, sk = sn * 2, sk // 2
+    else:
+        while sn > 16 and sn // 2 >= n:
+            sk, sn = sk * 2, sn // 2
+    return sk
+
+
+def sgemm(a: np.ndarray, b: np.ndarray, *, packed: bool, init: np.ndarray | None = None,
+          trans_a: bool = False) -> np.ndarray:
+    """(M, K) x (K, N) float32 product in MLAS order (see the module docstring); `init` (M, N) is
+    the C that the slices are added to (ORT's Gemm with a bias C); `trans_a`: A was given
+    transposed (MLAS then keeps the default K slice)."""
+    a = np.ascontiguousarray(a, np.float32)
+    b = np.ascontiguousarray(b, np.float32)
+    if init is None:
+        c = np.empty((a.shape[0], b.shape[1]), np.float32)
+    else:
+        c = np.array(np.broadcast_to(init, (a.shape[0], b.shape[1])), np.float32)
+    if a.shape[1] == 0:
+        if init is None:
+            c[:] = 0
+        return c
+    sk = STRIDE_K if (trans_a and not packed and b.shape[1] < a.shape[1]) else stride_k(b.shape[1], a.shape[1], packed)
+    return _sgemm(a, b, sk, c, init is not None)
