@@ -7,11 +7,15 @@ utilization, bound, bytes_<level> (every memory level and dram), energy_mac_j,
 energy_<level>_j, energy_static_j, energy_j (the sum of those), memory_bytes (stored
 weights incl. scale/zero-point metadata), precision_used, fallback.
 
-Non-MAC layers (elementwise, pooling, softmax, norms) cost memory traffic only: inputs
-read and outputs written once at every level holding activations, at the activation width
-(norm parameters at 16 bits). A layer whose activations (inputs + outputs) fit half of the
-largest on-chip level holding them keeps them on chip: DRAM then sees weights only
-(profile field `keep_activations_on_chip`, default true).
+MAC layers are mapped onto the memory hierarchy per level (`qsim.hw.memory`: tiles and loop
+order, the `mapping` column). Non-MAC layers (elementwise, pooling, softmax, norms) cost
+memory traffic only: inputs read and outputs written once at every level holding activations,
+at the activation width (norm parameters at 16 bits) — unless the profile's runtime fuses
+them into the producing MAC kernel (`qsim.hw.fusion`, the `fused_into` column), when they
+cost only the extra operands they read. A layer whose activations (inputs + outputs) fit the
+on-chip level that holds them keeps them there (`keep_activations_on_chip`, default true):
+DRAM then sees weights only. Every unfused layer is a kernel and pays the profile's fixed
+`overheads` (launch / dispatch), reported as `overhead_s` and included in cycles and latency.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import pandas as pd
 
 from qsim.hw import cpu_simd, fpga, gpu_tensor_core, systolic_array
 from qsim.hw.energy import mac_energy_pj, node_scale
-from qsim.hw.memory import activation_capacity, hierarchy_bytes, level_bandwidths
+from qsim.hw.fusion import fusion_plan
+from qsim.hw.memory import activation_capacity, hierarchy_traffic, level_bandwidths, mapping_text
 from qsim.hw.profiles import load_profile
 from qsim.hw.quant import CostQuant
 from qsim.hw.schema import PRECISION_BITS
@@ -113,6 +118,7 @@ def _layer_arrays(layers) -> dict:
             cols["GB"][i] = g.groups * g.batch
             cols["a_el"][i], cols["b_el"][i], cols["c_el"][i] = g.a_elements, g.b_elements, g.c_elements
             cols["macs"][i] = g.macs
+            cols["out_el"][i] = layer.output_elements
         else:
             for k in ("M", "Ng", "K", "N", "GB"):
                 cols[k][i] = 1
@@ -133,13 +139,13 @@ def _quant_arrays(qs: list[CostQuant]) -> dict:
     }
 
 
-def _evaluate(profile, L: dict, Q: dict, P: dict) -> dict:
-    """Core vectorised model. L: layer arrays, Q: quant arrays, P: plan arrays (all length R)."""
+def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
+    """Core vectorised model. L: layer arrays, Q: quant arrays, P: plan arrays, F: fusion arrays (length R)."""
     fam = FAMILY_MODELS[profile.family]
-    M, Ng, K, N, GB = L["M"], L["Ng"], L["K"], L["N"], L["GB"]
-    is_mac = L["is_mac"]
+    M, Ng, K, GB = L["M"], L["Ng"], L["K"], L["GB"]
+    is_mac, fused = L["is_mac"], F["fused"]
     meta_per_elem = np.where(Q["gran"] == 2, Q["meta"] / Q["gs"],
-                             np.where(Q["gran"] == 1, Q["meta"] / K, Q["meta"] / (N * K)))
+                             np.where(Q["gran"] == 1, Q["meta"] / K, Q["meta"] / (L["N"] * K)))
     w_bpe = Q["w_bits"] + meta_per_elem
     ab, accb = Q["a_bpe"] / 8.0, Q["acc"] / 8.0
     bb = np.where(L["b_is_w"], w_bpe / 8.0, ab)
@@ -147,48 +153,53 @@ def _evaluate(profile, L: dict, Q: dict, P: dict) -> dict:
 
     eff = profile.compute_efficiency
     compute = np.ceil(fam.compute_cycles(profile, P, M, Ng, K, GB) / eff)
-    tile = fam.compute_tile(profile, P, M, Ng, K)
-    per_level = hierarchy_bytes(profile, tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, L["c_el"], ab, bb, accb)
-    # Non-MAC layers: read inputs (+ params), write outputs once at every level.
-    nm_read = L["in_el"] * ab + L["w_el"] * 2.0
-    nm_write = L["out_el"] * ab
+    cmap = fam.compute_map(profile, P, M, Ng, K)
+    # Non-MAC layers: read inputs (+ params), write outputs once at every level; fused ones only
+    # read their extra operands (a residual add's second input).
+    nm_read = np.where(fused, F["extra_el"] * ab, L["in_el"] * ab + L["w_el"] * 2.0)
+    nm_write = np.where(fused, 0.0, L["out_el"] * ab)
+    act_bytes = np.where(is_mac, a_bytes + c_bytes, nm_read - L["w_el"] * 2.0 * ~fused + nm_write)
+    resident = act_bytes <= activation_capacity(profile)
+    per_level, maps = hierarchy_traffic(profile, cmap, M, Ng, K, a_bytes, b_bytes, c_bytes, L["c_el"], ab, bb,
+                                        accb, resident)
     compute = np.where(is_mac, compute, 0.0)
     out: dict = {"macs": np.where(is_mac, L["macs"], 0.0), "compute_cycles": compute}
     bws = level_bandwidths(profile)
     mem_cycles = {}
     holds = {m.name: set(m.holds) for m in profile.memory}
-    holds["dram"] = {"inputs", "weights", "outputs"}
-    # Activations that fit on chip never touch DRAM (inputs read, outputs written on chip).
-    act_bytes = np.where(is_mac, a_bytes + c_bytes, nm_read - L["w_el"] * 2.0 + nm_write)
-    resident = act_bytes <= activation_capacity(profile)
     for name, (rd, w) in per_level.items():
+        r = rd["inputs"] + rd["weights"] + rd["outputs"]
         if name == "dram":
-            r = np.where(resident, 0.0, rd["inputs"]) + rd["weights"] + rd["outputs"]
-            w = np.where(resident, w - c_bytes, w)
-            r = np.where(is_mac, r, np.where(resident, L["w_el"] * 2.0, nm_read))
-            w = np.where(is_mac, w, np.where(resident, 0.0, nm_write))
+            nm_r = np.where(resident, np.where(fused, 0.0, L["w_el"] * 2.0), nm_read)
+            nm_w = np.where(resident, 0.0, nm_write)
         else:
-            r = np.where(is_mac, rd["inputs"] + rd["weights"] + rd["outputs"],
-                         nm_read if "inputs" in holds[name] else 0.0)
-            w = np.where(is_mac, w, nm_write if "outputs" in holds[name] else 0.0)
+            nm_r = nm_read if "inputs" in holds[name] else 0.0
+            nm_w = nm_write if "outputs" in holds[name] else 0.0
+        r, w = np.where(is_mac, r, nm_r), np.where(is_mac, w, nm_w)
         out[f"read_bytes_{name}"], out[f"write_bytes_{name}"] = r, w
         out[f"bytes_{name}"] = r + w
         mem_cycles[name] = (r + w) / bws[name]
     names = list(mem_cycles)
     stack = np.vstack([compute] + [mem_cycles[n] for n in names])
+    if not profile.memory_stalls:  # memory sized never to stall the array (SCALE-Sim CALC)
+        stack[1:] = np.where(is_mac, 0.0, stack[1:])
     if profile.double_buffering:
         cycles = stack.max(axis=0)
     else:
         cycles = compute + stack[1:].max(axis=0)
-    cycles = np.ceil(np.maximum(cycles, 1.0))
+    ov = profile.overheads
+    overhead_cycles = np.where(fused, 0.0, np.ceil(ov.per_kernel_s * profile.clock) + ov.per_layer_cycles)
+    cycles = np.where(fused & (cycles == 0), 0.0, np.ceil(np.maximum(cycles, 1.0))) + overhead_cycles
     bound_idx = stack.argmax(axis=0)
     out["bound_idx"] = bound_idx
     out["bound_names"] = ["compute"] + names
     out["cycles"] = cycles
-    out["stall_cycles"] = cycles - compute
+    out["stall_cycles"] = cycles - compute - overhead_cycles
+    out["overhead_s"] = overhead_cycles / profile.clock
     out["latency_s"] = cycles / profile.clock
     peak = P["peak"]
-    out["utilization"] = out["macs"] / (cycles * peak)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["utilization"] = np.where(cycles > 0, out["macs"] / (cycles * peak), 0.0)
     out["peak_macs_per_cycle"] = peak * np.ones_like(cycles)
     # Energy by component.
     out["energy_mac_j"] = out["macs"] * P["mac_pj"] * 1e-12
@@ -206,6 +217,7 @@ def _evaluate(profile, L: dict, Q: dict, P: dict) -> dict:
         out["intensity_macs_per_dram_byte"] = np.where(out["bytes_dram"] > 0, out["macs"] / out["bytes_dram"], 0.0)
     out["roofline_macs_per_cycle"] = np.minimum(peak, bws["dram"] * out["intensity_macs_per_dram_byte"])
     out["memory_bytes"] = np.where(is_mac, np.where(L["b_is_w"], b_bytes, 0.0), L["w_el"] * 2.0)
+    out["_maps"], out["_cmap"] = maps, cmap
     return out
 
 
@@ -223,6 +235,11 @@ def _index(per_row_q: list[CostQuant]) -> tuple[list[CostQuant], np.ndarray]:
     return uniq, np.array([pos[q] for q in per_row_q])
 
 
+def _fusion_arrays(profile, layers) -> dict:
+    into, notes, extra = fusion_plan(layers, profile.fusion)
+    return {"fused": np.array([bool(x) for x in into]), "extra_el": extra, "into": into, "notes": notes}
+
+
 def _run(profile, layers, uniq: list[CostQuant], qidx: np.ndarray, L: dict | None = None, layer_index=None):
     """Evaluate rows: row i uses layer `layer_index[i]` (or i) and config `uniq[qidx[i]]`."""
     plans = [_plan(profile, q) for q in uniq]
@@ -230,9 +247,13 @@ def _run(profile, layers, uniq: list[CostQuant], qidx: np.ndarray, L: dict | Non
     P = _plan_arrays(plans, qidx)
     if L is None:
         L = _layer_arrays(layers)
+    F = _fusion_arrays(profile, layers)
     if layer_index is not None:
         L = {k: v[layer_index] for k, v in L.items()}
-    return _evaluate(profile, L, Q, P), plans, qidx
+        F = {"fused": F["fused"][layer_index], "extra_el": F["extra_el"][layer_index]}
+    res = _evaluate(profile, L, Q, P, F)
+    res["_fusion"] = F
+    return res, plans, qidx
 
 
 _REPORT_SKIP = ("bound_idx", "bound_names")
@@ -241,7 +262,8 @@ _REPORT_SKIP = ("bound_idx", "bound_names")
 def _records(profile, layers, res, plans, qidx, per_row_q) -> list[dict]:
     rows = []
     names = res["bound_names"]
-    keys = [k for k in res if k not in _REPORT_SKIP and not k.startswith(("read_bytes_", "write_bytes_"))]
+    keys = [k for k in res if k not in _REPORT_SKIP and not k.startswith(("read_bytes_", "write_bytes_", "_"))]
+    fusion = res["_fusion"]
     for i, layer in enumerate(layers):
         plan, q = plans[qidx[i]], per_row_q[i]
         rec = {"name": layer.name, "kind": type(layer).__name__, "profile": profile.name}
@@ -249,8 +271,12 @@ def _records(profile, layers, res, plans, qidx, per_row_q) -> list[dict]:
             v = res[k][i]
             # Counts are exact integers; bytes stay float (scale metadata amortises to fractions).
             rec[k] = int(v) if k in ("macs", "cycles", "compute_cycles", "stall_cycles") else float(v)
-        rec["bound"] = names[int(res["bound_idx"][i])]
         mac = bool(layer.gemm is not None)
+        fused = fusion["into"][i]
+        rec["bound"] = "fused" if fused else names[int(res["bound_idx"][i])]
+        rec["fused_into"] = fused
+        rec["fusion_note"] = fusion["notes"][i]
+        rec["mapping"] = mapping_text(profile, res["_cmap"], res["_maps"], i) if mac else ""
         rec["precision_used"] = plan["precision"] if mac else "-"
         rec["fallback"] = plan.get("fallback", "") if mac else ""
         if "path" in plan and mac:
@@ -331,7 +357,7 @@ def cost_batch(workload, qs, profile, layer_arrays: dict | None = None) -> pd.Da
     out = {"config": np.arange(nq)}
     out["label"] = [q.label() if isinstance(q, CostQuant) else "mixed" for q in qs]
     for k, v in res.items():
-        if k in _REPORT_SKIP or k in ("utilization", "peak_macs_per_cycle", "intensity_macs_per_dram_byte",
+        if k in _REPORT_SKIP or k.startswith("_") or k in ("utilization", "peak_macs_per_cycle", "intensity_macs_per_dram_byte",
                                       "roofline_macs_per_cycle") or k.startswith(("read_bytes_", "write_bytes_")):
             continue
         out[k] = v.reshape(nq, nl).sum(axis=1)

@@ -31,7 +31,7 @@ def compute_cycles(profile, prm: dict, M, Ng, K, GB):
     return np.ceil(blocks / c.cores) * (mr * nr) * np.asarray(K, dtype=np.float64) / prm["rate"]
 
 
-def compute_tile(profile, prm: dict, M, Ng, K):
+def compute_map(profile, prm: dict, M, Ng, K) -> dict:
+    """A core keeps an mr×nr register tile of outputs and streams K (output-stationary)."""
     mr, nr = profile.cpu_simd.register_tile
-    M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
-    return np.minimum(M, mr), np.minimum(Ng, nr), K
+    return {"tm": float(mr), "tn": float(nr), "tk": 1.0, "order": 0}

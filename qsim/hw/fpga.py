@@ -62,7 +62,7 @@ def compute_cycles(profile, prm: dict, M, Ng, K, GB):
     return np.ceil(macs / prm["lanes"])
 
 
-def compute_tile(profile, prm: dict, M, Ng, K):
-    side = np.floor(np.sqrt(prm["lanes"]))
-    M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
-    return np.minimum(M, side), np.minimum(Ng, side), K
+def compute_map(profile, prm: dict, M, Ng, K) -> dict:
+    """The MAC lanes as a square output tile streaming K (output-stationary)."""
+    side = np.maximum(1.0, np.floor(np.sqrt(prm["lanes"])))
+    return {"tm": side, "tn": side, "tk": 1.0, "order": 0}

@@ -40,7 +40,7 @@ def compute_cycles(profile, prm: dict, M, Ng, K, GB):
     return waves * tm * tn * np.ceil(ksteps / split) * prm["k_mma"] / prm["rate"]
 
 
-def compute_tile(profile, prm: dict, M, Ng, K):
+def compute_map(profile, prm: dict, M, Ng, K) -> dict:
+    """A CTA keeps its output tile in registers and streams K in MMA-k steps (output-stationary)."""
     tm, tn = profile.gpu_tensor_core.cta_tile
-    M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
-    return np.minimum(M, tm), np.minimum(Ng, tn), K
+    return {"tm": float(tm), "tn": float(tn), "tk": prm["k_mma"], "order": 0}

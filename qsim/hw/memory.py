@@ -1,17 +1,26 @@
-"""Tiling onto a memory hierarchy: bytes moved per level, double buffering, roofline.
+"""Mapping onto a memory hierarchy: per-level tiles and loop order, bytes moved per level.
 
-Model (vectorised over rows = layers × configs). A GEMM instance is (M, Ng, K), repeated
-GB = groups × batch times. Memory levels are listed innermost first; consecutive levels
-holding disjoint operands (SCALE-Sim's ifmap/filter/ofmap SRAMs) form one *tier*.
+Vectorised over rows = layers × configs. A GEMM instance (M, Ng, K) repeats GB = groups ×
+batch times; operand bytes A (inputs), B (weights), C (outputs) are whole-layer totals.
+Memory levels are listed innermost first; consecutive operand-disjoint levels form a *tier*
+(SCALE-Sim's ifmap/filter/ofmap SRAMs; TPU v1's weight FIFO beside its accumulators).
 
-Each tier keeps a square-ish tile (Tm, Tn, Tk) = (min(M,T), min(Ng,T), min(K,T)) with the
-largest T whose operand tiles fit every partition (half of it when double buffered). The
-traffic a level serves to the one below is set by the tile of the level below (the compute
-unit's own tile for the innermost tier):
-    A bytes × ceil(Ng/Tn)  +  B bytes × ceil(M/Tm)  +  C bytes  (+ 2·(ceil(K/Tk)-1)·C·acc bytes
-    of partial sums where the compute tile does not hold the whole K, e.g. WS/IS arrays).
-Fewer bits never move more bytes: smaller elements give a larger or equal T, and every term
-is non-increasing in T.
+A consumer (the compute unit, or a tier) holding tiles (tm, tn, tk) and looping over trip
+counts nM, nN, nK draws from the next level, whatever the order of the two outer loops,
+an amount set by its innermost loop alone (the operand that loop leaves untouched stays):
+
+    innermost k (output-stationary):  A·nN + B·nM + C
+    innermost m (weight-stationary):  A·nN + B    + C + 2·(nK−1)·C_acc   (partial sums)
+    innermost n (input-stationary):   A    + B·nM + C + 2·(nK−1)·C_acc
+
+The compute unit's tile and order come from its family (a systolic array's dataflow, a GPU
+CTA tile, a CPU register tile). Each tier then picks the tile and order that minimise the
+bytes *its* operands draw from the next level, under every level's capacity (half of it when
+double buffered); operands a tier does not hold stream through it with the inner reuse. The
+search is what Timeloop's and ZigZag's mappers do by enumeration, here in closed form: the
+trip count of one free dimension comes from a fixed geometric candidate set, the other free
+dimension is the largest that fits (every capacity constraint is linear in it). Fewer bits
+never move more bytes: smaller elements only enlarge the feasible tiles.
 """
 
 from __future__ import annotations
@@ -19,6 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 OPS = ("inputs", "weights", "outputs")
+ORDERS = ("output-stationary", "weight-stationary", "input-stationary")  # innermost loop k, m, n
+_ORDER_LOOPS = (("m", "n", "k"), ("k", "n", "m"), ("k", "m", "n"))  # (enumerated, solved, fixed)
+_DIMS = {"inputs": ("m", "k"), "weights": ("k", "n"), "outputs": ("m", "n")}
+_TRIPS = np.array([1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 256, 1024], dtype=np.float64)[:, None]
 
 
 def tiers(profile) -> list[list]:
@@ -32,121 +45,144 @@ def tiers(profile) -> list[list]:
     return out
 
 
-def _tile_bytes(T, M, Ng, K, ab, bb, cb):
-    tm, tn, tk = np.minimum(M, T), np.minimum(Ng, T), np.minimum(K, T)
-    return {"inputs": tm * tk * ab, "weights": tk * tn * bb, "outputs": tm * tn * cb}
+def reuse(order, nM, nN, nK):
+    """Multipliers (rA, rB, pC): bytes drawn = A·rA + B·rB + C + 2·pC·C_acc (order index 0/1/2)."""
+    rA = np.where(order == 2, 1.0, nN)
+    rB = np.where(order == 1, 1.0, nM)
+    pC = np.where(order == 0, 0.0, nK - 1.0)
+    return rA, rB, pC
 
 
-_OPERANDS = {"inputs": ("ab", "M", "K"), "weights": ("bb", "K", "Ng"), "outputs": ("cb", "M", "Ng")}
+def _served(op, r, a_bytes, b_bytes, c_bytes, c_acc_bytes):
+    """(read bytes, write bytes) a level serves for one operand with reuse multiplier r."""
+    if op == "inputs":
+        return a_bytes * r, 0.0 * a_bytes
+    if op == "weights":
+        return b_bytes * r, 0.0 * b_bytes
+    return r * c_acc_bytes, c_bytes + r * c_acc_bytes
 
 
-def _level_max_t(ops, dims: dict, coefs: dict, cap):
-    """Largest T with Σ coef·min(d1,T)·min(d2,T) ≤ cap, solved per interval between the dims.
+def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float) -> dict:
+    """Best (tm, tn, tk, order) for one tier; arrays over rows. See the module docstring.
 
-    Between consecutive breakpoints (sorted M, Ng, K) the tile bytes are a quadratic in T, so
-    each interval is solved in closed form; a ±1 integer fix-up removes float rounding.
+    dims/mins: {"m","n","k"} problem sizes and smallest useful tiles; coef: bytes per element
+    of inputs/weights/outputs (partial sums at accumulator width); totals: whole-layer bytes
+    {"inputs","weights","outputs","psum"} the objective weighs.
     """
-    M = dims["M"]
-    edges = np.sort(np.vstack([dims["M"], dims["Ng"], dims["K"]]), axis=0)
-    lows = [np.zeros_like(M), edges[0], edges[1], edges[2]]
-    highs = [edges[0], edges[1], edges[2], np.full_like(M, np.inf)]
-    best = np.ones_like(M)
-    for lo, hi in zip(lows, highs):
-        a, b, c = np.zeros_like(M), np.zeros_like(M), np.zeros_like(M)
-        for op in ops:
-            k, d1n, d2n = _OPERANDS[op]
-            coef, d1, d2 = coefs[k], dims[d1n], dims[d2n]
-            v1, v2 = d1 > lo, d2 > lo  # T-varying in (lo, hi] when the dim is at least hi
-            a = a + np.where(v1 & v2, coef, 0.0)
-            b = b + np.where(v1 & ~v2, coef * d2, 0.0) + np.where(~v1 & v2, coef * d1, 0.0)
-            c = c + np.where(~v1 & ~v2, coef * d1 * d2, 0.0)
-        room = cap - c
-        with np.errstate(divide="ignore", invalid="ignore"):
-            quad = (-b + np.sqrt(np.maximum(b * b + 4 * a * room, 0.0))) / (2 * a)
-            lin = room / b
-        t = np.where(a > 0, quad, np.where(b > 0, lin, np.where(room >= 0, np.inf, -np.inf)))
-        t = np.where(room < 0, -np.inf, t)
-        ok = t > lo
-        best = np.where(ok, np.maximum(best, np.minimum(np.floor(np.minimum(t, 1e18)), hi)), best)
+    held = {op for level in tier for op in level.holds}
+    best_cost = best = None
+    for order, (e, s, f) in enumerate(_ORDER_LOOPS):
+        t = {e: np.clip(np.ceil(dims[e] / _TRIPS), mins[e], dims[e]), f: mins[f] + 0.0 * _TRIPS}
+        t_s = dims[s] + 0.0 * _TRIPS
+        ok = np.ones_like(t_s, dtype=bool)
+        for level in tier:
+            cap, const, slope = level.capacity / div, 0.0, 0.0
+            for op in level.holds:
+                d1, d2 = _DIMS[op]
+                if s in (d1, d2):
+                    slope = slope + coef[op] * t[d2 if d1 == s else d1]
+                else:
+                    const = const + coef[op] * t[d1] * t[d2]
+            room = cap - const
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fit = np.where(slope > 0, np.floor(room / np.where(slope > 0, slope, 1.0)), np.inf)
+            t_s = np.minimum(t_s, fit)
+            ok &= room >= 0
+        ok &= t_s >= mins[s]
+        t[s] = np.maximum(t_s, mins[s])
+        trips = {d: np.ceil(dims[d] / t[d]) for d in "mnk"}
+        rA, rB, pC = reuse(np.full(1, order), trips["m"], trips["n"], trips["k"])
+        cost = (("inputs" in held) * totals["inputs"] * rA + ("weights" in held) * totals["weights"] * rB
+                + ("outputs" in held) * 2.0 * totals["psum"] * pC)
+        cost = np.where(ok, cost, np.inf)
+        i = np.argmin(cost, axis=0)
+        cols = np.arange(cost.shape[1])
+        c = cost[i, cols]
+        cand = {"tm": t["m"][i, cols], "tn": t["n"][i, cols], "tk": t["k"][i, cols], "order": np.full(c.shape, order)}
+        if best is None:
+            best, best_cost = cand, c
+        else:
+            better = c < best_cost
+            best = {k: np.where(better, cand[k], best[k]) for k in best}
+            best_cost = np.where(better, c, best_cost)
+    # Nothing fits (buffers smaller than the smallest tiles): stream with the smallest tiles.
+    none = ~np.isfinite(best_cost)
+    if np.any(none):
+        fallback = {"tm": mins["m"], "tn": mins["n"], "tk": mins["k"], "order": 0.0}
+        best = {k: np.where(none, fallback[k], v) for k, v in best.items()}
     return best
 
 
-def _fits(tier, T, M, Ng, K, ab, bb, cb, div):
-    tb = _tile_bytes(T, M, Ng, K, ab, bb, cb)
-    ok = np.ones(np.shape(T), dtype=bool)
-    for level in tier:
-        ok &= sum(tb[op] for op in level.holds) <= level.capacity / div
-    return ok
+def hierarchy_traffic(profile, compute_map: dict, M, Ng, K, a_bytes, b_bytes, c_bytes, c_el, ab, bb, accb,
+                      resident):
+    """Bytes per level incl. 'dram' and the mapping chosen per tier.
 
-
-def solve_tile(tier, M, Ng, K, ab, bb, accb, double_buffering: bool):
-    """Largest T whose held operand tiles fit each level of the tier (closed form per interval)."""
-    M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
-    ab, bb, accb = (np.broadcast_to(np.asarray(x, dtype=np.float64), M.shape) for x in (ab, bb, accb))
-    div = 2.0 if double_buffering else 1.0
-    top = np.maximum(np.maximum(M, Ng), K)
-    dims, coefs = {"M": M, "Ng": Ng, "K": K}, {"ab": ab, "bb": bb, "cb": accb}
-    T = top.copy()
-    for level in tier:
-        T = np.minimum(T, _level_max_t(level.holds, dims, coefs, level.capacity / div))
-    T = np.clip(T, 1.0, top)
-    up = (T < top) & _fits(tier, T + 1, M, Ng, K, ab, bb, accb, div)
-    T = np.where(up, T + 1, T)
-    down = (T > 1) & ~_fits(tier, T, M, Ng, K, ab, bb, accb, div)
-    T = np.where(down, T - 1, T)
-    return np.minimum(M, T), np.minimum(Ng, T), np.minimum(K, T)
-
-
-def solve_tile_reference(tier, M, Ng, K, ab, bb, accb, double_buffering: bool):
-    """Bisection over integer T: the plain reference `solve_tile` is tested against."""
-    M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
-    div = 2.0 if double_buffering else 1.0
-    lo, hi = np.ones_like(M), np.maximum(np.maximum(M, Ng), K)
-    while np.any(lo < hi):
-        mid = np.floor((lo + hi + 1) / 2)
-        good = _fits(tier, mid, M, Ng, K, ab, bb, accb, div)
-        lo = np.where(lo < hi, np.where(good, mid, lo), lo)
-        hi = np.where(lo < hi, np.where(good, hi, mid - 1), hi)
-    return np.minimum(M, lo), np.minimum(Ng, lo), np.minimum(K, lo)
-
-
-def traffic(tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, accb, spills: bool):
-    """(read bytes per operand dict, write bytes) served by a level to a consumer with `tile`.
-
-    Partial-sum spills (`spills`) happen only below the compute unit's own tile: above it the
-    K loop runs innermost with the output tile stationary in the consumer.
+    Returns ({level: (reads by operand dict, write bytes)}, [mapping dict per tier]).
+    `resident` rows keep activations on chip between layers: DRAM sees their weights only.
     """
-    tm, tn, tk = tile
-    psum = (np.ceil(K / tk) - 1) * c_elems * accb if spills else 0.0 * c_bytes
-    reads = {
-        "inputs": a_bytes * np.ceil(Ng / tn),
-        "weights": b_bytes * np.ceil(M / tm),
-        "outputs": psum,  # partial sums read back
-    }
-    return reads, c_bytes + psum
-
-
-def hierarchy_bytes(profile, compute_tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, ab, bb, accb):
-    """Per level name incl. 'dram': (reads by operand dict, write bytes) arrays."""
-    out = {}
-    tile, spills = compute_tile, True
+    M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
+    dims = {"m": M, "n": Ng, "k": K}
+    c_acc = np.asarray(c_el, dtype=np.float64) * accb
+    totals = {"inputs": a_bytes, "weights": b_bytes, "outputs": c_bytes, "psum": c_acc}
+    coef = {"inputs": ab + 0.0 * M, "weights": bb + 0.0 * M, "outputs": accb + 0.0 * M}
+    cm = compute_map
+    trips = [np.ceil(dims[d] / cm[t]) for d, t in (("m", "tm"), ("n", "tn"), ("k", "tk"))]
+    rA, rB, pC = reuse(cm["order"], *trips)
+    r = {"inputs": rA, "weights": rB, "outputs": pC}
+    mins = {"m": np.minimum(cm["tm"], M), "n": np.minimum(cm["tn"], Ng), "k": np.minimum(cm["tk"], K)}
+    div = 2.0 if profile.double_buffering else 1.0
+    out, maps = {}, []
     for tier in tiers(profile):
-        reads, writes = traffic(tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, accb, spills)
         for level in tier:
-            r = {op: (reads[op] if op in level.holds else 0.0 * writes) for op in OPS}
-            out[level.name] = (r, writes if "outputs" in level.holds else 0.0 * writes)
-        tile, spills = solve_tile(tier, M, Ng, K, ab, bb, accb, profile.double_buffering), False
-    out["dram"] = traffic(tile, M, Ng, K, GB, a_bytes, b_bytes, c_bytes, c_elems, accb, spills)
-    return out
+            reads, writes = {op: 0.0 * M for op in OPS}, 0.0 * M
+            for op in level.holds:
+                rd, wr = _served(op, r[op], a_bytes, b_bytes, c_bytes, c_acc)
+                reads[op], writes = reads[op] + rd, writes + wr
+            out[level.name] = (reads, writes)
+        m = map_tier(tier, dims, mins, coef, totals, div)
+        maps.append(m)
+        tr = [np.ceil(dims[d] / m[t]) for d, t in (("m", "tm"), ("n", "tn"), ("k", "tk"))]
+        rA, rB, pC = reuse(m["order"], *tr)
+        new = {"inputs": rA, "weights": rB, "outputs": pC}
+        held = {op for level in tier for op in level.holds}
+        r = {op: new[op] if op in held else r[op] for op in OPS}
+    reads = {"inputs": np.where(resident, 0.0, a_bytes * r["inputs"]), "weights": b_bytes * r["weights"],
+             "outputs": np.where(resident, 0.0, r["outputs"] * c_acc)}
+    writes = np.where(resident, 0.0, c_bytes + r["outputs"] * c_acc)
+    out["dram"] = (reads, writes)
+    return out, maps
+
+
+def mapping_text(profile, compute_map: dict, maps: list[dict], i: int) -> str:
+    """Readable mapping of row i: loop order and tile (Tm×Tn×Tk) of the compute unit and each tier."""
+    def at(v):
+        v = np.asarray(v)
+        return v.flat[i] if v.ndim else v
+
+    def one(name, m):
+        tm, tn, tk = (int(at(m[k])) for k in ("tm", "tn", "tk"))
+        return f"{name}: {ORDERS[int(at(m['order']))]} {tm}x{tn}x{tk}"
+
+    parts = [one("compute", compute_map)]
+    parts += [one("+".join(lv.name for lv in tier), m) for tier, m in zip(tiers(profile), maps)]
+    return " | ".join(parts)
 
 
 def activation_capacity(profile) -> float:
-    """Bytes of activations that can stay on chip between layers (0 when disabled or no level)."""
+    """Bytes of a layer's inputs + outputs that can stay on chip between layers (0 when disabled).
+
+    The home of activations is the largest on-chip level holding both inputs and outputs
+    (TPU v1's Unified Buffer, a GPU's L2, a CPU's last-level cache); without one, the smaller
+    of the largest input and output levels.
+    """
     if not profile.keep_activations_on_chip:
         return 0.0
+    both = [m.capacity * m.instances for m in profile.memory if {"inputs", "outputs"} <= set(m.holds)]
+    if both:
+        return float(max(both))
     cap_in = max([m.capacity * m.instances for m in profile.memory if "inputs" in m.holds], default=0.0)
     cap_out = max([m.capacity * m.instances for m in profile.memory if "outputs" in m.holds], default=0.0)
-    return min(cap_in, cap_out) / 2.0
+    return float(min(cap_in, cap_out))
 
 
 def level_bandwidths(profile) -> dict[str, float]:

@@ -11,8 +11,9 @@ What maps (SCALE-Sim semantics, word = 1 byte as in SCALE-Sim's memory model):
   partial sums one edge reads back and rewrites (2 · 4 · max(rows, cols) bytes).
 * ``[run_presets] InterfaceBandwidth``: ``USER`` → DRAM bandwidth = ``Bandwidth``
   words/cycle (the smallest, if a list) × clock; ``CALC`` (SCALE-Sim works out the
-  bandwidth a stall-free run needs) → a DRAM that can feed every edge of the array each
-  cycle (rows + cols inputs, max(rows, cols) outputs), so it never stalls either.
+  bandwidth a stall-free run needs) → ``memory_stalls: false`` (memory never stalls the
+  array, as in SCALE-Sim; bytes and energy are still counted) and, for the roofline, a DRAM
+  that can feed every edge of the array each cycle (rows + cols inputs, max(rows, cols) outputs).
 
 What SCALE-Sim does not have — a clock, a technology node, energies — comes from the
 keyword arguments (energies from the Horowitz 45 nm tables of `qsim.hw.energy`) and is
@@ -125,6 +126,8 @@ def scalesim_config_to_profile(cfg_path: str | Path, clock_hz: float = 1e9, tech
         "clock": float(clock_hz),
         "technology_nm": float(technology_nm),
         "double_buffering": True,  # SCALE-Sim's scratchpads are double buffered
+        # CALC: SCALE-Sim sizes the interface so the array never waits; traffic is still counted.
+        "memory_stalls": cfg["bandwidth_mode"] != "CALC",
         "memory": [
             sram("ifmap_sram", cfg["ifmap_sram_kb"], "inputs", edge),
             sram("filter_sram", cfg["filter_sram_kb"], "weights", edge),

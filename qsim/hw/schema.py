@@ -25,6 +25,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,6 +35,8 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from qsim.workload.layers import ELEMENTWISE_KINDS
 
 FAMILIES = ("cpu_simd", "gpu_tensor_core", "systolic_array", "fpga")
 DATAFLOWS = ("os", "ws", "is")
@@ -143,6 +146,23 @@ class MemoryLevel(_Strict):
         return self
 
 
+class Overheads(_Strict):
+    """Fixed costs per kernel (each unfused layer is one kernel launch / runtime dispatch)."""
+
+    per_kernel_s: NonNegFloat = 0.0
+    per_layer_cycles: NonNegInt = 0
+
+
+FUSABLE = ELEMENTWISE_KINDS + ("max_pool", "avg_pool")
+
+
+def _unique_fusion(v: list) -> list:
+    dup = sorted({k for k in v if v.count(k) > 1})
+    if dup:
+        raise ValueError(f"fusion lists {dup} more than once")
+    return v
+
+
 class Dram(_Strict):
     """Off-chip memory: DDR/LPDDR/GDDR/HBM."""
 
@@ -174,6 +194,12 @@ class _Core(_Strict):
     # Activations (a layer's inputs + outputs) that fit half of the largest on-chip level holding
     # them stay on chip between layers: no DRAM traffic for them. False: every layer goes to DRAM.
     keep_activations_on_chip: bool = True
+    # Non-MAC ops the runtime fuses into the producing MAC kernel's epilogue (no traffic or launch
+    # of their own; a residual add still reads its second operand). Empty: every op is a kernel.
+    fusion: Annotated[list[Literal[FUSABLE]], AfterValidator(_unique_fusion)] = Field(default_factory=list)
+    overheads: Overheads = Field(default_factory=Overheads)
+    # False: memory never stalls compute (SCALE-Sim's CALC mode sizes bandwidth so); traffic still counted.
+    memory_stalls: bool = True
     memory: list[MemoryLevel] = Field(default_factory=list)
     dram: Dram
     mac_energy_pj: Annotated[dict[str, NonNegFloat], BeforeValidator(_check_energy_keys)] = Field(default_factory=dict)
@@ -232,6 +258,9 @@ class SystolicArray(_Strict):
     serial_operand: Literal["activations", "both"] = "activations"
     serial_lanes: PosInt = 16
     serial_bits: PosInt = 1
+    # double_buffered: the next fold's stationary tile loads while this fold streams (TPU v1's
+    # four-tile weight FIFO); exposed: every fold waits `rows` cycles for it (SCALE-Sim).
+    weight_load: Literal["exposed", "double_buffered"] = "exposed"
 
 
 class Fpga(_Strict):

@@ -29,13 +29,21 @@ def _fold_map(M, N, K, dataflow: str):
     raise ValueError(f"dataflow must be one of 'os', 'ws', 'is', got {dataflow!r}")
 
 
-def fold_cycles(M, N, K, rows, cols, dataflow: str):
-    """Stall-free cycles incl. fill and drain (vectorised; the NumPy model used everywhere)."""
+def fold_cycles(M, N, K, rows, cols, dataflow: str, load_overlapped: bool = False):
+    """Stall-free cycles incl. fill and drain (vectorised; the NumPy model used everywhere).
+
+    `load_overlapped` (WS/IS with a double-buffered stationary tile, TPU v1 §2): each fold's
+    `rows`-cycle load hides behind the previous fold's stream of T rows, so a fold takes
+    max(T, rows) + rows + cols − 2 and only the first load is exposed.
+    """
     sr, sc, t = _fold_map(np.asarray(M), np.asarray(N), np.asarray(K), dataflow)
     rows, cols = np.asarray(rows), np.asarray(cols)
     folds = -(-sr // rows) * -(-sc // cols)
-    per_fold = t + rows + cols - 2 if dataflow == "os" else 2 * rows + cols + t - 2
-    return folds * per_fold
+    if dataflow == "os":
+        return folds * (t + rows + cols - 2)
+    if load_overlapped:
+        return folds * (np.maximum(t, rows) + rows + cols - 2) + rows
+    return folds * (2 * rows + cols + t - 2)
 
 
 def systolic_compute_cycles(M: int, N: int, K: int, rows: int, cols: int, dataflow: str) -> int:
@@ -101,16 +109,19 @@ def compute_cycles(profile, prm: dict, M, Ng, K, GB):
     sa = profile.systolic_array
     k_eff = np.ceil(np.asarray(K, dtype=np.float64) / prm["k_div"])
     per = fold_cycles(np.asarray(M, dtype=np.float64), np.asarray(Ng, dtype=np.float64), k_eff,
-                      sa.rows, sa.cols, sa.dataflow)
+                      sa.rows, sa.cols, sa.dataflow, sa.weight_load == "double_buffered")
     return per * prm["passes"] * GB
 
 
-def compute_tile(profile, prm: dict, M, Ng, K):
-    """Reuse captured inside the array: the stationary operand's fold."""
+def compute_map(profile, prm: dict, M, Ng, K) -> dict:
+    """The array's own tile and stationary operand (memory.reuse order index).
+
+    OS keeps a rows×cols output tile and streams K; WS keeps a rows(K)×cols(N) weight tile and
+    streams M; IS keeps a rows(K)×cols(M) input tile and streams N.
+    """
     sa = profile.systolic_array
-    M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
     if sa.dataflow == "os":
-        return np.minimum(M, sa.rows), np.minimum(Ng, sa.cols), K
+        return {"tm": float(sa.rows), "tn": float(sa.cols), "tk": 1.0, "order": 0}
     if sa.dataflow == "ws":
-        return M, np.minimum(Ng, sa.cols), np.minimum(K, sa.rows)
-    return np.minimum(M, sa.cols), Ng, np.minimum(K, sa.rows)
+        return {"tm": 1.0, "tn": float(sa.cols), "tk": float(sa.rows), "order": 1}
+    return {"tm": float(sa.cols), "tn": 1.0, "tk": float(sa.rows), "order": 2}

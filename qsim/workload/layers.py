@@ -26,6 +26,14 @@ def _pair(value, name: str) -> tuple[int, int]:
     return pair
 
 
+def _touched(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> int:
+    """Distinct input positions (padding excluded) that `out` windows of k taps read along one axis."""
+    if stride <= dil * (k - 1) + 1 and dil == 1:  # windows overlap or abut: one contiguous span
+        return max(0, min(size, (out - 1) * stride + k - pad) - max(0, -pad))
+    pos = (np.arange(out)[:, None] * stride + np.arange(k)[None, :] * dil - pad).ravel()
+    return int(np.unique(pos[(pos >= 0) & (pos < size)]).size)
+
+
 def _positive(value: int, name: str) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -205,9 +213,19 @@ class Conv2d(Layer):
         r, s = _pair(self.kernel_size, "kernel_size")
         return GemmView(
             M=self.batch * oh * ow, N=self.out_channels, K=(self.in_channels // self.groups) * r * s,
-            groups=self.groups, a_elements=self.input_elements, b_elements=self.weight_elements,
+            groups=self.groups, a_elements=self.used_input_elements, b_elements=self.weight_elements,
             c_elements=self.output_elements,
         )
+
+    @property
+    def used_input_elements(self) -> int:
+        """Input elements some window touches: a strided 1×1 conv reads one pixel in stride², not all."""
+        (h, w), (r, s) = _pair(self.input_hw, "input_hw"), _pair(self.kernel_size, "kernel_size")
+        (sh, sw), (ph, pw) = _pair(self.stride, "stride"), _pair(self.padding, "padding")
+        (dh, dw), (oh, ow) = _pair(self.dilation, "dilation"), self.output_hw
+        rows = _touched(h, oh, r, sh, ph, dh)
+        cols = _touched(w, ow, s, sw, pw, dw)
+        return self.batch * self.in_channels * rows * cols
 
     @property
     def macs(self) -> int:
