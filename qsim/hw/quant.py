@@ -22,6 +22,9 @@ GRANULARITIES = ("tensor", "channel", "group")
 # Float precisions in order of preference, with significand bits (an int operand of b bits fits if sig ≥ b).
 _FLOAT_ORDER = [("fp4", 2), ("fp6", 4), ("fp8", 4), ("fp16", 11), ("bf16", 8), ("tf32", 11), ("fp32", 24)]
 _INT_ORDER = ["binary", "int2", "int4", "int8", "int16", "int32"]
+# Float formats that hold each unquantized float operand exactly (range and significand), best first:
+# fp16 (e5m10) fits tf32 (e8m10) and fp32; bf16 (e8m7) fits tf32 and fp32; fp32 only itself.
+_WIDE_FLOAT_HOSTS = {"fp16": ["fp16", "tf32", "fp32"], "bf16": ["bf16", "tf32", "fp32"], "fp32": ["fp32"]}
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,9 @@ class CostQuant:
     def __post_init__(self):
         for name in ("w_bits", "a_bits", "acc_bits", "scale_bits", "a_scale_bits"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 64:
-                raise ValueError(f"{name} must be an integer in 1..64, got {v!r}")
+            lo = 0 if name == "scale_bits" else 1  # 0: no scales (unquantized float weights)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= 64:
+                raise ValueError(f"{name} must be an integer in {lo}..64, got {v!r}")
         for name in ("codebook_bits", "tensor_scale_bits"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
@@ -173,6 +177,10 @@ def precision_candidates(q: CostQuant) -> list[str]:
         ints = [p for p in _INT_ORDER if PRECISION_BITS[p] >= b and (p != "binary" or b == 1)]
         floats = [p for p, sig in _FLOAT_ORDER if sig >= b and PRECISION_BITS[p] >= 8]
         return ints + floats
+    wide = {q.w_format, q.a_format}
+    if wide <= set(_WIDE_FLOAT_HOSTS):  # unquantized fp16/bf16/fp32 operands: hosts that hold them exactly
+        return [p for p in _WIDE_FLOAT_HOSTS[max(wide, key=lambda f: FLOAT_FORMATS[f][1])]
+                if all(p in _WIDE_FLOAT_HOSTS[f] for f in wide)]
     fbits = max(FLOAT_FORMATS[f][1] for f in (q.w_format, q.a_format) if f != INT)
     ibits = max([b for f, b in ((q.w_format, q.w_bits), (q.a_format, q.a_bits)) if f == INT], default=0)
     return [p for p, sig in _FLOAT_ORDER if PRECISION_BITS[p] >= fbits and sig >= ibits]

@@ -48,7 +48,7 @@ def layer_costs(row: pd.Series, spec) -> tuple[pd.DataFrame, object]:
     from qsim.hw import cost_workload, load_profile
     from qsim.study.runner import cost_quant, workload_of
 
-    profile = load_profile(row["profile"])
+    profile = load_profile(row.get("profile_source", row["profile"]))
     workload = workload_of(row["target"], bool(spec.networks))
     return cost_workload(workload, cost_quant(_config_of(row)), profile), profile
 
@@ -108,12 +108,24 @@ def roofline_plot(row: pd.Series, layers: pd.DataFrame, profile, out: Path) -> l
     return _save(fig, out / f"roofline_{row['target']}_{row['profile']}")
 
 
-def draw_breakdowns(table: pd.DataFrame, spec, out: Path) -> list[Path]:
-    files: list[Path] = []
+def breakdown_jobs(table: pd.DataFrame, spec, out: Path) -> list[tuple]:
+    """(row, spec, out) per target × profile: the design point each breakdown/roofline figure shows."""
+    jobs = []
     breakdown = spec.raw.get("breakdown") if hasattr(spec, "raw") else None
     for (target, profile), sub in table.groupby(["target", "profile"], sort=True):
-        row = chosen_point(sub, breakdown)
-        layers, prof = layer_costs(row, spec)
-        files += breakdown_plot(row, layers, out)
-        files += roofline_plot(row, layers, prof, out)
+        if "wfloat" in sub.columns and sub["wfloat"].isna().any():
+            sub = sub[sub["wfloat"].isna()]  # break down a quantized design, not the float baseline
+        jobs.append((chosen_point(sub, breakdown), spec, out))
+    return jobs
+
+
+def draw_breakdown_of(row: pd.Series, spec, out: Path) -> list[Path]:
+    layers, prof = layer_costs(row, spec)
+    return breakdown_plot(row, layers, out) + roofline_plot(row, layers, prof, out)
+
+
+def draw_breakdowns(table: pd.DataFrame, spec, out: Path) -> list[Path]:
+    files: list[Path] = []
+    for args in breakdown_jobs(table, spec, out):
+        files += draw_breakdown_of(*args)
     return files

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 
 def _run(args) -> int:
     from qsim.study import run_study
@@ -12,7 +14,11 @@ def _run(args) -> int:
     res = run_study(args.spec, args.out, jobs=args.jobs, dask=args.dask, progress=not args.quiet,
                     plots=not args.no_plots, fresh=args.fresh)
     print(summary_line(res.manifest))
-    print(format_fronts(res.pareto, args.top))
+    table = res.table
+    baselines = table[table["wfloat"].notna()] if "wfloat" in table.columns else table.iloc[:0]
+    print(format_fronts(res.pareto, args.top, baselines))
+    for note in res.manifest.get("notes", []):
+        print(f"note: {note}")
     print(f"\nResults: {res.out_dir}/results.parquet, results.csv, pareto.csv, manifest.json, plots/")
     return 0
 
@@ -53,22 +59,36 @@ def _clean(args) -> int:
 UNITS = {"energy_j": ("energy µJ", 1e6), "latency_s": ("latency µs", 1e6), "memory_bytes": ("memory KiB", 1 / 1024)}
 
 
-def format_fronts(pareto, top: int) -> str:
-    """Each profile's Pareto front, most accurate (or fastest, cost-only) first, in readable units."""
+def _readable(rows, key: str):
+    table = rows[["label"]].copy()
+    if key == "accuracy":
+        table["accuracy %"] = (rows["accuracy"] * 100).round(2)
+    for col, (name, unit) in UNITS.items():
+        if col in rows.columns:
+            table[name] = (rows[col] * unit).map(lambda v: f"{v:.4g}")
+    return table
+
+
+def format_fronts(pareto, top: int, baselines=None) -> str:
+    """Each profile's Pareto front, most accurate (or fastest, cost-only) first, in readable units,
+    followed by the float baselines on that profile (marked '*', not part of the front)."""
     lines = []
     key = "accuracy" if "accuracy" in pareto.columns and pareto["accuracy"].notna().any() else "latency_s"
     for (target, scope), front in pareto[pareto["pareto_scope"] != "overall"].groupby(["target", "pareto_scope"],
                                                                                      sort=False):
         front = front.sort_values(key, ascending=key != "accuracy")
-        table = front[["label"]].copy()
-        if key == "accuracy":
-            table["accuracy %"] = (front["accuracy"] * 100).round(2)
-        for col, (name, unit) in UNITS.items():
-            if col in front.columns:
-                table[name] = (front[col] * unit).map(lambda v: f"{v:.4g}")
-        lines.append(f"\n{target} on {scope.split(':', 1)[1]}: Pareto front has {len(front)} points"
-                     + (f", showing {top}" if len(front) > top else ""))
-        lines.append(table.head(top).to_string(index=False))
+        profile = scope.split(":", 1)[1]
+        table = _readable(front, key).head(top)
+        if baselines is not None and len(baselines):
+            base = baselines[(baselines["target"] == target) & (baselines["profile"] == profile)]
+            if len(base):
+                marked = _readable(base, key)
+                marked["label"] = "* " + marked["label"]
+                table = pd.concat([table, marked], ignore_index=True)
+        lines.append(f"\n{target} on {profile}: Pareto front has {len(front)} points"
+                     + (f", showing {top}" if len(front) > top else "")
+                     + ("; * = float baseline, for reference" if table["label"].str.startswith("* ").any() else ""))
+        lines.append(table.to_string(index=False))
     return "\n".join(lines)
 
 

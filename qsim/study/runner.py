@@ -24,7 +24,7 @@ import qsim
 from qsim.study.cache import ResultCache, network_fingerprint, source_hash
 from qsim.study.pareto import pareto_table
 from qsim.quant.spec import BLOCK_FORMATS
-from qsim.study.spec import DesignConfig, StudySpec, parse_study, stable_hash
+from qsim.study.spec import FLOAT_FORMATS, DesignConfig, StudySpec, parse_study, stable_hash
 
 @dataclass
 class StudyResult:
@@ -41,6 +41,8 @@ def evaluate_config(network: str, config: dict, calibration_size: int, eval_size
     from qsim.nets import evaluate
 
     cfg = DesignConfig(**config)
+    if cfg.is_baseline:
+        return evaluate_baseline(network, cfg.wfloat, eval_size)
     res = evaluate(
         network, wspec=cfg.weight_spec(), aspec=cfg.act_spec(), calib_size=calibration_size, policy=cfg.policy,
         acc_bits=cfg.acc_bits, eval_size=eval_size,
@@ -54,6 +56,46 @@ def evaluate_config(network: str, config: dict, calibration_size: int, eval_size
         "accuracy": q["metric"], "sqnr_db": q.get("sqnr_db"), "overflows": overflows, "numerics": numerics,
         "per_layer": q.get("per_layer", []), "worker": worker_id(),
     }
+
+
+def evaluate_baseline(network: str, fmt: str, eval_size: int | None) -> dict:
+    """The unquantized network as a reference point: fp32 as trained, or fp16/bf16 weights and inputs
+    (rounded to nearest even from fp32) with fp32 arithmetic."""
+    from qsim.nets import evaluate, get_network
+
+    res = evaluate(network, eval_size=eval_size)
+    f_metric = res["float"]["metric"]
+    base = {"network": network, "metric_name": res.get("metric", "accuracy"), "float_accuracy": f_metric,
+            "overflows": float("nan"), "per_layer": [], "worker": worker_id()}
+    if fmt == "fp32":
+        return {**base, "accuracy": f_metric, "sqnr_db": float("inf"), "numerics": "float: fp32 baseline"}
+    from qsim.nets import float_exec
+    from qsim.nets.data import load_dataset
+    from qsim.nets.metrics import accuracy, sqnr_db
+    from qsim.nets.quant_exec import float_reference, one_blas_thread
+
+    net = get_network(network)
+    ref = float_reference(net.name)
+    n = len(ref.labels) if eval_size is None else min(int(eval_size), len(ref.labels))
+    params = {k: round_float(v, fmt) for k, v in net.weights().items()}
+    with one_blas_thread():
+        logits = float_exec.forward(net.arch, params, round_float(load_dataset(net.dataset).x_test[:n], fmt))
+    return {**base, "accuracy": accuracy(logits, ref.labels[:n]), "sqnr_db": sqnr_db(ref.logits[:n], logits),
+            "numerics": f"float: {fmt} weights and input, fp32 arithmetic"}
+
+
+def round_float(x, fmt: str):
+    """fp32 array rounded to fp16 or bf16 (nearest even), returned as fp32."""
+    import numpy as np
+
+    x = np.asarray(x, np.float32)
+    if fmt == "fp16":
+        return x.astype(np.float16).astype(np.float32)
+    if fmt == "bf16":
+        u = x.view(np.uint32).astype(np.uint64)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16
+        return u.astype(np.uint32).view(np.float32)
+    return x
 
 
 def worker_id() -> str:
@@ -133,8 +175,15 @@ def cost_quant(cfg: DesignConfig):
 
     from qsim.hw import CostQuant
 
+    if cfg.is_baseline:  # unquantized: float weights and activations, no scales
+        bits = FLOAT_FORMATS[cfg.wfloat]
+        return CostQuant(w_bits=bits, a_bits=bits, w_format=cfg.wfloat, a_format=cfg.wfloat, granularity="tensor",
+                         scale_bits=0, acc_bits=32)
     q = CostQuant.from_specs(cfg.weight_spec(), cfg.act_spec(), acc_bits=cfg.acc_bits)
-    return q if cfg.abits is not None else replace(q, a_bits=16, a_format="fp16")  # weight-only: fp16 activations
+    if cfg.abits is None:  # weight-only: float activations (fp16 unless the grid says otherwise)
+        fmt = cfg.afloat or "fp16"
+        q = replace(q, a_bits=FLOAT_FORMATS[fmt], a_format=fmt)
+    return q
 
 
 def workload_of(target: str, is_network: bool):
@@ -158,21 +207,25 @@ def profile_key(profile_name: str) -> str:
 
 def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache,
              progress: bool = True) -> tuple[pd.DataFrame, int]:
-    """Cost rows of every (config, target, profile) and how many (target, profile) batches were computed."""
+    """Cost rows of every (config, target, profile) and how many (target, profile) batches were computed.
+
+    Float baselines a profile cannot run (`spec.baseline_skips`) are left out on that profile only."""
     from qsim.hw import cost_batch, load_profile
 
     frames, is_net = [], bool(spec.networks)
-    # Cost ignores calibration and requantization policy: evaluate each distinct cost view once.
-    views: dict = {}
-    for cfg in configs:
-        views.setdefault(cost_quant(cfg), []).append(cfg)
-    quants = list(views)
     jobs = [(t, p) for t in spec.targets for p in spec.profiles]
-    views_key = stable_hash([repr(q) for q in quants])
     computed = 0
     for target, prof_name in tqdm(jobs, desc=f"{spec.name}: cost", unit="profile", disable=not progress):
-        key = stable_hash({"target": target, "profile": profile_key(prof_name), "views": views_key,
-                           "qsim": qsim.__version__, "source": source_hash()})
+        skip = spec.baseline_skips.get(prof_name, {})
+        # Cost ignores calibration and requantization policy: evaluate each distinct cost view once.
+        views: dict = {}
+        for cfg in configs:
+            if cfg.key not in skip:
+                views.setdefault(cost_quant(cfg), []).append(cfg)
+        quants = list(views)
+        key = stable_hash({"target": target, "profile": profile_key(prof_name),
+                           "views": stable_hash([repr(q) for q in quants]), "qsim": qsim.__version__,
+                           "source": source_hash()})
         frame = cache.get_frame("cost", key)
         if frame is None:
             computed += 1
@@ -182,12 +235,12 @@ def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache,
             frame.insert(0, "view", range(len(quants)))
             cache.put_frame("cost", key, frame)
         frame = frame.copy()
-        frame["target"], frame["profile"] = target, prof_name
-        frames.append(frame)
-    cost = pd.concat(frames, ignore_index=True)
-    # Fan the distinct cost views back out to every config sharing them.
-    fan = pd.DataFrame([{"view": i, "config_key": c.key} for i, q in enumerate(quants) for c in views[q]])
-    return cost.merge(fan, on="view").drop(columns="view"), computed
+        # Custom profiles appear under their `name:`; `profile_source` keeps what the spec gave (name or file).
+        frame["target"], frame["profile"], frame["profile_source"] = target, load_profile(prof_name).name, prof_name
+        # Fan the distinct cost views back out to every config sharing them.
+        fan = pd.DataFrame([{"view": i, "config_key": c.key} for i, q in enumerate(quants) for c in views[q]])
+        frames.append(frame.merge(fan, on="view").drop(columns="view"))
+    return pd.concat(frames, ignore_index=True), computed
 
 
 # -- the whole study ------------------------------------------------------------------
@@ -223,7 +276,8 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
                         "accuracy", "float_accuracy", "sqnr_db", "numerics", "overflows") if c in table.columns]
     table = table[lead + [c for c in table.columns if c not in lead]]
     table = table.sort_values(["target", "profile", "wbits", "label"], kind="stable").reset_index(drop=True)
-    front = pareto_table(table, spec.objectives, group="profile", within="target")
+    # Fronts are of quantized designs; float baselines are reference points beside them.
+    front = pareto_table(table[table["wfloat"].isna()], spec.objectives, group="profile", within="target")
 
     table.to_parquet(out / "results.parquet", index=False)
     table.to_csv(out / "results.csv", index=False)
@@ -238,6 +292,8 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
         "inputs": {net: network_fingerprint(net) for net in spec.networks},
         "profiles": {p: profile_key(p) for p in spec.profiles},
         "timings_s": {"accuracy": round(t_acc, 3), "cost": round(t_cost, 3)},
+        "notes": [f"{cfg} not shown on {prof}: {why}" for prof, skips in spec.baseline_skips.items()
+                  for cfg, why in skips.values()],
     }
     manifest["table_hash"] = stable_hash(pd.util.hash_pandas_object(table, index=False).tolist())
     previous = _read_manifest(out)
@@ -248,7 +304,7 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
         from qsim.study.plots import draw_all
 
         t0 = time.perf_counter()
-        manifest["plots"] = [str(p.relative_to(out)) for p in draw_all(out, table, front, spec)]
+        manifest["plots"] = [str(p.relative_to(out)) for p in draw_all(out, table, front, spec, progress=progress)]
         manifest["timings_s"]["plots"] = round(time.perf_counter() - t0, 3)
     manifest["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
@@ -268,12 +324,16 @@ def _plots_current(out: Path, previous: dict, table_hash: str) -> bool:
 
 
 def config_label(cfg: DesignConfig) -> str:
+    if cfg.is_baseline:
+        return f"{cfg.wfloat} (float baseline)"
     if cfg.scheme in BLOCK_FORMATS:
         w = cfg.scheme
     else:
         g = f"g{cfg.group_size}" if cfg.granularity == "group" else cfg.granularity
         w = f"W{cfg.wbits}-{cfg.scheme}-{g}"
-    return f"{w}/A{cfg.abits}" if cfg.abits is not None else f"{w}/Afloat"
+    if cfg.abits is not None:
+        return f"{w}/A{cfg.abits}"
+    return f"{w}/Afloat" if (cfg.afloat or "fp16") == "fp16" else f"{w}/A{cfg.afloat}"
 
 
 def host_info() -> dict:

@@ -41,6 +41,13 @@ GRID_DEFAULTS: dict[str, list] = {
 }
 
 
+# Float reference formats: `wbits: fp32` is the unquantized network (a float baseline),
+# `abits: fp16` (or `float`, the same) keeps activations float in that format (weight-only).
+FLOAT_FORMATS = {"fp32": 32, "fp16": 16, "bf16": 16}
+BASELINE_FIELDS = dict(scheme="float", act_scheme="float", granularity="tensor", group_size=None,
+                       calibration="none", policy="none", acc_bits=32, scale_dtype="none")
+
+
 class StudySpecError(ValueError):
     """All problems of a study spec, one per line, each naming its key."""
 
@@ -55,7 +62,7 @@ class DesignConfig:
     """One quantization configuration of the grid (hardware-independent)."""
 
     wbits: int
-    abits: int | None  # None: activations stay float (weight-only)
+    abits: int | None  # None: activations stay float (weight-only), in format `afloat`
     scheme: str
     act_scheme: str
     granularity: str
@@ -64,6 +71,12 @@ class DesignConfig:
     policy: str
     acc_bits: int
     scale_dtype: str
+    wfloat: str | None = None  # float baseline: unquantized weights and activations in this format
+    afloat: str | None = None  # format of float activations (weight-only configs and baselines)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.wfloat is not None
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -73,6 +86,8 @@ class DesignConfig:
         return stable_hash(self.as_dict())
 
     def weight_spec(self) -> QuantSpec:
+        if self.is_baseline:
+            raise ValueError(f"float baseline {self.wfloat} has no weight QuantSpec")
         if self.scheme in BLOCK_FORMATS:
             return QuantSpec(scheme=self.scheme)
         return QuantSpec(
@@ -81,7 +96,7 @@ class DesignConfig:
         )
 
     def act_spec(self) -> QuantSpec | None:
-        if self.abits is None:
+        if self.abits is None or self.is_baseline:
             return None
         return QuantSpec(bits=self.abits, scheme=self.act_scheme, granularity="tensor", calibration=self.calibration)
 
@@ -99,6 +114,8 @@ class StudySpec:
     tie_bits: bool = False
     description: str = ""
     raw: dict = field(default_factory=dict, compare=False)
+    # {profile: {config key: (label, reason)}}: float baselines a profile cannot run (a note, not an error)
+    baseline_skips: dict = field(default_factory=dict, compare=False)
 
     @property
     def hash(self) -> str:
@@ -115,6 +132,16 @@ class StudySpec:
         seen, out = set(), []
         for values in itertools.product(*(g[k] for k in GRID_DEFAULTS)):
             d = dict(zip(GRID_DEFAULTS, values))
+            if d["wbits"] in FLOAT_FORMATS:  # one float baseline per format, whatever the other grid keys
+                fmt = d["wbits"]
+                d.update(BASELINE_FIELDS, wbits=FLOAT_FORMATS[fmt], abits=FLOAT_FORMATS[fmt], wfloat=fmt, afloat=fmt)
+                cfg = DesignConfig(**d)
+                if cfg not in seen:
+                    seen.add(cfg)
+                    out.append(cfg)
+                continue
+            if d["abits"] in FLOAT_FORMATS:
+                d.update(afloat=d["abits"], abits=None)
             if self.tie_bits and d["abits"] is not None and d["abits"] != d["wbits"]:
                 continue
             if d["scheme"] in BLOCK_FORMATS:
@@ -158,12 +185,9 @@ def _check_choices(key: str, values: list, allowed, problems: list[str]) -> None
             problems.append(f"grid.{key}: {v!r} is not allowed; choose from {sorted(map(str, allowed))}")
 
 
-def _check_ints(key: str, values: list, lo: int, hi: int, problems: list[str], allow_none=False) -> None:
+def _check_ints(key: str, values: list, lo: int, hi: int, problems: list[str], extra: str = "") -> None:
     for v in values:
-        if v is None and allow_none:
-            continue
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            extra = " or null/'float' (activations stay float)" if allow_none else ""
             problems.append(f"grid.{key}: {v!r} is not allowed; use integers in {lo}..{hi}{extra}")
 
 
@@ -226,9 +250,11 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     for key in sorted(set(grid_raw) - set(GRID_DEFAULTS)):
         problems.append(f"grid: unknown key {key!r}; grid keys are {list(GRID_DEFAULTS)}")
     grid = {k: _expand_values(k, grid_raw[k], problems) if k in grid_raw else list(v) for k, v in GRID_DEFAULTS.items()}
-    grid["abits"] = [None if v in ("float", None) else v for v in grid["abits"]]
-    _check_ints("wbits", grid["wbits"], 1, 16, problems)
-    _check_ints("abits", grid["abits"], 1, 16, problems, allow_none=True)
+    grid["abits"] = ["fp16" if v in ("float", None) else v for v in grid["abits"]]  # float = fp16 activations
+    _check_ints("wbits", [v for v in grid["wbits"] if v not in FLOAT_FORMATS], 1, 16, problems,
+                extra=f" or a float baseline format {list(FLOAT_FORMATS)}")
+    _check_ints("abits", [v for v in grid["abits"] if v not in FLOAT_FORMATS], 1, 16, problems,
+                extra=f" or a float format {list(FLOAT_FORMATS)} / 'float' (= fp16; activations stay float)")
     _check_ints("acc_bits", grid["acc_bits"], 8, 64, problems)
     _check_ints("group_size", grid["group_size"], 1, 1 << 20, problems)
     _check_choices("scheme", grid["scheme"], SCHEMES, problems)
@@ -240,7 +266,7 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     # Impossible combinations.
     if 1 in grid["abits"] and "affine" in grid["act_scheme"]:
         problems.append("grid.abits/act_scheme: binary (1-bit) activations cannot use the affine scheme; use act_scheme binary")
-    if "binary" in grid["act_scheme"] and any(b not in (1, None) for b in grid["abits"]):
+    if "binary" in grid["act_scheme"] and any(b != 1 and b not in FLOAT_FORMATS for b in grid["abits"]):
         problems.append("grid.act_scheme: 'binary' activations are 1 bit; set abits to [1]")
     if "kmeans" in grid["scheme"] and any(g != "tensor" for g in grid["granularity"]):
         problems.append("grid.scheme/granularity: kmeans shares one codebook per tensor; use granularity [tensor]")
@@ -313,6 +339,13 @@ def _check_configs(spec: StudySpec, networks: list[str], profiles: list[str], pr
     spec_problems: dict[str, list[str]] = {}
     runnable = []
     for cfg in spec.configs():
+        if cfg.is_baseline:
+            runnable.append(cfg)
+            for net in networks:
+                if get_network(net).arch is None and cfg.wfloat != "fp32":
+                    spec_problems.setdefault(f"grid.wbits: network {net!r} evaluates its float baseline at fp32 only, "
+                                             f"not {cfg.wfloat}", []).append(_label(cfg))
+            continue
         try:
             wspec, aspec = cfg.weight_spec(), cfg.act_spec()
             runnable.append(cfg)  # the cost side is checked even where a network cannot evaluate it
@@ -322,23 +355,35 @@ def _check_configs(spec: StudySpec, networks: list[str], profiles: list[str], pr
             spec_problems.setdefault(f"grid.act_scheme/abits/scheme: {exc}", []).append(_label(cfg))
     _grouped(spec_problems, problems)
     views: dict = {}
+    baseline_views: dict = {}
     for cfg in runnable:
         try:
+            if cfg.is_baseline:
+                baseline_views.setdefault(cost_quant(cfg), []).append(cfg)
             views.setdefault(cost_quant(cfg), []).append(_label(cfg))
         except (ValueError, TypeError) as exc:
             problems.append(f"grid: config {_label(cfg)} cannot be costed: {exc}")
+    names: dict[str, str] = {}
     for name in profiles:
         try:
             profile = load_profile(name)
         except (ValueError, OSError) as exc:
             problems.append(f"profiles: {name!r} does not load: {exc}")
             continue
+        if profile.name in names:
+            problems.append(f"profiles: {name!r} and {names[profile.name]!r} are both named {profile.name!r}; "
+                            f"results are labelled by profile name, give each a distinct `name:`")
+        names[profile.name] = name
         # One line per kind of refusal: the cost view's own label is folded out of the message.
         refusals: dict[str, list] = {}
         for view, labels in views.items():
             try:
                 peak_macs_per_cycle(profile, view)
             except ValueError as exc:
+                if view in baseline_views:  # a reference point this chip cannot run: left out, with a note
+                    for cfg in baseline_views[view]:
+                        spec.baseline_skips.setdefault(name, {})[cfg.key] = (_label(cfg), str(exc))
+                    continue
                 refusals.setdefault(str(exc).replace(view.label(), "{config}"), []).append((view, str(exc), labels))
         hw_problems: dict[str, list[str]] = {}
         for generic, hits in refusals.items():
