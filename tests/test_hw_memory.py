@@ -112,3 +112,10 @@ def test_scalesim_fold_formula_by_hand():
     assert fold_cycles(196, 16, 72, 8, 8, "ws") == 9 * 2 * (16 + 8 + 196 - 2)
     assert fold_cycles(196, 16, 72, 8, 8, "is") == 9 * 25 * (16 + 8 + 16 - 2)
     assert systolic_compute_cycles(196, 16, 72, 8, 8, "os") == 4299  # SCALE-Sim 3.0.0 reports the last index
+
+
+def test_double_buffered_weight_load_pipelines_folds():
+    # exposed (SCALE-Sim): every fold pays load + fill + drain; double buffered (TPU v1): once per layer
+    assert fold_cycles(200, 512, 512, 256, 256, "ws") == 4 * (2 * 256 + 256 + 200 - 2)
+    assert fold_cycles(200, 512, 512, 256, 256, "ws", load_overlapped=True) == 4 * 256 + 2 * 256 + 256 - 2
+    assert fold_cycles(2888, 256, 2304, 256, 256, "ws", load_overlapped=True) == 9 * 2888 + 2 * 256 + 256 - 2

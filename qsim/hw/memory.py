@@ -62,12 +62,14 @@ def _served(op, r, a_bytes, b_bytes, c_bytes, c_acc_bytes):
     return r * c_acc_bytes, c_bytes + r * c_acc_bytes
 
 
-def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float) -> dict:
+def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float, spread: bool = False) -> dict:
     """Best (tm, tn, tk, order) for one tier; arrays over rows. See the module docstring.
 
     dims/mins: {"m","n","k"} problem sizes and smallest useful tiles; coef: bytes per element
     of inputs/weights/outputs (partial sums at accumulator width); totals: whole-layer bytes
-    {"inputs","weights","outputs","psum"} the objective weighs.
+    {"inputs","weights","outputs","psum"} the objective weighs. `spread`: the level's instances
+    hold one tile between them (PE-local buffers of a spatial array) rather than one tile each
+    (a cache per core or SM).
     """
     held = {op for level in tier for op in level.holds}
     best_cost = best = None
@@ -76,7 +78,7 @@ def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float)
         t_s = dims[s] + 0.0 * _TRIPS
         ok = np.ones_like(t_s, dtype=bool)
         for level in tier:
-            cap, const, slope = level.capacity / div, 0.0, 0.0
+            cap, const, slope = level.capacity * (level.instances if spread else 1) / div, 0.0, 0.0
             for op in level.holds:
                 d1, d2 = _DIMS[op]
                 if s in (d1, d2):
@@ -139,7 +141,7 @@ def hierarchy_traffic(profile, compute_map: dict, M, Ng, K, a_bytes, b_bytes, c_
                 rd, wr = _served(op, r[op], a_bytes, b_bytes, c_bytes, c_acc)
                 reads[op], writes = reads[op] + rd, writes + wr
             out[level.name] = (reads, writes)
-        m = map_tier(tier, dims, mins, coef, totals, div)
+        m = map_tier(tier, dims, mins, coef, totals, div, spread=profile.family == "systolic_array")
         maps.append(m)
         tr = [np.ceil(dims[d] / m[t]) for d, t in (("m", "tm"), ("n", "tn"), ("k", "tk"))]
         rA, rB, pC = reuse(m["order"], *tr)

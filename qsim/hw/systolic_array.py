@@ -33,8 +33,9 @@ def fold_cycles(M, N, K, rows, cols, dataflow: str, load_overlapped: bool = Fals
     """Stall-free cycles incl. fill and drain (vectorised; the NumPy model used everywhere).
 
     `load_overlapped` (WS/IS with a double-buffered stationary tile, TPU v1 §2): each fold's
-    `rows`-cycle load hides behind the previous fold's stream of T rows, so a fold takes
-    max(T, rows) + rows + cols − 2 and only the first load is exposed.
+    `rows`-cycle load hides behind the previous fold's stream of T rows and the folds' wavefronts
+    follow each other, so a fold takes max(T, rows) and the first load, fill and drain
+    (2·rows + cols − 2) are paid once per layer.
     """
     sr, sc, t = _fold_map(np.asarray(M), np.asarray(N), np.asarray(K), dataflow)
     rows, cols = np.asarray(rows), np.asarray(cols)
@@ -42,7 +43,7 @@ def fold_cycles(M, N, K, rows, cols, dataflow: str, load_overlapped: bool = Fals
     if dataflow == "os":
         return folds * (t + rows + cols - 2)
     if load_overlapped:
-        return folds * (np.maximum(t, rows) + rows + cols - 2) + rows
+        return folds * np.maximum(t, rows) + 2 * rows + cols - 2
     return folds * (2 * rows + cols + t - 2)
 
 
