@@ -158,7 +158,8 @@ class OnnxExecutor:
             feeds[name] = np.asarray(inputs[name])
         return feeds
 
-    def run(self, inputs: dict) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict, *, keep_all: bool = False) -> dict[str, np.ndarray]:
+        """Graph outputs by name (every node output too with `keep_all`)."""
         env = dict(self.initializers)
         env.update(self._check_inputs(inputs))
         self.overflows = {}
@@ -178,6 +179,9 @@ class OnnxExecutor:
                     env[t] = v
             if ctx.integer_node:
                 self.overflows[name] = (node.op_type, ctx.overflows)
+        if keep_all:
+            return {t: env[t] for n in self.model.graph.node for t in n.output if t} | {
+                n: env[n] for n in self.output_names}
         return {n: env[n] for n in self.output_names}
 
 
@@ -208,6 +212,48 @@ def run_ort(model_or_path, inputs: dict, *, optimization: str = "disable") -> di
     names = [o.name for o in sess.get_outputs()]
     feeds = {i.name: np.asarray(inputs[i.name]) for i in sess.get_inputs() if i.name in inputs}
     return dict(zip(names, sess.run(names, feeds)))
+
+
+def run_ort_all(model_or_path, inputs: dict, *, optimization: str = "disable") -> dict[str, np.ndarray]:
+    """ORT with every node output exposed as a graph output (graph as written)."""
+    model = onnx.ModelProto.FromString(load_model(model_or_path).SerializeToString())
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    except Exception:  # shape inference is best effort; ORT infers what is missing
+        known = {}
+    have = {o.name for o in model.graph.output}
+    for n in model.graph.node:
+        for t in n.output:
+            if t and t not in have:
+                vi = onnx.ValueInfoProto()
+                if t in known:
+                    vi.CopyFrom(known[t])
+                else:
+                    vi.name = t
+                model.graph.output.append(vi)
+                have.add(t)
+    return run_ort(model, inputs, optimization=optimization)
+
+
+def first_divergence(model, ours: dict, theirs: dict) -> list[dict]:
+    """Node outputs that differ, in graph order: each with whether all its inputs agreed
+    (the node where a divergence starts) and whether the tensor is an integer tensor."""
+    model = load_model(model)
+    rows = []
+    bad: set[str] = set()
+    for i, n in enumerate(model.graph.node):
+        for t in n.output:
+            if not t or t not in ours or t not in theirs:
+                continue
+            r = compare_outputs({t: ours[t]}, {t: theirs[t]})[0]
+            if r["differing"]:
+                bad.add(t)
+                rows.append(dict(node=n.name or f"{n.op_type}_{i}", op=n.op_type, tensor=t,
+                                 integer=np.asarray(ours[t]).dtype.kind in "iub", elements=r["elements"],
+                                 differing=r["differing"], max_abs_diff=r["max_abs_diff"],
+                                 starts_here=not any(x in bad for x in n.input if x)))
+    return rows
 
 
 def compare_outputs(ours: dict, theirs: dict) -> list[dict]:

@@ -277,6 +277,46 @@ def logistic(x: np.ndarray) -> np.ndarray:
     return _logistic(flat, np.empty_like(flat), consts).reshape(np.shape(x))
 
 
+_TANH = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+         1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03,
+         1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+
+
+@njit(cache=True, nogil=True)
+def _tanh(x, out, c):
+    a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0 = c
+    for i in range(x.size):
+        v = x[i]
+        if v != v:
+            out[i] = v
+            continue
+        v = min(max(v, np.float32(-9.0)), np.float32(9.0))
+        v2 = v * v
+        p = _fma32(v2, a13, a11)
+        p = _fma32(p, v2, a9)
+        p = _fma32(p, v2, a7)
+        p = _fma32(p, v2, a5)
+        p = _fma32(p, v2, a3)
+        p = _fma32(p, v2, a1)
+        p = p * v
+        q = _fma32(v2, b6, b4)
+        q = _fma32(q, v2, b2)
+        q = _fma32(q, v2, b0)
+        out[i] = p / q
+    return out
+
+
+def tanh32(x: np.ndarray) -> np.ndarray:
+    """MLAS's tanh: Eigen's rational approximation on [-9, 9] with FMA Horner steps."""
+    flat = np.ascontiguousarray(x, F32).ravel()
+    return _tanh(flat, np.empty_like(flat), tuple(F32(v) for v in _TANH)).reshape(np.shape(x))
+
+
+def tanh(ctx, inputs, attrs):
+    x = _float(ctx, inputs[0])
+    return [tanh32(x) if x.dtype == F32 else np.tanh(x)]
+
+
 def sigmoid(ctx, inputs, attrs):
     x = _float(ctx, inputs[0])
     if x.dtype != F32:
@@ -374,7 +414,7 @@ def _act(name: str, x):
     if name == "Sigmoid":
         return logistic(x)
     if name == "Tanh":
-        return np.tanh(x)
+        return tanh32(x)
     if name == "Relu":
         return np.maximum(x, 0)
     raise ValueError(name)
@@ -406,7 +446,7 @@ def lstm(ctx, inputs, attrs):
         xw = sgemm(x.reshape(t * n, -1).astype(F32), np.ascontiguousarray(w[d].T), packed=True).reshape(t, n, -1)
         order = range(t - 1, -1, -1) if rev else range(t)
         for step in order:
-            gates = xw[step] + sgemm(ht, np.ascontiguousarray(r[d].T), packed=True) + bias[:4 * hs] + bias[4 * hs:]
+            gates = sgemm(ht, np.ascontiguousarray(r[d].T), packed=True, init=xw[step]) + (bias[:4 * hs] + bias[4 * hs:])
             i_, o_, f_, c_ = np.split(gates.astype(F32), 4, axis=1)
             it = _act(f, i_ + pi * ct)
             ft = _act(f, f_ + pf * ct)
@@ -669,7 +709,7 @@ F32_OPS = {
     "Conv": conv, "ConvTranspose": conv_transpose, "Gemm": gemm, "MatMul": matmul,
     "GlobalAveragePool": global_average_pool, "AveragePool": average_pool,
     "Sigmoid": sigmoid,
-    "Tanh": _unary(lambda x, a: np.tanh(x)),
+    "Tanh": tanh,
     "Erf": _unary(lambda x, a: _erf(x)),
     "Sqrt": _unary(lambda x, a: np.sqrt(x)),
     "Exp": _unary(lambda x, a: np.exp(x)),
