@@ -161,7 +161,7 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
     act_bytes = np.where(is_mac, a_bytes + c_bytes, nm_read - L["w_el"] * 2.0 * ~fused + nm_write)
     resident = act_bytes <= activation_capacity(profile)
     per_level, maps = hierarchy_traffic(profile, cmap, M, Ng, K, a_bytes, b_bytes, c_bytes, L["c_el"], ab, bb,
-                                        accb, resident)
+                                        accb, resident, mask=is_mac)
     compute = np.where(is_mac, compute, 0.0)
     out: dict = {"macs": np.where(is_mac, L["macs"], 0.0), "compute_cycles": compute}
     bws = level_bandwidths(profile)

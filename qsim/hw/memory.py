@@ -115,12 +115,40 @@ def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float,
     return best
 
 
+def _distinct_rows(dims, mins, coef, totals, mask):
+    """(representative row indices, inverse) of the rows whose mapping problem differs (within `mask`).
+
+    A sweep repeats layer shapes (ResNet blocks) and operand widths across configs; each
+    distinct problem is mapped once.
+    """
+    n = dims["m"].shape[0]
+    idx = np.nonzero(mask)[0] if mask is not None else np.arange(n)
+    if idx.size == 0:  # no MAC rows: map row 0 so every row has (unused) values
+        idx = np.zeros(1, dtype=np.int64)
+    cols = [np.broadcast_to(v, (n,))[idx] for v in (*dims.values(), *mins.values(), *coef.values(), *totals.values())]
+    key = np.ascontiguousarray(np.stack(cols, axis=1))
+    _, first, inv = np.unique(key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel(),
+                              return_index=True, return_inverse=True)
+    full_inv = np.zeros(n, dtype=np.int64)
+    full_inv[idx] = inv.ravel()
+    return idx[first], full_inv
+
+
+def _map_unique(tier, dims, mins, coef, totals, div, spread, rows):
+    rep, inv = rows
+    pick = {k: {d: np.broadcast_to(v, dims["m"].shape)[rep] for d, v in src.items()}
+            for k, src in (("dims", dims), ("mins", mins), ("coef", coef), ("totals", totals))}
+    m = map_tier(tier, pick["dims"], pick["mins"], pick["coef"], pick["totals"], div, spread)
+    return {k: np.asarray(v)[inv] if np.ndim(v) else v for k, v in m.items()}
+
+
 def hierarchy_traffic(profile, compute_map: dict, M, Ng, K, a_bytes, b_bytes, c_bytes, c_el, ab, bb, accb,
-                      resident):
+                      resident, mask=None):
     """Bytes per level incl. 'dram' and the mapping chosen per tier.
 
     Returns ({level: (reads by operand dict, write bytes)}, [mapping dict per tier]).
     `resident` rows keep activations on chip between layers: DRAM sees their weights only.
+    Only `mask` rows (MAC layers) are mapped; the others get the smallest tiles.
     """
     M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
     dims = {"m": M, "n": Ng, "k": K}
@@ -133,6 +161,7 @@ def hierarchy_traffic(profile, compute_map: dict, M, Ng, K, a_bytes, b_bytes, c_
     r = {"inputs": rA, "weights": rB, "outputs": pC}
     mins = {"m": np.minimum(cm["tm"], M), "n": np.minimum(cm["tn"], Ng), "k": np.minimum(cm["tk"], K)}
     div = 2.0 if profile.double_buffering else 1.0
+    rows = _distinct_rows(dims, mins, coef, totals, mask)
     out, maps = {}, []
     for tier in tiers(profile):
         for level in tier:
@@ -141,7 +170,7 @@ def hierarchy_traffic(profile, compute_map: dict, M, Ng, K, a_bytes, b_bytes, c_
                 rd, wr = _served(op, r[op], a_bytes, b_bytes, c_bytes, c_acc)
                 reads[op], writes = reads[op] + rd, writes + wr
             out[level.name] = (reads, writes)
-        m = map_tier(tier, dims, mins, coef, totals, div, spread=profile.family == "systolic_array")
+        m = _map_unique(tier, dims, mins, coef, totals, div, profile.family == "systolic_array", rows)
         maps.append(m)
         tr = [np.ceil(dims[d] / m[t]) for d, t in (("m", "tm"), ("n", "tn"), ("k", "tk"))]
         rA, rB, pC = reuse(m["order"], *tr)
