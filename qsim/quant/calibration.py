@@ -36,6 +36,14 @@ Where each procedure comes from (exact rules: ../shared/REFERENCE.md §2):
 
 Deviations from pytorch-quantization, all deliberate:
 
+* Entropy below 128 magnitude levels (signed < 8 bits, unsigned < 7 bits): TensorRT's search
+  folds the clipped tail into P's last bin, so clipping looks free; with 2–4 bits (or a spiky
+  histogram, e.g. 17-valued pixels) it then keeps 1/16 of the range and the network collapses
+  (digits CNN A4: 21 % vs 98 % min-max). There qsim uses a level-aware search
+  (`_entropy_levels`): P is the whole histogram, Q spreads each real quantizer cell's mass
+  (nearest of nlev levels, the tail in the top cell) over its non-zero bins. From 128 levels
+  up the literal TensorRT search is kept (`amax_entropy(..., tensorrt=True)` forces it).
+
 * Binning is exact with respect to the stored edges (value v goes to bin j when
   edges[j] ≤ v < edges[j+1], the top bin closed), like ``np.histogram`` with explicit
   edges; torch.histc's float32 binning can move values at a bin boundary.
@@ -292,10 +300,43 @@ def _kl_all(bins, C, NZ, L, cand, nlev, total):  # pragma: no cover - compiled
     return out
 
 
+def _entropy_levels(bins: np.ndarray, edges: np.ndarray, cand: np.ndarray, nlev: int) -> float:
+    """qsim's entropy search for few levels: amax = edges[i] of the last candidate minimising
+    KL(P‖Q) where P is the WHOLE histogram (nothing folded) and Q spreads the mass of each
+    quantizer cell evenly over that cell's non-zero bins. The cells are those of the real
+    quantizer: nlev magnitude levels 0, s, …, (nlev−1)·s with s = amax/(nlev−1), bins assigned
+    to the nearest level by their centre, and everything above the top level (the clipped
+    tail) in the top level's cell. Clipping therefore costs what it loses — the tail's detail
+    merged into one level — instead of being free, which is what makes TensorRT's folded P
+    collapse at 2–4 bits (a spiky histogram folded into one bin has KL 0).
+
+    ΣP log P is the same for every candidate, so the search maximises Σ_cells m·log(m/nnz)."""
+    n = len(bins)
+    C = np.concatenate(([0.0], np.cumsum(bins, dtype=np.float64)))
+    NZ = np.concatenate(([0], np.cumsum(bins != 0)))
+    k = np.arange(1, nlev, dtype=np.float64)                       # levels 1..nlev-1 start a cell
+    # bin j (centre (j + ½)·w) belongs to level round((j + ½)/step), step = i/(nlev−1) bins
+    step = cand[:, None].astype(np.float64) / (nlev - 1)
+    lo = np.clip(np.ceil((k[None, :] - 0.5) * step - 0.5), 0, n).astype(np.int64)
+    bounds = np.concatenate((np.zeros((len(cand), 1), np.int64), lo, np.full((len(cand), 1), n)), axis=1)
+    bounds = np.maximum.accumulate(bounds, axis=1)
+    mass = C[bounds[:, 1:]] - C[bounds[:, :-1]]
+    nnz = NZ[bounds[:, 1:]] - NZ[bounds[:, :-1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(mass > 0, mass * np.log(mass / np.maximum(nnz, 1)), 0.0).sum(axis=1)
+    best = np.max(score)
+    tied = np.flatnonzero(score >= best - 1e-9 * max(1.0, abs(best)))
+    return float(edges[cand[tied[-1]]])
+
+
 def amax_entropy(counts, edges, bits: int = 8, unsigned: bool = False,
-                 start_bin: int = _START_BIN, stride: int = _STRIDE) -> float:
+                 start_bin: int = _START_BIN, stride: int = _STRIDE, tensorrt: bool | None = None) -> float:
     """pytorch-quantization `_compute_amax_entropy`: edges[i] of the last i in
-    [start_bin, n] (step stride) minimising KL(P‖Q); see the module docstring."""
+    [start_bin, n] (step stride) minimising KL(P‖Q); see the module docstring.
+
+    `tensorrt=None` (default) uses TensorRT's literal search where the quantizer has at least
+    128 magnitude levels (8-bit signed, 7-bit unsigned and wider: what it was designed for) and
+    qsim's level-aware search (`_entropy_levels`) below that; True/False force one of them."""
     counts, edges = _check_hist(counts, edges)
     bins = counts.copy()
     n = len(bins)
@@ -303,12 +344,18 @@ def amax_entropy(counts, edges, bits: int = 8, unsigned: bool = False,
         raise ValueError("entropy search needs a histogram of at least 2 bins")
     bins[0] = bins[1]
     nlev = 1 << (bits - 1 + int(unsigned))
+    if tensorrt is None:
+        tensorrt = nlev >= 128 or nlev < 2
     cand = np.arange(start_bin, n + 1, stride, dtype=np.int64)
     if cand.size == 0:
         raise ValueError(f"entropy search needs at least start_bin={start_bin} bins, histogram has {n}")
     total = int(bins.sum())
     if total == 0:
         raise ValueError("histogram is empty (all counts are 0 after TensorRT's bin[0] = bin[1])")
+    if not tensorrt:
+        if nlev < 2:
+            raise ValueError("the level-aware entropy search needs at least 2 magnitude levels (bits >= 2 signed)")
+        return _entropy_levels(bins, edges, cand, nlev)
     C = np.concatenate(([0], np.cumsum(bins)))
     NZ = np.concatenate(([0], np.cumsum(bins != 0)))
     L = np.concatenate(([0.0], np.cumsum(_xlogx(bins))))
