@@ -44,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`qsim simulate … | head`): stop quietly, as `cat` does. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise a second time.
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
     except (ValueError, TypeError, FileNotFoundError) as exc:
         # User-facing errors carry their own explanation; a traceback would only hide it.
         print(f"qsim {args.command}: error: {exc}", file=sys.stderr)

@@ -103,7 +103,10 @@ def test_profile_and_source_in_the_key_in_process(tmp_path, monkeypatch):
     path.write_text(yaml.safe_dump(prof))
     spec = dict(COST_ONLY, profiles=[str(path)])
     out = tmp_path / "out"
-    assert run_study(spec, out, progress=False, plots=False).manifest["cost_batches_computed"] == 1
+    first = run_study(spec, out, progress=False, plots=False)
+    assert first.manifest["cost_batches_computed"] == 1
+    # a custom profile is labelled by its `name:`, its file kept beside it
+    assert set(first.table["profile"]) == {"mychip"} and set(first.table["profile_source"]) == {str(path)}
     assert run_study(spec, out, progress=False, plots=False).manifest["cost_batches_computed"] == 0
     prof["clock"] = "9.8 GHz"  # an edited profile
     path.write_text(yaml.safe_dump(prof))

@@ -36,8 +36,20 @@ def _list(args) -> int:
     return 0
 
 
+def assumptions(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of every number marked [U] (unconfirmed: an assumption, not a citation)."""
+    return [(i, line.strip()) for i, line in enumerate(path.read_text().splitlines(), 1) if "[U]" in line
+            and not line.lstrip().startswith("#")]
+
+
 def _show(args) -> int:
     path = find_profile(args.name)
+    if args.assumptions:
+        marked = assumptions(path)
+        print(f"# {path}: {len(marked)} number(s) marked [U] (unconfirmed assumptions, not from a cited source)")
+        for i, line in marked:
+            print(f"{i:4d}  {line}")
+        return 0
     if args.json:
         print(json.dumps(read_profile_file(path).model_dump(mode="json"), indent=2))
     else:
@@ -179,6 +191,8 @@ def register(sub) -> None:
     p = ps.add_parser("show", help="print a profile (its YAML with source comments)")
     p.add_argument("name", help="profile name or YAML path")
     p.add_argument("--json", action="store_true", help="print the validated profile as JSON instead")
+    p.add_argument("--assumptions", action="store_true",
+                   help="list only the numbers marked [U] (unconfirmed assumptions), with line numbers")
     p.set_defaults(func=_show)
     p = ps.add_parser("validate", help="check a profile file; lists every problem (exit 2 if any)")
     p.add_argument("file", help="YAML file (or shipped name)")
