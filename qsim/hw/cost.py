@@ -188,7 +188,7 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
     else:
         cycles = compute + stack[1:].max(axis=0)
     ov = profile.overheads
-    overhead_cycles = np.where(fused, 0.0, np.ceil(ov.per_kernel_s * profile.clock) + ov.per_layer_cycles)
+    overhead_cycles = np.where(fused, 0.0, np.round(ov.per_kernel_s * profile.clock) + ov.per_layer_cycles)
     cycles = np.where(fused & (cycles == 0), 0.0, np.ceil(np.maximum(cycles, 1.0))) + overhead_cycles
     bound_idx = stack.argmax(axis=0)
     out["bound_idx"] = bound_idx
