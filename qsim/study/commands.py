@@ -1,4 +1,4 @@
-"""`qsim study run SPEC`, `qsim study plot DIR`, `qsim study clean NAME|DIR`."""
+"""`qsim study run SPEC`, `qsim study plot DIR`, `qsim study report DIR`, `qsim study clean NAME|DIR`."""
 
 from __future__ import annotations
 
@@ -110,6 +110,16 @@ def _plot(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from qsim.study.report import html_report, markdown_fronts
+
+    if args.markdown:
+        print(markdown_fronts(Path(args.dir), args.top))
+        return 0
+    print(html_report(Path(args.dir), Path(args.output) if args.output else None))
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("study", help="run design-space studies and draw their plots")
     ssub = p.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
@@ -128,6 +138,12 @@ def register(sub) -> None:
     pl = ssub.add_parser("plot", help="redraw the plots of a results directory without recomputing")
     pl.add_argument("dir", help="results directory, e.g. results/quickstart")
     pl.set_defaults(func=_plot)
+    rp = ssub.add_parser("report", help="one self-contained HTML page of a results directory (or Markdown tables)")
+    rp.add_argument("dir", help="results directory, e.g. results/quickstart")
+    rp.add_argument("--markdown", action="store_true", help="print each profile's front as a Markdown table instead")
+    rp.add_argument("--top", type=int, default=None, help="with --markdown: rows of each front (default all)")
+    rp.add_argument("-o", "--output", default=None, help="HTML file to write (default DIR/report.html)")
+    rp.set_defaults(func=_report)
     c = ssub.add_parser("clean", help="delete a study's cache (or, with --all, its whole results directory)")
     c.add_argument("target", metavar="NAME|DIR", help="study name (results/NAME) or results directory")
     c.add_argument("--all", action="store_true", help="remove the whole results directory, not only cache/")
