@@ -41,6 +41,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 GEMV_ROWS = 8            # at most this many rows of a: the unpacked-weight kernel
+GEMV_KB = 4              # quads of k (4 weight rows each) per pass of the GEMV kernel over the columns
 KC, NC = 512, 512        # K and N cache blocks of the packed GEMM (bytes of k, columns)
 K_MAX = ((1 << 31) - 1) // (255 * 128) - 3   # Kp·255·128 < 2^31 for every K ≤ this
 
@@ -182,13 +183,16 @@ def gemv_column_position(c: int, lanes: int) -> int:
     return ((c % 16) // 4) * lanes + 4 * (c // 16) + c % 4
 
 
-def _make_rows_kernel(rows: int, lanes: int):
-    """Intrinsic kernel(pa, lda, pb, ldb, nq, pout, ldo, first), integer addresses/strides.
+def _make_rows_kernel(rows: int, lanes: int, swapped: bool = False):
+    """Intrinsic kernel(pa, lda, pb, ldb, nq, pout, ldo, first, pf), integer addresses/strides.
 
     For r < rows and the chunk of cw = 4·lanes columns starting at pb:
         out[r, pos(c)] = (0 if first else out[r, pos(c)]) + Σ_{q<nq, t<4} a'[r, 4q+t]·b'[4q+t, c]
     with a' bytes (uint8) at pa + r·lda + 4q + t, the weight (int8, row-major) at
-    pb + (4q + t)·ldb + c, pos = `gemv_column_position`, out int32 rows `ldo` apart."""
+    pb + (4q + t)·ldb + c, pos = `gemv_column_position`, out int32 rows `ldo` apart.
+    `pf` is unused (software prefetching the next rows measured slower on Zen 5).
+    swapped: the activation bytes are signed (d, int8) and the weight bytes are flipped to
+    unsigned (b + 128, XOR 0x80), so the sums are Σ d·(b + 128)."""
     va = ir.VectorType(_i32, lanes)
     nb = 4 * lanes
     vrow = ir.VectorType(_i8, nb)
@@ -196,11 +200,12 @@ def _make_rows_kernel(rows: int, lanes: int):
     m_bl, m_bh, m_wl, m_wh = _unpack_masks(lanes)
 
     @intrinsic
-    def kernel(typingctx, pa, lda, pb, ldb, nq, pout, ldo, first):
-        sig = types.void(*([types.intp] * 8))
+    def kernel(typingctx, pa, lda, pb, ldb, nq, pout, ldo, first, pf):
+        sig = types.void(*([types.intp] * 9))
 
         def codegen(context, builder, signature, args):
-            pa, lda, pb, ldb, nq, pout, ldo, first = args
+            pa, lda, pb, ldb, nq, pout, ldo, first, pf = args
+            del pf      # reserved (software prefetching measured slower than the hardware's)
             dp = _dpbusd(builder, lanes)
             pa_p = builder.inttoptr(pa, _i8.as_pointer())
             pb_p = builder.inttoptr(pb, _i8.as_pointer())
@@ -241,11 +246,15 @@ def _make_rows_kernel(rows: int, lanes: int):
             quads = [builder.shuffle_vector(lo01, lo23, m_wl), builder.shuffle_vector(lo01, lo23, m_wh),
                      builder.shuffle_vector(hi01, hi23, m_wl), builder.shuffle_vector(hi01, hi23, m_wh)]
             aoff = builder.mul(iv, _c(4))
+            if swapped:
+                flip = ir.Constant(vw, [-32640] * (nb // 2))          # 0x8080: every byte's top bit
+                quads = [builder.xor(qv, flip) for qv in quads]
             new = []
             for r in range(rows):
                 w = builder.load(builder.bitcast(builder.gep(arow[r], [aoff]), _i32.as_pointer()), align=1)
                 s = _splat(builder, w, lanes)
-                new.append([dp(accs[r][g], s, quads[g]) for g in range(4)])
+                new.append([dp(accs[r][g], quads[g], s) if swapped else dp(accs[r][g], s, quads[g])
+                            for g in range(4)])
             latch = builder.block
             iv.add_incoming(builder.add(iv, _c(1)), latch)
             for r in range(rows):
@@ -265,8 +274,10 @@ def _make_rows_kernel(rows: int, lanes: int):
 
 _Z_TILE = _make_tile_kernel(*ZMM_TILE)
 _Y_TILE = _make_tile_kernel(*YMM_TILE)
-_Z_ROWS4, _Z_ROWS2, _Z_ROWS1 = (_make_rows_kernel(r, 16) for r in (4, 2, 1))
+_Z_ROWS5, _Z_ROWS4, _Z_ROWS3, _Z_ROWS2, _Z_ROWS1 = (_make_rows_kernel(r, 16) for r in (5, 4, 3, 2, 1))
 _Y_ROWS2, _Y_ROWS1 = (_make_rows_kernel(r, 8) for r in (2, 1))
+_ZS_ROWS4, _ZS_ROWS3, _ZS_ROWS2, _ZS_ROWS1 = (_make_rows_kernel(r, 16, True) for r in (4, 3, 2, 1))
+_YS_ROWS2, _YS_ROWS1 = (_make_rows_kernel(r, 8, True) for r in (2, 1))
 
 
 # -- packing ------------------------------------------------------------------------------
@@ -280,32 +291,34 @@ def packed_shapes(M: int, K: int, N: int, tile) -> tuple[tuple[int, int, int], t
 
 
 @njit(cache=True)
-def pack_b_panels(b, flip, out32, sums):
-    """Pack b' = b − cb (cb = 128 for a uint8 b, given as flip = 0x80808080; else 0) into
-    panels: out32 (P, Kp/4, nr) uint32, the view of the int8 (P, Kp/4, 4·nr) array with
-    b'[4q + t, p·nr + c] at byte 4c + t of out32[p, q, c] (zero padded, every word
-    written); sums (≥ N,) int32 ← Σ_k b'[k, n]. The caller guarantees K·128 < 2^31."""
-    K, N = b.shape
+def pack_b_panels(bu, flip, out32):
+    """Pack b' = b − cb into panels from the bytes bu (K, N) uint8 of b (its uint8 view):
+    cb = 128 for a uint8 b, given as flip = 0x80808080, else 0 (an int8 b's bytes already
+    are b'). out32 (P, Kp/4, nr) uint32 is the view of the int8 (P, Kp/4, 4·nr) array with
+    b'[4q + t, p·nr + c] at byte 4c + t of out32[p, q, c] (zero padded, every word written)."""
+    K, N = bu.shape
     P, Kq, nr = out32.shape
     K4 = K - K % 4
-    cb4 = np.int32(4 * 128) if flip != 0 else np.int32(0)
-    for n in range(N):
-        sums[n] = 0
+    f8 = flip & np.uint32(0xFF)
+    Pf = N // nr                                  # full panels
     for q in range(K4 // 4):
         k = 4 * q
-        for p in range(P):
+        for p in range(Pf):
             n0 = p * nr
-            nw = min(nr, N - n0)
-            for c in range(nw):
-                x0 = b[k, n0 + c]
-                x1 = b[k + 1, n0 + c]
-                x2 = b[k + 2, n0 + c]
-                x3 = b[k + 3, n0 + c]
-                out32[p, q, c] = (np.uint32(np.uint8(x0)) | (np.uint32(np.uint8(x1)) << 8)
-                                  | (np.uint32(np.uint8(x2)) << 16) | (np.uint32(np.uint8(x3)) << 24)) ^ flip
-                sums[n0 + c] += np.int32(x0) + np.int32(x1) + np.int32(x2) + np.int32(x3) - cb4
-            for c in range(nw, nr):
-                out32[p, q, c] = 0
+            for c in range(nr):
+                out32[p, q, c] = (np.uint32(bu[k, n0 + c]) | (np.uint32(bu[k + 1, n0 + c]) << np.uint32(8))
+                                  | (np.uint32(bu[k + 2, n0 + c]) << np.uint32(16))
+                                  | (np.uint32(bu[k + 3, n0 + c]) << np.uint32(24))) ^ flip
+        for p in range(Pf, P):
+            n0 = p * nr
+            nw = N - n0
+            for c in range(nr):
+                if c < nw:
+                    out32[p, q, c] = (np.uint32(bu[k, n0 + c]) | (np.uint32(bu[k + 1, n0 + c]) << np.uint32(8))
+                                      | (np.uint32(bu[k + 2, n0 + c]) << np.uint32(16))
+                                      | (np.uint32(bu[k + 3, n0 + c]) << np.uint32(24))) ^ flip
+                else:
+                    out32[p, q, c] = 0
     if K4 < K:
         q = K4 // 4
         for p in range(P):
@@ -315,57 +328,71 @@ def pack_b_panels(b, flip, out32, sums):
                 w = np.uint32(0)
                 if c < nw:
                     for t in range(K - K4):
-                        x = b[K4 + t, n0 + c]
-                        w |= (np.uint32(np.uint8(x)) ^ (flip & np.uint32(0xFF))) << np.uint32(8 * t)
-                        sums[n0 + c] += np.int32(x) - (np.int32(128) if flip != 0 else np.int32(0))
+                        w |= (np.uint32(bu[K4 + t, n0 + c]) ^ f8) << np.uint32(8 * t)
                 out32[p, q, c] = w
 
 
-def pack_b_panels_reference(b, flip, out32, sums) -> None:
-    """NumPy twin of `pack_b_panels`."""
+@njit(cache=True)
+def column_sums(b, shift, sums):
+    """sums[n] ← Σ_k b[k, n] − K·shift (int32: the caller guarantees K·256 < 2^31)."""
     K, N = b.shape
+    for n in range(N):
+        sums[n] = -K * shift
+    for k in range(K):
+        for n in range(N):
+            sums[n] += np.int32(b[k, n])
+
+
+def pack_b_panels_reference(bu, flip, out32) -> None:
+    """NumPy twin of `pack_b_panels`."""
+    K, N = bu.shape
     P, Kq, nr = out32.shape
-    cb = 128 if flip else 0
     v = np.zeros((Kq * 4, P * nr), np.int64)
-    v[:K, :N] = b.astype(np.int64) - cb
+    v[:K, :N] = bu.view(np.uint8 if flip else np.int8).astype(np.int64) - (128 if flip else 0)
     out32.view(np.int8)[...] = v.reshape(Kq, 4, P, nr).transpose(2, 0, 3, 1).reshape(P, Kq, 4 * nr)
-    sums[:N] = v[:K, :N].sum(axis=0)
+
+
+def column_sums_reference(b, shift, sums) -> None:
+    """NumPy twin of `column_sums`."""
+    sums[:] = b.astype(np.int64).sum(axis=0) - b.shape[0] * shift
 
 
 @njit(cache=True)
-def pack_a_strips(a, flip, out32):
-    """Pack a' = a + ca (ca = 128 for an int8 a, given as flip = 0x80808080; else 0) into
-    strips: out32 (S, Kp/4, rows) uint32, the view of the uint8 (S, Kp/4, 4·rows) array
+def pack_a_strips(au, flip, out32):
+    """Pack a' = a + ca into strips from the bytes au (M, K) uint8 of a (its uint8 view):
+    ca = 128 for an int8 a, given as flip = 0x80808080 (a + 128 = a's byte XOR 0x80), else 0.
+    out32 (S, Kp/4, rows) uint32, the view of the uint8 (S, Kp/4, 4·rows) array
     with a'[s·rows + r, 4q + t] at byte t of out32[s, q, r] (rows beyond M and k beyond K
     zero, every word written)."""
-    M, K = a.shape
+    M, K = au.shape
     S, Kq, rows = out32.shape
     K4 = K - K % 4
+    f8 = flip & np.uint32(0xFF)
     for s_ in range(S):
         for r in range(rows):
             m = s_ * rows + r
             if m < M:
                 for q in range(K4 // 4):
                     k = 4 * q
-                    out32[s_, q, r] = (np.uint32(np.uint8(a[m, k])) | (np.uint32(np.uint8(a[m, k + 1])) << 8)
-                                       | (np.uint32(np.uint8(a[m, k + 2])) << 16)
-                                       | (np.uint32(np.uint8(a[m, k + 3])) << 24)) ^ flip
+                    out32[s_, q, r] = (np.uint32(au[m, k]) | (np.uint32(au[m, k + 1]) << np.uint32(8))
+                                       | (np.uint32(au[m, k + 2]) << np.uint32(16))
+                                       | (np.uint32(au[m, k + 3]) << np.uint32(24))) ^ flip
                 if K4 < K:
                     w = np.uint32(0)
                     for t in range(K - K4):
-                        w |= (np.uint32(np.uint8(a[m, K4 + t])) ^ (flip & np.uint32(0xFF))) << np.uint32(8 * t)
+                        w |= (np.uint32(au[m, K4 + t]) ^ f8) << np.uint32(8 * t)
                     out32[s_, K4 // 4, r] = w
             else:
                 for q in range(Kq):
                     out32[s_, q, r] = 0
 
 
-def pack_a_strips_reference(a, flip, out32) -> None:
+def pack_a_strips_reference(au, flip, out32) -> None:
     """NumPy twin of `pack_a_strips`."""
-    M, K = a.shape
+    M, K = au.shape
     S, Kq, rows = out32.shape
     v = np.zeros((S * rows, Kq * 4), np.int64)
-    v[:M, :K] = a.astype(np.int64) + (128 if flip else 0)
+    v[:M, :K] = au.view(np.int8 if flip else np.uint8).astype(np.int64) + (128 if flip else 0)
     out32.view(np.uint8)[...] = v.reshape(S, rows, Kq, 4).transpose(0, 2, 1, 3).reshape(S, Kq, 4 * rows)
 
 
@@ -377,8 +404,10 @@ def gemm_vnni512(ap, bp, out, col, nzb, row):
     With col, nzb (P·32,) and row (S·12,) int32 non-empty the epilogue adds
     col[n] + row[m]·nzb[n] (wrapping int32; empty arrays: the raw sums).
     The caller guarantees Kp·max a'·max|b'| < 2^31."""
-    S, Kq, WA = ap.shape
-    P, Kq, W = bp.shape
+    S, Kq = ap.shape[0], ap.shape[1]
+    P = bp.shape[0]
+    WA = ap.shape[2] * ap.itemsize          # bytes per quad of k: uint8 or its uint32 view
+    W = bp.shape[2] * bp.itemsize
     rows = WA // 4
     nr = W // 4
     Np = P * nr
@@ -414,8 +443,10 @@ def gemm_vnni512(ap, bp, out, col, nzb, row):
 @njit(cache=True)
 def gemm_vnni256(ap, bp, out, col, nzb, row):
     """`gemm_vnni512` with the ymm micro-kernel (6-row strips, 16-column panels); AVX-VNNI."""
-    S, Kq, WA = ap.shape
-    P, Kq, W = bp.shape
+    S, Kq = ap.shape[0], ap.shape[1]
+    P = bp.shape[0]
+    WA = ap.shape[2] * ap.itemsize          # bytes per quad of k: uint8 or its uint32 view
+    W = bp.shape[2] * bp.itemsize
     rows = WA // 4
     nr = W // 4
     Np = P * nr
@@ -483,157 +514,139 @@ def finish_raw_reference(raw, asum, bsum, za, zb, K, out) -> None:
 
 # -- GEMV / small M -----------------------------------------------------------------------
 @njit(cache=True)
-def gemv_vnni512(ap, b, out):
-    """out (R, Nc) int32 ← Σ_k a'[r, k]·b[k, n] for the rows of ap (R, Kp) uint8 (zero
-    padded beyond K) and b (K, N) C-contiguous int8 (read as given); out's
-    columns are grouped in chunks of 64 permuted by `gemv_column_position` (Nc = N rounded
-    up to 64), every element written. AVX-512 VNNI only; Kp·max a'·max|b'| < 2^31."""
+def _z_rows(n, pa, lda, pb, ldb, nq, po, ldo, pf, swapped):
+    """Run the widest zmm rows kernel (≤ 5 rows, swapped ≤ 4) for the n rows left; returns
+    the rows done (8 rows as 4 + 4)."""
+    if swapped:
+        if n >= 4:
+            _ZS_ROWS4(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+            return 4
+        if n == 3:
+            _ZS_ROWS3(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+            return 3
+        if n == 2:
+            _ZS_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+            return 2
+        _ZS_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        return 1
+    if n >= 5 and n != 8:
+        _Z_ROWS5(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        return 5
+    if n == 4:
+        _Z_ROWS4(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        return 4
+    if n == 3:
+        _Z_ROWS3(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        return 3
+    if n == 2:
+        _Z_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        return 2
+    _Z_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+    return 1
+
+
+@njit(cache=True)
+def _y_rows(n, pa, lda, pb, ldb, nq, po, ldo, pf, swapped):
+    """Run the widest ymm rows kernel (≤ 2 rows) for the n rows left; returns the rows done."""
+    if swapped:
+        if n >= 2:
+            _YS_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+            return 2
+        _YS_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        return 1
+    if n >= 2:
+        _Y_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        return 2
+    _Y_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+    return 1
+
+
+@njit(cache=True)
+def _gemv_driver(ap, b, out, cw, zmm, KB, pfb, swapped):
     R, Kp = ap.shape
     K, N = b.shape
-    CW = 64
     Nc = out.shape[1]
     if R == 0 or Nc == 0:
         return
     out[:, :] = 0
     K4 = K - K % 4
-    N1 = N - N % CW
+    N1 = N - N % cw
     pa0 = np.int64(ap.ctypes.data)
     po0 = np.int64(out.ctypes.data)
-    bs = b
     pb0 = np.int64(b.ctypes.data)
-    KB = 64                                   # quads of k per pass over the columns
+    pf = 4 * KB * N * pfb
     if N1 > 0 and K4 > 0:
         for q0 in range(0, K4 // 4, KB):
             nq = min(K4 // 4 - q0, KB)
-            for c0 in range(0, N1, CW):
+            for c0 in range(0, N1, cw):
                 pb = pb0 + 4 * q0 * N + c0
                 r = 0
                 while r < R:
                     pa = pa0 + r * Kp + 4 * q0
                     po = po0 + 4 * (r * Nc + c0)
-                    if R - r >= 4:
-                        _Z_ROWS4(pa, Kp, pb, N, nq, po, Nc, 0)
-                        r += 4
-                    elif R - r >= 2:
-                        _Z_ROWS2(pa, Kp, pb, N, nq, po, Nc, 0)
-                        r += 2
+                    if zmm:
+                        r += _z_rows(R - r, pa, Kp, pb, N, nq, po, Nc, pf, swapped)
                     else:
-                        _Z_ROWS1(pa, Kp, pb, N, nq, po, Nc, 0)
-                        r += 1
+                        r += _y_rows(R - r, pa, Kp, pb, N, nq, po, Nc, pf, swapped)
     if K4 < K and N1 > 0:                      # last K % 4 rows: a zero-padded copy
         bt = np.zeros((4, N1), np.int8)
         for k in range(K4, K):
             for n in range(N1):
-                bt[k - K4, n] = bs[k, n]
+                bt[k - K4, n] = b[k, n]
         pt = np.int64(bt.ctypes.data)
-        for c0 in range(0, N1, CW):
+        for c0 in range(0, N1, cw):
             r = 0
             while r < R:
                 pa = pa0 + r * Kp + K4
                 po = po0 + 4 * (r * Nc + c0)
-                if R - r >= 4:
-                    _Z_ROWS4(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
-                    r += 4
-                elif R - r >= 2:
-                    _Z_ROWS2(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
-                    r += 2
+                if zmm:
+                    r += _z_rows(R - r, pa, Kp, pt + c0, N1, 1, po, Nc, 0, swapped)
                 else:
-                    _Z_ROWS1(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
-                    r += 1
-    if N1 < N:                                 # last N % 64 columns: a zero-padded copy
-        bn = np.zeros((Kp, CW), np.int8)
+                    r += _y_rows(R - r, pa, Kp, pt + c0, N1, 1, po, Nc, 0, swapped)
+    if N1 < N:                                 # last N % cw columns: a zero-padded copy
+        bn = np.zeros((Kp, cw), np.int8)
         for k in range(K):
             for n in range(N1, N):
-                bn[k, n - N1] = bs[k, n]
+                bn[k, n - N1] = b[k, n]
         pn = np.int64(bn.ctypes.data)
         r = 0
         while r < R:
             pa = pa0 + r * Kp
             po = po0 + 4 * (r * Nc + N1)
-            if R - r >= 4:
-                _Z_ROWS4(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
-                r += 4
-            elif R - r >= 2:
-                _Z_ROWS2(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
-                r += 2
+            if zmm:
+                r += _z_rows(R - r, pa, Kp, pn, cw, Kp // 4, po, Nc, 0, swapped)
             else:
-                _Z_ROWS1(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
-                r += 1
+                r += _y_rows(R - r, pa, Kp, pn, cw, Kp // 4, po, Nc, 0, swapped)
 
 
 @njit(cache=True)
-def gemv_vnni256(ap, b, out):
-    """`gemv_vnni512` with ymm kernels (chunks of 32 columns, at most 2 rows at a time); AVX-VNNI."""
-    R, Kp = ap.shape
-    K, N = b.shape
-    CW = 32
-    Nc = out.shape[1]
-    if R == 0 or Nc == 0:
-        return
-    out[:, :] = 0
-    K4 = K - K % 4
-    N1 = N - N % CW
-    pa0 = np.int64(ap.ctypes.data)
-    po0 = np.int64(out.ctypes.data)
-    bs = b
-    pb0 = np.int64(b.ctypes.data)
-    KB = 64
-    if N1 > 0 and K4 > 0:
-        for q0 in range(0, K4 // 4, KB):
-            nq = min(K4 // 4 - q0, KB)
-            for c0 in range(0, N1, CW):
-                pb = pb0 + 4 * q0 * N + c0
-                r = 0
-                while r < R:
-                    pa = pa0 + r * Kp + 4 * q0
-                    po = po0 + 4 * (r * Nc + c0)
-                    if R - r >= 2:
-                        _Y_ROWS2(pa, Kp, pb, N, nq, po, Nc, 0)
-                        r += 2
-                    else:
-                        _Y_ROWS1(pa, Kp, pb, N, nq, po, Nc, 0)
-                        r += 1
-    if K4 < K and N1 > 0:
-        bt = np.zeros((4, N1), np.int8)
-        for k in range(K4, K):
-            for n in range(N1):
-                bt[k - K4, n] = bs[k, n]
-        pt = np.int64(bt.ctypes.data)
-        for c0 in range(0, N1, CW):
-            r = 0
-            while r < R:
-                pa = pa0 + r * Kp + K4
-                po = po0 + 4 * (r * Nc + c0)
-                if R - r >= 2:
-                    _Y_ROWS2(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
-                    r += 2
-                else:
-                    _Y_ROWS1(pa, Kp, pt + c0, N1, 1, po, Nc, 0)
-                    r += 1
-    if N1 < N:
-        bn = np.zeros((Kp, CW), np.int8)
-        for k in range(K):
-            for n in range(N1, N):
-                bn[k, n - N1] = bs[k, n]
-        pn = np.int64(bn.ctypes.data)
-        r = 0
-        while r < R:
-            pa = pa0 + r * Kp
-            po = po0 + 4 * (r * Nc + N1)
-            if R - r >= 2:
-                _Y_ROWS2(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
-                r += 2
-            else:
-                _Y_ROWS1(pa, Kp, pn, CW, Kp // 4, po, Nc, 0)
-                r += 1
+def gemv_vnni512(ap, b, out, swapped):
+    """out (R, Nc) int32 ← Σ_k a'[r, k]·b[k, n] for the rows of ap (R, Kp) uint8 (zero
+    padded beyond K) and b (K, N) C-contiguous int8, read as given (blocks of `GEMV_KB`
+    quads × 64 columns, up to 5 rows at a time); out's columns are grouped in chunks of
+    64 permuted by `gemv_column_position` (Nc = N rounded up to 64), every element
+    written. swapped: ap holds signed bytes d and the sums are Σ_k d[r, k]·(b[k, n] + 128).
+    AVX-512 VNNI only; the caller guarantees Kp·255·128 < 2^31."""
+    _gemv_driver(ap, b, out, 64, True, GEMV_KB, 0, swapped)
 
 
-def gemv_vnni_reference(ap, b, out, cw: int) -> None:
+@njit(cache=True)
+def gemv_vnni256(ap, b, out, swapped):
+    """`gemv_vnni512` with ymm kernels (chunks of 32 columns, up to 2 rows at a time); AVX-VNNI."""
+    _gemv_driver(ap, b, out, 32, False, GEMV_KB, 0, swapped)
+
+
+def gemv_vnni_reference(ap, b, out, cw: int, swapped: bool = False) -> None:
     """NumPy twin of `gemv_vnni512` (cw = 64) / `gemv_vnni256` (cw = 32)."""
     K, N = b.shape
     R, Nc = out.shape
     full = np.zeros((R, Nc), np.int64)
-    full[:, :N] = ap[:, :K].astype(np.int64) @ b.astype(np.int64)
+    if swapped:
+        d = ap[:, :K].view(np.int8).astype(np.int64)
+        full[:, :] = 128 * d.sum(axis=1)[:, None]          # padded columns: (0 + 128)·d
+        full[:, :N] += d @ b.astype(np.int64)
+    else:
+        full[:, :N] = ap[:, :K].astype(np.int64) @ b.astype(np.int64)
     pos = np.array([gemv_column_position(c, cw // 4) for c in range(cw)])
     for c0 in range(0, Nc, cw):
         out[:, c0 + pos] = full[:, c0:c0 + cw].astype(np.int32)
@@ -643,19 +656,26 @@ def gemv_vnni_reference(ap, b, out, cw: int) -> None:
 def finish_gemv(raw, cw, asum, zrow, za, zb, K, out):
     """out[m, n] = raw[m, pos(n)] − raw[zrow, pos(n)] − zb[n]·asum[m] + K·za·zb[n] in int64,
     pos = `gemv_column_position` in chunks of cw columns; raw[zrow] = za·Σ_k b'[k, n] (the
-    extra row of a' holding za; zrow < 0 when za = 0)."""
+    extra row of a' holding za; zrow < 0 when there is none)."""
     M, N = out.shape
     ot = out.dtype.type
     lanes = cw // 4
+    pos = np.empty(cw, np.int64)
+    for c in range(cw):
+        pos[c] = ((c % 16) // 4) * lanes + 4 * (c // 16) + c % 4
+    zk = np.empty(N, np.int64)
+    for n in range(N):
+        zk[n] = K * za * zb[n]
     for m in range(M):
         am = asum[m]
-        for n in range(N):
-            c = n % cw
-            j = n - c + ((c % 16) // 4) * lanes + 4 * (c // 16) + c % 4
-            v = np.int64(raw[m, j]) - zb[n] * am + K * za * zb[n]
-            if zrow >= 0:
-                v -= np.int64(raw[zrow, j])
-            out[m, n] = ot(v)
+        for c0 in range(0, N, cw):
+            for c in range(min(cw, N - c0)):
+                n = c0 + c
+                j = c0 + pos[c]
+                v = np.int64(raw[m, j]) - zb[n] * am + zk[n]
+                if zrow >= 0:
+                    v -= np.int64(raw[zrow, j])
+                out[m, n] = ot(v)
 
 
 # -- the exact product --------------------------------------------------------------------
@@ -668,9 +688,66 @@ def vnni_fits(a: np.ndarray, b: np.ndarray) -> bool:
         and a.shape[1] <= K_MAX
 
 
-def _wrap32(x: np.ndarray) -> np.ndarray:
-    """int64 → int32 modulo 2^32 (two's complement)."""
-    return x.astype(np.int64).astype(np.uint64).astype(np.uint32).view(np.int32)
+@njit(cache=True)
+def prepare_i32(au, fa, bu, fb, za, zb, ap32, bp32, col, nzb, row, need_asum):
+    """Everything `gemm_vnni512/256` needs for an int32 result, in one call: pack a' and b'
+    (`pack_a_strips`, `pack_b_panels`), then the epilogue vectors (wrapping int32)
+    col[n] = K·za·zb[n] − za·Σ_k b'[k, n], nzb[n] = −zb[n], row[m] = Σ_k a'[m, k]
+    (row only when need_asum; zero padded). za = za', zb (N,) = zb' as int64."""
+    M, K = au.shape
+    N = bu.shape[1]
+    pack_a_strips(au, fa, ap32)
+    pack_b_panels(bu, fb, bp32)
+    f8 = fb & np.uint32(0xFF)
+    for n in range(col.shape[0]):
+        col[n] = 0
+        nzb[n] = 0
+    for m in range(row.shape[0]):
+        row[m] = 0
+    if za != 0:
+        for k in range(K):                     # Σ_k b' in col (int32: |sum| ≤ K·128)
+            for n in range(N):
+                col[n] += np.int32(np.int8(np.uint8(bu[k, n] ^ f8)))
+    for n in range(N):
+        col[n] = np.int32(K * za * zb[n] - za * np.int64(col[n]))
+        nzb[n] = np.int32(-zb[n])
+    if need_asum:
+        ca = np.int32(128) if fa != 0 else np.int32(0)
+        for m in range(M):
+            s = np.int64(0)
+            for k in range(K):
+                s += np.int64(np.int32(np.int8(np.uint8(au[m, k]))) + ca) if fa != 0 else np.int64(au[m, k])
+            row[m] = np.int32(s)
+
+
+@njit(cache=True)
+def _work(M, K, N, rows, nr):
+    """Work arrays of the packed product: a' strips, b' panels (as uint32 words), the
+    epilogue vectors col, nzb (Np,) and row (Mp,), and the int32 result (Mp, Np)."""
+    S, Kq, P = (M + rows - 1) // rows, (K + 3) // 4, (N + nr - 1) // nr
+    return (np.empty((S, Kq, rows), np.uint32), np.empty((P, Kq, nr), np.uint32), np.empty(P * nr, np.int32),
+            np.empty(P * nr, np.int32), np.empty(S * rows, np.int32), np.empty((S * rows, P * nr), np.int32))
+
+
+@njit(cache=True)
+def product512_i32(au, bu, fa, fb, za, zb, need_asum):
+    """The int32 product (Mp, Np) of `prepare_i32` + `gemm_vnni512` (12 × 32 tiles; the
+    caller slices [:M, :N]); AVX-512 VNNI only."""
+    M, K = au.shape
+    ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], ZMM_TILE[0], ZMM_TILE[1] * ZMM_TILE[2])
+    prepare_i32(au, fa, bu, fb, za, zb, ap, bp, col, nzb, row, need_asum)
+    gemm_vnni512(ap, bp, out, col, nzb, row)
+    return out
+
+
+@njit(cache=True)
+def product256_i32(au, bu, fa, fb, za, zb, need_asum):
+    """`product512_i32` with `gemm_vnni256` (6 × 16 tiles); AVX-VNNI."""
+    M, K = au.shape
+    ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], YMM_TILE[0], YMM_TILE[1] * YMM_TILE[2])
+    prepare_i32(au, fa, bu, fb, za, zb, ap, bp, col, nzb, row, need_asum)
+    gemm_vnni256(ap, bp, out, col, nzb, row)
+    return out
 
 
 def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.int64, scratch=None) -> np.ndarray:
@@ -684,55 +761,68 @@ def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.i
     ca = 128 if a.dtype == np.int8 else 0
     cb = 128 if b.dtype == np.uint8 else 0
     za_ = int(za) + ca
-    zb_ = np.broadcast_to(np.asarray(zb, np.int64) - cb, (N,))
-    need_asum = bool(np.any(zb_ != 0))
+    if np.ndim(zb) == 0:
+        zbi = int(zb) - cb
+        need_asum = zbi != 0
+        zb_ = np.full(N, zbi, np.int64)
+    else:
+        zb_ = np.asarray(zb, np.int64) - cb
+        need_asum = bool(np.any(zb_ != 0))
     get = scratch or (lambda name, shape, dtype: np.empty(shape, dtype))
     if M <= GEMV_ROWS:
         return _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get)
+    au, bu = a.view(np.uint8), b.view(np.uint8)
+    fa, fb = (FLIP if ca else np.uint32(0)), (FLIP if cb else np.uint32(0))
+    if out_dtype is np.int32 or np.dtype(out_dtype) == np.int32:
+        out = (product512_i32 if width == 512 else product256_i32)(au, bu, fa, fb, za_, zb_, need_asum)
+        return out[:M, :N] if out.shape != (M, N) else out
     tile = ZMM_TILE if width == 512 else YMM_TILE
     sa, sb, so = packed_shapes(M, K, N, tile)
     ap = get("vnni_a", sa, np.uint8)
     bp = get("vnni_b", sb, np.int8)
-    bsum = get("vnni_bsum", (sb[0] * sb[2] // 4,), np.int32)
-    pack_a_strips(a, FLIP if ca else np.uint32(0), ap.view(np.uint32))
-    pack_b_panels(b, FLIP if cb else np.uint32(0), bp.view(np.uint32), bsum)
+    pack_a_strips(au, fa, ap.view(np.uint32))
+    pack_b_panels(bu, fb, bp.view(np.uint32))
+    bsum = np.zeros(N, np.int32)
+    if za_:
+        column_sums(b, np.int32(cb), bsum)
     asum = (a.sum(axis=1, dtype=np.int64) + ca * K) if need_asum else np.zeros(M, np.int64)
-    gemm = gemm_vnni512 if width == 512 else gemm_vnni256
-    if np.dtype(out_dtype) == np.int32:
-        Mp, Np = so
-        col = np.zeros(Np, np.int32)
-        col[:N] = _wrap32(-za_ * bsum[:N].astype(np.int64) + K * za_ * zb_)
-        nzb = np.zeros(Np, np.int32)
-        nzb[:N] = _wrap32(-zb_)
-        row = np.zeros(Mp, np.int32)
-        row[:M] = _wrap32(asum)
-        out = np.empty(so, np.int32)
-        gemm(ap, bp, out, col, nzb, row)
-        return out[:M, :N] if (Mp, Np) != (M, N) else out
     raw = get("vnni_raw", so, np.int32)
     empty = np.zeros(0, np.int32)
-    gemm(ap, bp, raw, empty, empty, empty)
+    (gemm_vnni512 if width == 512 else gemm_vnni256)(ap, bp, raw, empty, empty, empty)
     out = np.empty((M, N), out_dtype)
-    finish_raw(raw, asum, bsum[:N].astype(np.int64), np.int64(za_), np.ascontiguousarray(zb_), np.int64(K), out)
+    finish_raw(raw, asum, bsum.astype(np.int64), np.int64(za_), zb_, np.int64(K), out)
     return out
 
 
 def _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get):
-    """M ≤ GEMV_ROWS: rows of a' (+ one row of za' when za' ≠ 0) against the weight as given."""
+    """M ≤ GEMV_ROWS against the weight as given. When every d = a − za fits a signed byte
+    (e.g. uint8 with za = 128), d is the signed operand and the flipped weight b' + 128 the
+    unsigned one: Σ d·(b − zb) = raw − (128 + zb')·Σ_k d, no weight sums needed. Otherwise
+    rows of a' plus, when za' ≠ 0, one row of za' whose products are za'·Σ_k b'."""
     M, K = a.shape
     N = b.shape[1]
     Kp = -(-K // 4) * 4
-    extra = 1 if za_ != 0 else 0
-    ap = np.zeros((M + extra, Kp), np.uint8)
-    np.add(a, ca, out=ap[:M, :K], dtype=np.int16, casting="unsafe")   # a' in [0, 255]
-    if extra:
-        ap[M, :K] = za_
+    za = za_ - ca
+    d = a.astype(np.int16) - za
+    swapped = bool(d.min() >= -128 and d.max() <= 127)
     bs = b if cb == 0 else (b ^ np.uint8(0x80)).view(np.int8)        # b' = b − 128 for a uint8 weight
     bs = np.ascontiguousarray(bs).view(np.int8)
     cw = 64 if width == 512 else 32
+    if swapped:
+        extra = 0
+        ap = np.zeros((M, Kp), np.int8)
+        ap[:, :K] = d
+        asum, zrow, zk, zbk = d.sum(axis=1, dtype=np.int64), -1, 0, zb_ + 128
+    else:
+        extra = 1 if za_ != 0 else 0
+        ap = np.zeros((M + extra, Kp), np.uint8)
+        np.add(a, ca, out=ap[:M, :K], dtype=np.int16, casting="unsafe")   # a' in [0, 255]
+        if extra:
+            ap[M, :K] = za_
+        asum = (a.sum(axis=1, dtype=np.int64) + ca * K) if need_asum else np.zeros(M, np.int64)
+        zrow, zk, zbk = M if extra else -1, za_, zb_
     raw = get("vnni_gemv", (M + extra, -(-N // cw) * cw), np.int32)
-    (gemv_vnni512 if width == 512 else gemv_vnni256)(ap, bs, raw)
-    asum = (a.sum(axis=1, dtype=np.int64) + ca * K) if need_asum else np.zeros(M, np.int64)
+    (gemv_vnni512 if width == 512 else gemv_vnni256)(ap.view(np.uint8), bs, raw, swapped)
     out = np.empty((M, N), out_dtype)
-    finish_gemv(raw, cw, asum, M if extra else -1, np.int64(za_), np.ascontiguousarray(zb_), np.int64(K), out)
+    finish_gemv(raw, cw, asum, zrow, np.int64(zk), np.ascontiguousarray(zbk, dtype=np.int64), np.int64(K), out)
     return out
