@@ -1,8 +1,8 @@
 """Float ops of real models, computed in float32 the way ONNX Runtime's CPU provider does.
 
 Conv / MatMul / Gemm use MLAS's summation order (`qsim.onnxrun.f32gemm`), so their
-outputs equal ORT's bit for bit (depthwise convolutions excepted: ORT has dedicated
-kernels there, qsim uses one FMA chain per output, within a few float32 ulps).
+outputs equal ORT's bit for bit (depthwise convolutions included, through MLAS's M = 1
+kernel order; a product with a single output column is within a few ulps).
 Sigmoid uses MLAS's rational approximation with fused multiply-adds. Softmax, Tanh,
 Erf, ReduceMean and LSTM use NumPy float32 and agree with ORT within a few ulps
 (tolerances stated in tests/test_run_onnx_ops.py).
@@ -69,12 +69,7 @@ def conv(ctx, inputs, attrs):
     cols = cols.reshape(n, g, (c // g) * kk, -1)
     wg = w.astype(F32).reshape(g, o // g, (c // g) * kk)
     y = np.empty((n, g, o // g, cols.shape[-1]), F32)
-    depthwise = c // g == 1 and o == g
     for i in range(n):
-        if depthwise:
-            for gi in range(g):
-                _fma_rows(np.ascontiguousarray(cols[i, gi]), np.ascontiguousarray(wg[gi]), y[i, gi])
-            continue
         for gi in range(g):
             y[i, gi] = sgemm(wg[gi], cols[i, gi], packed=False)
     y = y.reshape((n, o) + win.out)
@@ -214,7 +209,7 @@ def _row_sums(flat, out):
 
 
 def average_pool(ctx, inputs, attrs):
-    """Window sums in float32, taps in row-major window order, then / count (MLAS)."""
+    """Window sums in float32 in MLAS's order (2-D: column sums, then across), then / count."""
     x = _float(ctx, inputs[0], "X")
     kernel = tuple(int(k) for k in attrs.get("kernel_shape", ()))
     if not kernel or x.ndim != len(kernel) + 2:
@@ -230,11 +225,21 @@ def average_pool(ctx, inputs, attrs):
     declared = np.zeros(valid.shape, F32)
     declared[tuple(slice(0, s + b + e) for s, b, e in zip(spatial, win.begin, win.end))] = 1
     mask = declared if attrs.get("count_include_pad", 0) else valid
-    total = np.zeros(x.shape[:-n] + win.out, F32)
+    taps = {off: p for off, p in _patches(xp, kernel, win)}
     count = np.zeros(win.out, F32)
-    for (_, p), (_, m) in zip(_patches(xp, kernel, win), _patches(mask, kernel, win)):
-        total = total + p
+    for _, m in _patches(mask, kernel, win):
         count = count + m
+    if n == 2:  # MLAS: each window column summed down the kernel rows, then the columns left to right
+        total = None
+        for j in range(kernel[1]):
+            col = taps[(0, j)]
+            for i in range(1, kernel[0]):
+                col = (col + taps[(i, j)]).astype(F32)
+            total = col if total is None else (total + col).astype(F32)
+    else:
+        total = np.zeros(x.shape[:-n] + win.out, F32)
+        for p in taps.values():
+            total = (total + p).astype(F32)
     return [(total / count).astype(x.dtype)]
 
 

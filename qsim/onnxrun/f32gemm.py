@@ -9,7 +9,9 @@ B), and for an unpacked B (Conv's im2col product, MatMul of two activations) 128
 doubled while the N panel (128 wide) can be halved and still cover N. This was
 measured against onnxruntime (exact on every tested shape); it is a model of MLAS, so
 on other ORT builds (ARM, other MLAS versions) the float results may differ in the
-last bits.
+last bits. M = 1 with an unpacked B (depthwise convolutions: one output channel per
+group) uses MLAS's M1 kernel order instead (`_sgemm_m1`), and N = 1 (a convolution with
+one output pixel) its transposed M1 kernel (`_sgemm_n1`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,63 @@ def _sgemm(a, b, stride_k, c, accumulate):
     return c
 
 
+@njit(cache=True, nogil=True)
+def _sgemm_m1(a, b, c):
+    """MLAS's M = 1 kernel (no FMA): products of 4 consecutive k summed left to right, each
+    group added to C; then a group of 2 and a single k for the remainder."""
+    k_ = a.shape[0]
+    n_ = b.shape[1]
+    for n in range(n_):
+        c[n] = np.float32(0.0)
+    k = 0
+    while k + 4 <= k_:
+        for n in range(n_):
+            g = a[k] * b[k, n] + a[k + 1] * b[k + 1, n]
+            g = g + a[k + 2] * b[k + 2, n]
+            g = g + a[k + 3] * b[k + 3, n]
+            c[n] = g + c[n]
+        k += 4
+    if k_ - k >= 2:
+        for n in range(n_):
+            c[n] = (a[k] * b[k, n] + a[k + 1] * b[k + 1, n]) + c[n]
+        k += 2
+    if k_ - k == 1:
+        for n in range(n_):
+            c[n] = a[k] * b[k, n] + c[n]
+    return c
+
+
+@njit(cache=True, nogil=True)
+def _lanes8(row, v):
+    """8 float32 lanes: lane j sums row[k]·v[k] (rounded products) over k ≡ j (mod 8), in k order."""
+    acc = np.zeros(8, np.float32)
+    for k in range(row.shape[0]):
+        acc[k % 8] = acc[k % 8] + row[k] * v[k]
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _sgemm_n1(a, v, c):
+    """MLAS's transposed M1 kernel for an (M, K) x (K, 1) product: per row 8 lanes, reduced
+    differently for rows in blocks of 4, then a block of 2, then a single row."""
+    m_ = a.shape[0]
+    m = 0
+    while m + 4 <= m_:
+        for r in range(m, m + 4):
+            l = _lanes8(a[r], v)
+            c[r] = (((l[0] + l[1]) + l[2]) + l[3]) + (((l[4] + l[5]) + l[6]) + l[7])
+        m += 4
+    if m_ - m >= 2:
+        for r in range(m, m + 2):
+            l = _lanes8(a[r], v)
+            c[r] = ((l[2] + l[0]) + (l[6] + l[4])) + ((l[3] + l[1]) + (l[7] + l[5]))
+        m += 2
+    if m_ - m == 1:
+        l = _lanes8(a[m], v)
+        c[m] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+    return c
+
+
 def stride_k(n: int, k: int, packed: bool) -> int:
     """The K slice MLAS uses for an (M, K) x (K, N) product."""
     if packed:
@@ -91,6 +150,12 @@ def sgemm(a: np.ndarray, b: np.ndarray, *, packed: bool, init: np.ndarray | None
     if a.shape[1] == 0:
         if init is None:
             c[:] = 0
+        return c
+    if a.shape[0] == 1 and not packed and not trans_a and init is None:
+        _sgemm_m1(a[0], b, c[0])
+        return c
+    if b.shape[1] == 1 and not packed and not trans_a and init is None:
+        _sgemm_n1(a, np.ascontiguousarray(b[:, 0]), c[:, 0])
         return c
     sk = STRIDE_K if (trans_a and not packed and b.shape[1] < a.shape[1]) else stride_k(b.shape[1], a.shape[1], packed)
     return _sgemm(a, b, sk, c, init is not None)
