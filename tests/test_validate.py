@@ -157,3 +157,18 @@ def test_bitfusion_workloads_follow_the_artifact():
     assert W.bitfusion_fc("LSTM").total_macs == 16 * 3600 * 3600
     prof = T.with_dram_bandwidth("bitfusion", 192 / 8 * load_profile("bitfusion").clock, "x")
     assert prof.dram.bandwidth / prof.clock == 24.0  # 192 bit/cycle
+
+
+def test_bitfusion_values_match_reference_json():
+    data = json.loads((REPO / "tests/data/bitfusion/reference.json").read_text())
+    for bits_per_cycle, cycles in P.BITFUSION_CYCLES.items():
+        for bench, published in cycles.items():
+            ref = data["benchmarks"][bench][str(bits_per_cycle)]
+            assert published == ref["published_cycles"] == ref["produced_cycles"]
+            (layer,) = ref["layers"]
+            assert (layer["gemm"]["K_in"], layer["gemm"]["N_out"]) == P.BITFUSION_FC[bench]
+            assert layer["gemm"]["M_batch"] == P.BITFUSION_BATCH and layer["w_bits"] == layer["a_bits"] == 4
+    cfg, prof = data["config"], load_profile("bitfusion")
+    assert (cfg["fusion_units_rows_N"], cfg["fusion_units_cols_M"]) == (prof.systolic_array.rows,
+                                                                          prof.systolic_array.cols)
+    assert cfg["frequency_hz"] == prof.clock
