@@ -1,0 +1,86 @@
+"""Real float models from pip wheels, quantized with onnxruntime.quantization (issue 11).
+
+The models come from `pip install --no-deps rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3`
+(PP-OCRv4 det/rec, PP-OCR mobile v2 cls, silero VAD); nothing here imports those packages
+(their own dependencies are not installed), the .onnx files are located through the
+import system only. Each model is converted to opset 13 when older, pre-processed with
+`quant_pre_process`, then quantized four ways: QDQ per tensor, QDQ per channel, QOperator
+(static, u8 activations / s8 weights, calibrated on 3 seeded random batches) and dynamic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+# name -> (package, path inside the package, {input: shape at batch 1}, batch axis per input)
+MODELS = {
+    "ppocr_cls": ("rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                  {"x": (1, 3, 48, 192)}, {"x": 0}),
+    "ppocrv4_det": ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx", {"x": (1, 3, 64, 64)}, {"x": 0}),
+    "ppocrv4_rec": ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", {"x": (1, 3, 48, 80)}, {"x": 0}),
+    "silero_vad": ("silero_vad", "data/silero_vad_16k_sequence.onnx",
+                   {"input": (1, 576), "h": (1, 1, 128), "c": (1, 1, 128)}, {"input": 0}),
+}
+FORMS = ("float", "qdq_tensor", "qdq_channel", "qoperator", "dynamic")
+
+
+def model_path(name: str) -> Path | None:
+    """The model file inside its installed wheel, or None when the package is not installed."""
+    package, rel, _, _ = MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / rel
+    return path if path.is_file() else None
+
+
+def feeds(name: str, batch: int, seed: int = 0) -> dict:
+    """Seeded uniform [-1, 1) float32 inputs; `batch` along each input's batch axis."""
+    _, _, shapes, batch_axes = MODELS[name]
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, shape in shapes.items():
+        shape = list(shape)
+        if k in batch_axes:
+            shape[batch_axes[k]] = batch
+        out[k] = rng.uniform(-1, 1, shape).astype(np.float32)
+    return out
+
+
+def quantize_all(name: str, outdir: Path) -> dict[str, Path]:
+    """Write the float (opset >= 13, pre-processed) model and its four quantized forms."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src = model_path(name)
+    outdir.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(src))
+    if next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < 13:
+        model = version_converter.convert_version(model, 13)
+    base = outdir / f"{name}_13.onnx"
+    onnx.save(model, str(base))
+    paths = {"float": outdir / f"{name}_float.onnx"}
+    quant_pre_process(str(base), str(paths["float"]), skip_symbolic_shape=True)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([feeds(name, 2, seed) for seed in (101, 102, 103)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    static = {"qdq_tensor": (QuantFormat.QDQ, False), "qdq_channel": (QuantFormat.QDQ, True),
+              "qoperator": (QuantFormat.QOperator, False)}
+    for form, (fmt, per_channel) in static.items():
+        paths[form] = outdir / f"{name}_{form}.onnx"
+        quantize_static(str(paths["float"]), str(paths[form]), Reader(), quant_format=fmt, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    paths["dynamic"] = outdir / f"{name}_dynamic.onnx"
+    quantize_dynamic(str(paths["float"]), str(paths["dynamic"]), weight_type=QuantType.QInt8)
+    return paths

@@ -1,0 +1,56 @@
+"""Real models from the wild (PP-OCR det/rec/cls, silero VAD), float and quantized four ways
+with onnxruntime.quantization, through `qsim run-onnx` against ORT (graph as written).
+
+Every integer tensor of every run — graph outputs and all intermediate node outputs — must
+equal ORT's exactly; float outputs must be within FLOAT_ATOL (only Softmax and ReduceMean
+sum in an order qsim does not reproduce). Needs the wheels installed with
+`pip install --no-deps rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3` (CI does); skipped
+with the reason when a wheel is absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qsim.onnxrun.executor import OnnxExecutor, first_divergence, run_ort_all
+from tests.real_models import FORMS, MODELS, feeds, model_path, quantize_all
+
+pytest.importorskip("onnxruntime.quantization")
+FLOAT_ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    cache = {}
+
+    def get(name):
+        if model_path(name) is None:
+            pytest.skip(f"{name}: install its wheel with pip install --no-deps "
+                        f"{'rapidocr-onnxruntime==1.4.4' if 'ppocr' in name else 'silero-vad==6.2.3'}")
+        if name not in cache:
+            cache[name] = quantize_all(name, tmp_path_factory.mktemp(name))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_real_model_matches_ort(quantized, name, form):
+    path = quantized(name)[form]
+    ex = OnnxExecutor(path)
+    for batch in (1, 2):
+        x = feeds(name, batch, seed=batch)
+        ours = ex.run(x, keep_all=True)
+        theirs = run_ort_all(path, x)
+        rows = first_divergence(ex.model, ours, theirs)
+        integer = [r for r in rows if r["integer"]]
+        assert not integer, f"{name}/{form} batch {batch}: integer tensors differ, first {integer[0]}"
+        for out in ex.output_names:
+            a, b = ours[out], theirs[out]
+            assert a.dtype == b.dtype and a.shape == b.shape
+            if a.dtype.kind in "iub":
+                assert np.array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=0, atol=FLOAT_ATOL, err_msg=f"{name}/{form} {out}")
