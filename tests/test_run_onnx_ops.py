@@ -145,3 +145,67 @@ def test_lstm_bit_exact_vs_ort():
     ours, theirs = run_onnx(m, {"x": xs}), run_ort(m, {"x": xs})
     for k in ("y", "h", "c"):
         assert np.array_equal(ours[k], theirs[k]), k
+
+
+# -- host-aware ORT target and the per-node divergence report -------------------------------------
+def _u8s8_matmul_model():
+    """Full-range u8 x s8 QLinearMatMul: exact on VNNI/ARM ORT, int16 pair saturation on AVX2-only ORT."""
+    a = np.full((3, 32), 255, U8)
+    a[1] = RNG.integers(0, 256, 32)
+    b = np.where(RNG.random((32, 8)) < 0.5, 127, -128).astype(S8)
+    inits = {"as": np.array(0.02, F32), "az": np.array(0, U8), "b": b, "bs": np.array(0.01, F32),
+             "bz": np.array(0, S8), "ys": np.array(2.0, F32), "yz": np.array(128, U8)}
+    nodes = [node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["q"], name="the_matmul"),
+             node("DequantizeLinear", ["q", "ys", "yz"], ["y"], name="dq")]
+    return make_model(nodes, {"a": a}, {"y": F32, "q": U8}, inits, opset=13), {"a": a}
+
+
+def test_host_ort_target_follows_kernels_cpu_model():
+    from qsim.kernels.cpu import ort_pair_saturates
+    from qsim.onnxrun.executor import OnnxExecutor, host_ort_target
+
+    m, feeds = _u8s8_matmul_model()
+    ex = OnnxExecutor(m)
+    assert ex.ort_target == host_ort_target()
+    assert ex.options["pair_saturate16"] == ort_pair_saturates()
+    assert np.array_equal(ex.run(feeds)["q"], run_ort(m, feeds)["q"])  # default: what ORT does on this host
+    sat = run_onnx(m, feeds, ort_target="avx2")["q"]
+    exact = run_onnx(m, feeds, ort_target="exact")["q"]
+    assert not np.array_equal(sat, exact)  # the model really exercises pair saturation
+    with pytest.raises(ValueError, match="ort_target must be one of"):
+        OnnxExecutor(m, ort_target="sse")
+
+
+def test_cli_report_names_the_node_where_qsim_and_ort_diverge(tmp_path, capsys):
+    from qsim.cli import main
+    from qsim.kernels.cpu import ort_pair_saturates
+
+    m, feeds = _u8s8_matmul_model()
+    mp, ip = tmp_path / "m.onnx", tmp_path / "in.npz"
+    mp.write_bytes(m.SerializeToString())
+    np.savez(ip, **feeds)
+    assert main(["run-onnx", str(mp), "--inputs", str(ip), "--compare-ort"]) == 0
+    out = capsys.readouterr().out
+    assert "every node output equals ORT's" in out and "mismatches: 0" in out
+    wrong = "vnni" if ort_pair_saturates() else "avx2"  # emulate the other CPU: must diverge at the matmul
+    assert main(["run-onnx", str(mp), "--inputs", str(ip), "--compare-ort", "--ort-target", wrong]) == 1
+    out = capsys.readouterr().out
+    assert f"ORT target: {wrong}" in out
+    assert "node 'the_matmul' (QLinearMatMul) -> 'q' [integer]" in out
+    assert "first integer tensor that differs: 'q' from node 'the_matmul'" in out
+    assert "MISMATCH" in out
+
+
+def test_cli_unsupported_op_is_named_once_with_opset(tmp_path, capsys):
+    from qsim.cli import main
+
+    x = f32(2, 3, 3)
+    nodes = [node("Det", ["x"], [f"d{i}"], name=f"det_{i}") for i in range(40)]
+    m = make_model(nodes, {"x": x}, {"d0": F32}, opset=13)
+    mp, ip = tmp_path / "m.onnx", tmp_path / "in.npz"
+    mp.write_bytes(m.SerializeToString())
+    np.savez(ip, x=x)
+    assert main(["run-onnx", str(mp), "--inputs", str(ip)]) == 2
+    err = capsys.readouterr().err
+    assert "unsupported op Det (ai.onnx opset 13) at node 'det_0'" in err
+    assert "39 more unsupported node(s)" in err and len(err) < 400 and "Traceback" not in err

@@ -20,6 +20,37 @@ from qsim.onnxrun.shape_ops import SHAPE_OPS
 
 OPS = {**QUANT_OPS, **FLOAT_OPS, **F32_OPS, **SHAPE_OPS}
 OVERFLOW_MODES = ("wrap", "saturate")
+# Which ONNX Runtime CPU build qsim reproduces -> whether its u8 x s8 GEMMs saturate int16 pairs.
+# avx2: x86-64 AVX2 without VNNI (vpmaddubsw); vnni: AVX-512 VNNI / AVX-VNNI (vpdpbusd, exact);
+# arm64: NEON/SDOT kernels (exact); exact: mathematically exact integer arithmetic.
+ORT_TARGETS = {"avx2": True, "vnni": False, "arm64": False, "exact": False}
+
+
+def host_ort_target() -> str:
+    """The ORT target of this machine, from qsim.kernels.cpu's model of ORT's CPU dispatch."""
+    import platform
+
+    from qsim.kernels.cpu import host_features, ort_pair_saturates
+
+    if ort_pair_saturates():
+        return "avx2"
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    feats = host_features()
+    return "vnni" if feats.get("avx512vnni") or feats.get("avxvnni") else "exact"
+
+
+def resolve_ort_target(target: str, pair_saturate16: bool | None = None) -> str:
+    """`host` -> this machine's target; the legacy pair_saturate16 flag forces avx2 (True)
+    or, when given as False with the host default, exact."""
+    if target not in ORT_TARGETS and target != "host":
+        raise ValueError(f"ort_target must be one of {['host', *ORT_TARGETS]}, got {target!r}")
+    if pair_saturate16 is not None:
+        if target not in ("host", "avx2" if pair_saturate16 else target):
+            raise ValueError(f"pair_saturate16={pair_saturate16} contradicts ort_target={target!r}")
+        if target == "host":
+            return "avx2" if pair_saturate16 else "exact"
+    return host_ort_target() if target == "host" else target
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -102,8 +133,8 @@ class OnnxExecutor:
               `fused` lists the rewritten nodes.
     """
 
-    def __init__(self, model_or_path, *, acc_bits: int = 32, overflow: str = "wrap", pair_saturate16: bool = False,
-                 fuse_qdq: bool = False):
+    def __init__(self, model_or_path, *, acc_bits: int = 32, overflow: str = "wrap",
+                 pair_saturate16: bool | None = None, fuse_qdq: bool = False, ort_target: str = "host"):
         if not isinstance(acc_bits, (int, np.integer)) or isinstance(acc_bits, bool):
             raise TypeError(f"acc_bits must be an int, got {acc_bits!r}")
         if overflow not in OVERFLOW_MODES:
@@ -114,7 +145,9 @@ class OnnxExecutor:
             from qsim.onnxrun.qdq import fuse_qdq as fuse
 
             self.model, self.fused = fuse(self.model)
-        self.options = dict(acc_bits=int(acc_bits), overflow=overflow, pair_saturate16=bool(pair_saturate16))
+        self.ort_target = resolve_ort_target(ort_target, pair_saturate16)
+        self.options = dict(acc_bits=int(acc_bits), overflow=overflow,
+                            pair_saturate16=ORT_TARGETS[self.ort_target])
         graph = self.model.graph
         self.opset = next((o.version for o in self.model.opset_import if o.domain in DEFAULT_DOMAINS), 1)
         self.initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -186,10 +219,10 @@ class OnnxExecutor:
 
 
 def run_onnx(model_or_path, inputs: dict, *, acc_bits: int = 32, overflow: str = "wrap",
-             pair_saturate16: bool = False, fuse_qdq: bool = False) -> dict[str, np.ndarray]:
+             pair_saturate16: bool | None = None, fuse_qdq: bool = False, ort_target: str = "host") -> dict[str, np.ndarray]:
     """Run the model on `inputs` (graph input name -> array); returns graph output name -> array."""
     ex = OnnxExecutor(model_or_path, acc_bits=acc_bits, overflow=overflow, pair_saturate16=pair_saturate16,
-                      fuse_qdq=fuse_qdq)
+                      fuse_qdq=fuse_qdq, ort_target=ort_target)
     return ex.run(inputs)
 
 
