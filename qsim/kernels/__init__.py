@@ -10,6 +10,7 @@ kernels; otherwise a sequential Numba kernel emulates every addition. The int64 
 oracles live in `qsim.kernels.reference`.
 """
 
+from qsim.kernels.binary import matmul_binary, matmul_ternary  # noqa: F401 - XNOR-popcount / ternary
 from qsim.kernels.blocks import matmul_blocks
 from qsim.kernels.conv import conv2d_int
 from qsim.kernels.cpu import backend
