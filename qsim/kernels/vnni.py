@@ -593,30 +593,35 @@ def _gemv_driver(ap, b, out, cw, zmm, KB, pfb, swapped):
         for k in range(K4, K):
             for n in range(N1):
                 bt[k - K4, n] = b[k, n]
-        pt = np.int64(bt.ctypes.data)
-        for c0 in range(0, N1, cw):
-            r = 0
-            while r < R:
-                pa = pa0 + r * Kp + K4
-                po = po0 + 4 * (r * Nc + c0)
-                if zmm:
-                    r += _z_rows(R - r, pa, Kp, pt + c0, N1, 1, po, Nc, 0, swapped)
-                else:
-                    r += _y_rows(R - r, pa, Kp, pt + c0, N1, 1, po, Nc, 0, swapped)
+        _copy_pass(ap, K4, bt, 1, out, 0, cw, zmm, swapped)
     if N1 < N:                                 # last N % cw columns: a zero-padded copy
         bn = np.zeros((Kp, cw), np.int8)
         for k in range(K):
             for n in range(N1, N):
                 bn[k, n - N1] = b[k, n]
-        pn = np.int64(bn.ctypes.data)
+        _copy_pass(ap, 0, bn, Kp // 4, out, N1, cw, zmm, swapped)
+
+
+@njit(cache=True)
+def _copy_pass(ap, k0, bc, nq, out, n0, cw, zmm, swapped):
+    """Add the products of a'[:, k0:k0 + 4·nq] with the copied weight rows bc (4·nq, ≥ cw)
+    into out's chunks from column n0. bc is an argument, so it stays alive while the
+    kernels read it through raw addresses."""
+    R, Kp = ap.shape
+    Nc = out.shape[1]
+    ldb = bc.shape[1]
+    pa0 = np.int64(ap.ctypes.data) + k0
+    pb0 = np.int64(bc.ctypes.data)
+    po0 = np.int64(out.ctypes.data)
+    for c0 in range(0, ldb, cw):
         r = 0
         while r < R:
             pa = pa0 + r * Kp
-            po = po0 + 4 * (r * Nc + N1)
+            po = po0 + 4 * (r * Nc + n0 + c0)
             if zmm:
-                r += _z_rows(R - r, pa, Kp, pn, cw, Kp // 4, po, Nc, 0, swapped)
+                r += _z_rows(R - r, pa, Kp, pb0 + c0, ldb, nq, po, Nc, 0, swapped)
             else:
-                r += _y_rows(R - r, pa, Kp, pn, cw, Kp // 4, po, Nc, 0, swapped)
+                r += _y_rows(R - r, pa, Kp, pb0 + c0, ldb, nq, po, Nc, 0, swapped)
 
 
 @njit(cache=True)
