@@ -84,3 +84,58 @@ def quantize_all(name: str, outdir: Path) -> dict[str, Path]:
     paths["dynamic"] = outdir / f"{name}_dynamic.onnx"
     quantize_dynamic(str(paths["float"]), str(paths["dynamic"]), weight_type=QuantType.QInt8)
     return paths
+
+
+def timing_table(outdir: Path, repeats: int = 5) -> list[dict]:
+    """Per model and form: ran, bit-exact integers, max float difference, qsim/ORT wall time
+    (ORT single-threaded, graph as written; best of `repeats` after a warm-up run each)."""
+    import time
+
+    from qsim.onnxrun.executor import OnnxExecutor, first_divergence, run_ort_all
+
+    import onnxruntime as ort
+
+    rows = []
+    for name in MODELS:
+        if model_path(name) is None:
+            continue
+        paths = quantize_all(name, outdir / name)
+        for form, path in paths.items():
+            x = feeds(name, 1, seed=1)
+            ex = OnnxExecutor(path)
+            ours = ex.run(x, keep_all=True)
+            theirs = run_ort_all(path, x)
+            diff = first_divergence(ex.model, ours, theirs)
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            so.intra_op_num_threads = so.inter_op_num_threads = 1
+            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            sess.run(None, x)
+            t_ort = min(_timed(lambda: sess.run(None, x)) for _ in range(repeats))
+            t_q = min(_timed(lambda: ex.run(x)) for _ in range(repeats))
+            outs = [ours[o] for o in ex.output_names]
+            fmax = max((float(np.max(np.abs(ours[o].astype(np.float64) - theirs[o].astype(np.float64))))
+                        for o in ex.output_names if ours[o].dtype.kind == "f"), default=0.0)
+            rows.append(dict(model=name, form=form, ran=True, integer_exact=not any(r["integer"] for r in diff),
+                             n_int=sum(o.dtype.kind in "iub" for o in outs), max_float_diff=fmax,
+                             qsim_ms=1e3 * t_q, ort_ms=1e3 * t_ort, ratio=t_q / t_ort))
+    return rows
+
+
+def _timed(fn) -> float:
+    import time
+
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+if __name__ == "__main__":  # python -m tests.real_models: the README table
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        print("| model | form | ran | integers bit-exact | max float diff | qsim ms | ORT ms | qsim/ORT |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in timing_table(Path(d)):
+            print(f"| {r['model']} | {r['form']} | yes | {'yes' if r['integer_exact'] else 'NO'} | "
+                  f"{r['max_float_diff']:.2g} | {r['qsim_ms']:.1f} | {r['ort_ms']:.1f} | {r['ratio']:.1f}× |")

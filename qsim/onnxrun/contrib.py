@@ -28,11 +28,63 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.onnxrun.f32gemm import _fma32  # noqa: F401  (documented FMA semantics; NumPy emulation below)
+from numba import njit
+
+from qsim.onnxrun.f32gemm import _fma32
 from qsim.onnxrun.ops import _codes, _i64, _kernels, _scalar, _scale, dynamic_quantize_linear, int_range, quantize_fp32
 
 MS_DOMAIN = "com.microsoft"
 F32 = np.float32
+
+
+@njit(cache=True, nogil=True)
+def _add_kernel(a, b, ra, rb, fixed, mode, lo, hi, out):
+    """mode 0: both tensors; 1: a is one value per span (pre-added to fixed); 2: b is."""
+    for i in range(out.size):
+        if mode == 0:
+            v = _fma32(a[i], ra, _fma32(b[i], rb, fixed))
+        elif mode == 1:
+            v = _fma32(b[i], rb, fixed + a[i] * ra)
+        else:
+            v = _fma32(a[i], ra, fixed + b[i] * rb)
+        q = min(max(np.rint(v), np.float32(-32768.0)), np.float32(32767.0))
+        out[i] = min(max(np.int64(q), lo), hi)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _mul_kernel(a, b, za, zb, ratio, zc, lo, hi, out):
+    for i in range(out.size):
+        p = (np.int64(a[i]) - za) * (np.int64(b[i]) - zb)
+        v = np.float32(p) * ratio + zc
+        q = min(max(np.rint(v), np.float32(-32768.0)), np.float32(32767.0))
+        out[i] = min(max(np.int64(q), lo), hi)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _softmax_rows(rows, table, y_scale, zy, signed, out):
+    d = rows.shape[1]
+    t = np.empty(d, np.float32)
+    for r in range(rows.shape[0]):
+        mx = rows[r, 0]
+        for j in range(d):
+            mx = max(mx, rows[r, j])
+        s = np.float32(0.0)
+        for j in range(d):
+            if signed:
+                t[j] = table[(127 - mx + rows[r, j]) & 255]
+            else:
+                t[j] = table[255 - mx + rows[r, j]]
+            s = s + t[j]
+        for j in range(d):
+            q = np.int64(np.rint((t[j] * y_scale) / s)) + zy
+            if signed:
+                v = 255 if q > 255 else q
+                out[r, j] = ((v + 128) & 255) - 128
+            else:
+                out[r, j] = 255 if q > 255 else q
+    return out
 
 
 def _fma(a, b, c):
@@ -148,25 +200,30 @@ def qlinear_add(ctx, inputs, attrs):
     a, sa, za, b, sb, zb, sc, zc, shape = _binary_inputs(ctx, inputs)
     r_a, r_b = F32(sa / sc), F32(sb / sc)
     fixed = F32(F32(zc) - _fma(r_a, F32(za), F32(r_b * F32(zb))))
-    af = np.broadcast_to(a, shape).astype(F32)
-    bf = np.broadcast_to(b, shape).astype(F32)
-    if _scalar_side(a, shape) and a.size != np.prod(shape) or a.size == 1:
-        v = _fma(bf, r_b, (fixed + (af * r_a).astype(F32)).astype(F32))
-    elif _scalar_side(b, shape) and b.size != np.prod(shape) or b.size == 1:
-        v = _fma(af, r_a, (fixed + (bf * r_b).astype(F32)).astype(F32))
+    total = int(np.prod(shape))
+    if a.size == 1 or (_scalar_side(a, shape) and a.size != total):
+        mode = 1
+    elif b.size == 1 or (_scalar_side(b, shape) and b.size != total):
+        mode = 2
     else:
-        v = _fma(af, r_a, _fma(bf, r_b, fixed))
-    q = np.clip(np.rint(v), -32768, 32767)  # cvtps_epi32, then packs to int16
-    return [_sat(ctx, q, a.dtype)]
+        mode = 0
+    af = np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1).astype(F32)
+    bf = np.ascontiguousarray(np.broadcast_to(b, shape)).reshape(-1).astype(F32)
+    lo, hi = int_range(a.dtype)
+    out = np.empty(shape, a.dtype)
+    _add_kernel(af, bf, r_a, r_b, fixed, mode, lo, hi, out.reshape(-1))
+    return [out]
 
 
 def qlinear_mul(ctx, inputs, attrs):
     a, sa, za, b, sb, zb, sc, zc, shape = _binary_inputs(ctx, inputs)
     ratio = F32(F32(sa * sb) / sc)
-    prod = (np.broadcast_to(a, shape).astype(np.int64) - za) * (np.broadcast_to(b, shape).astype(np.int64) - zb)
-    v = ((prod.astype(F32) * ratio).astype(F32) + F32(zc)).astype(F32)
-    q = np.clip(np.rint(v), -32768, 32767)
-    return [_sat(ctx, q, a.dtype)]
+    lo, hi = int_range(a.dtype)
+    out = np.empty(shape, a.dtype)
+    _mul_kernel(np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1),
+                np.ascontiguousarray(np.broadcast_to(b, shape)).reshape(-1), za, zb, ratio, F32(zc), lo, hi,
+                out.reshape(-1))
+    return [out]
 
 
 # -- pools -------------------------------------------------------------------------------------
@@ -253,21 +310,7 @@ def qlinear_softmax(ctx, inputs, attrs):
     y_scale = F32(np.floor(F32(1.0) / _s(ctx, y_s, "y_scale")))
     zy = _zp(ctx, y_z, x, "y_zero_point") if y_z is not None else 0
     out = np.empty(rows.shape, x.dtype)
-    for r in range(rows.shape[0]):
-        row = rows[r].astype(np.int64)
-        if signed:
-            vx = (127 - row.max() + row) & 255
-            t = table[vx]
-        else:
-            t = table[255 - row.max() + row]
-        s = F32(0)
-        for v in t:  # float32 running sum, in order
-            s = F32(s + v)
-        q = np.rint(((t * y_scale).astype(F32) / s).astype(F32)).astype(np.int64) + zy
-        if signed:
-            out[r] = np.where(q > 255, 255, q).astype(np.int64).astype(np.uint8).view(np.int8)
-        else:
-            out[r] = np.minimum(q.astype(np.uint32), 255).astype(np.uint8)
+    _softmax_rows(np.ascontiguousarray(rows).astype(np.int64), table, y_scale, zy, signed, out)
     ctx.integer_node = True
     if perm is None:
         return [out.reshape(x.shape)]

@@ -53,6 +53,7 @@ def resolve_ort_target(target: str, pair_saturate16: bool | None = None) -> str:
     return host_ort_target() if target == "host" else target
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 DEFAULT_DOMAINS = ("", "ai.onnx")
+NO_FOLD = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli")
 
 
 def load_model(model_or_path) -> onnx.ModelProto:
@@ -158,6 +159,9 @@ class OnnxExecutor:
         problems = unsupported_nodes(self.model)
         if problems:
             raise ValueError(describe_unsupported(problems))
+        self.steps = self._plan()
+        self.folded_values: dict[str, np.ndarray] = {}
+        self._folded, self._fold_deps, self._fold_overflows = self._fold()
 
     def _op(self, node):
         return OPS[node.op_type] if node.domain in DEFAULT_DOMAINS else MS_OPS[node.op_type]
@@ -191,23 +195,58 @@ class OnnxExecutor:
             feeds[name] = np.asarray(inputs[name])
         return feeds
 
+    def _plan(self):
+        """Per node: name, op function, attributes and tensor names, prepared once per model."""
+        steps = []
+        for i, node in enumerate(self.model.graph.node):
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            steps.append((self._node_name(i, node), node, self._op(node), attrs, list(node.input),
+                          list(node.output), len([o for o in node.output if o])))
+        return steps
+
+    def _fold(self):
+        """Run once, at load, every node fed only by initializers and Constant outputs (weight
+        DequantizeLinear, shape arithmetic on constants, ...); runs then start from the results."""
+        known = dict(self.initializers)
+        folded, deps, overflows = set(), set(), {}
+        for idx, (name, node, fn, attrs, ins, outs, n_out) in enumerate(self.steps):
+            if not all((t == "" or t in known) for t in ins) or node.op_type in NO_FOLD:
+                continue
+            ctx = NodeContext(name, node.op_type, self.opset, n_outputs=n_out,
+                              constant=tuple(True for _ in ins), **self.options)
+            values = fn(ctx, [known[t] if t else None for t in ins], attrs)
+            for t, v in zip(outs, values):
+                if t:
+                    known[t] = v
+            folded.add(idx)
+            deps.update(t for t in ins if t in self.initializers)
+            if ctx.integer_node:
+                overflows[name] = (node.op_type, ctx.overflows)
+        self.folded_values = {t: v for t, v in known.items() if t not in self.initializers}
+        return folded, deps, overflows
+
     def run(self, inputs: dict, *, keep_all: bool = False) -> dict[str, np.ndarray]:
         """Graph outputs by name (every node output too with `keep_all`)."""
         env = dict(self.initializers)
-        env.update(self._check_inputs(inputs))
-        self.overflows = {}
-        for i, node in enumerate(self.model.graph.node):
-            name = self._node_name(i, node)
-            ctx = NodeContext(name, node.op_type, self.opset, n_outputs=len([o for o in node.output if o]),
-                              constant=tuple(t in self.initializers for t in node.input), **self.options)
+        feeds = self._check_inputs(inputs)
+        env.update(feeds)
+        use_folded = not (self._fold_deps & set(feeds))  # an overridden initializer: recompute everything
+        self.overflows = dict(self._fold_overflows) if use_folded else {}
+        if use_folded:
+            env.update(self.folded_values)
+        for idx, (name, node, fn, attrs, ins, outs, n_out) in enumerate(self.steps):
+            if use_folded and idx in self._folded:
+                continue
+            ctx = NodeContext(name, node.op_type, self.opset, n_outputs=n_out,
+                              constant=tuple(t in self.initializers or t in self.folded_values for t in ins),
+                              **self.options)
             args = []
-            for t in node.input:
+            for t in ins:
                 if t and t not in env:
                     raise ctx.error(f"input tensor {t!r} is not produced by any earlier node")
                 args.append(env[t] if t else None)
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            outs = self._op(node)(ctx, args, attrs)
-            for t, v in zip(node.output, outs):
+            values = fn(ctx, args, attrs)
+            for t, v in zip(outs, values):
                 if t:
                     env[t] = v
             if ctx.integer_node:

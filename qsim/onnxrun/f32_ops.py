@@ -44,6 +44,27 @@ def _fma_rows(cols, w, out):
     return out
 
 
+@njit(cache=True, nogil=True)
+def _im2col2d(x, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, out):
+    """x (C, H, W) -> out (C·kh·kw, ho·wo), rows ordered (c, i, j) like MLAS; padding reads 0."""
+    c_, h_, w_ = x.shape
+    for c in range(c_):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                for oy in range(ho):
+                    y = oy * sh + i * dh - pt
+                    base = oy * wo
+                    if y < 0 or y >= h_:
+                        for ox in range(wo):
+                            out[r, base + ox] = np.float32(0.0)
+                        continue
+                    for ox in range(wo):
+                        xx = ox * sw + j * dw - pl
+                        out[r, base + ox] = x[c, y, xx] if 0 <= xx < w_ else np.float32(0.0)
+    return out
+
+
 def conv(ctx, inputs, attrs):
     x, w, b = (inputs + [None] * 3)[:3]
     _float(ctx, x, "X")
@@ -63,15 +84,29 @@ def conv(ctx, inputs, attrs):
         win = window(attrs, x.shape[2:], kernel)
     except ValueError as exc:
         raise ctx.error(str(exc)) from None
-    xp = _pad(x, win, kernel, F32(0))
-    cols = np.stack([p for _, p in _patches(xp, kernel, win)], axis=2)  # (N, C, KK, *out)
-    kk = cols.shape[2]
-    cols = cols.reshape(n, g, (c // g) * kk, -1)
+    kk = int(np.prod(kernel))
+    npix = int(np.prod(win.out))
     wg = w.astype(F32).reshape(g, o // g, (c // g) * kk)
-    y = np.empty((n, g, o // g, cols.shape[-1]), F32)
-    for i in range(n):
-        for gi in range(g):
-            y[i, gi] = sgemm(wg[gi], cols[i, gi], packed=False)
+    y = np.empty((n, g, o // g, npix), F32)
+    if len(kernel) == 2:
+        x32 = np.ascontiguousarray(x, F32)
+        pointwise = kernel == (1, 1) and win.strides == (1, 1) and not any(win.begin) and not any(win.end)
+        for i in range(n):
+            if pointwise:  # MLAS multiplies the input directly (same K order)
+                cols = x32[i].reshape(g, c // g, npix)
+            else:
+                cols = _im2col2d(x32[i], kernel[0], kernel[1], win.strides[0], win.strides[1], win.dilations[0],
+                                 win.dilations[1], win.begin[0], win.begin[1], win.out[0], win.out[1],
+                                 np.empty((c * kk, npix), F32)).reshape(g, (c // g) * kk, npix)
+            for gi in range(g):
+                y[i, gi] = sgemm(wg[gi], cols[gi], packed=False)
+    else:
+        xp = _pad(x, win, kernel, F32(0))
+        cols = np.stack([p for _, p in _patches(xp, kernel, win)], axis=2)  # (N, C, KK, *out)
+        cols = cols.reshape(n, g, (c // g) * kk, -1)
+        for i in range(n):
+            for gi in range(g):
+                y[i, gi] = sgemm(wg[gi], cols[i, gi], packed=False)
     y = y.reshape((n, o) + win.out)
     if b is not None:
         y = y + b.astype(F32).reshape((1, o) + (1,) * len(kernel))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import ml_dtypes
 import numpy as np
+from numba import njit
 from onnx import helper
 
 from qsim.onnxrun.fptypes import FLOAT8, cast_narrow
@@ -112,6 +113,30 @@ def _axis(ctx, attrs, ndim: int, scale=None) -> int:
     return axis % ndim if ndim else 0
 
 
+@njit(cache=True, nogil=True)
+def _quantize_tensor(x, s, z, qmin, qmax, out):
+    """Per-tensor quantize_fp32 in one pass; returns True when x holds a NaN."""
+    lo = np.float32(qmin - z)
+    hi = np.float32(qmax - z)
+    for i in range(x.size):
+        v = x[i] / s
+        if v != v:
+            return True
+        v = min(max(v, lo), hi)
+        out[i] = np.int64(np.rint(v)) + z
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _dequantize_tensor(x, s, z, out):
+    for i in range(x.size):
+        out[i] = np.float32(np.int64(x[i]) - z) * s
+    return out
+
+
+FAST_CODES = ("uint8", "int8", "uint16", "int16", "int32")
+
+
 def quantize_fp32(x, scale, zp, qmin: int, qmax: int) -> np.ndarray:
     """ORT/MLAS: fp32 x/scale, clamp to [qmin−zp, qmax−zp] in float, rne, add zp (int64 out)."""
     v = np.asarray(x, F32) / np.asarray(scale, F32)
@@ -134,6 +159,16 @@ def quantize_linear(ctx, inputs, attrs):
     if out_dtype.name not in CODE_TYPES:
         raise ctx.error(f"output type {out_dtype.name} is not supported; supported: "
                         f"{', '.join(CODE_TYPES + FLOAT8)}")
+    scale_arr = np.asarray(scale)
+    if (x.dtype == F32 and out_dtype.name in FAST_CODES and scale_arr.size == 1 and scale_arr.dtype == F32
+            and (zp is None or zp.size == 1) and not int(attrs.get("block_size", 0))):
+        s32 = _scale(ctx, scale_arr, "y_scale").reshape(())
+        qmin, qmax = int_range(out_dtype)
+        out = np.empty(x.shape, out_dtype)
+        z = 0 if zp is None else int(np.asarray(zp).reshape(()))
+        if _quantize_tensor(np.ascontiguousarray(x).reshape(-1), F32(s32), z, qmin, qmax, out.reshape(-1)):
+            raise ctx.error("input x contains NaN; its quantized code is implementation-defined")
+        return [out]
     if np.isnan(x).any():
         raise ctx.error("input x contains NaN; its quantized code is implementation-defined")
     axis, block = _axis(ctx, attrs, x.ndim, scale), int(attrs.get("block_size", 0))
@@ -167,6 +202,14 @@ def dequantize_linear(ctx, inputs, attrs):
         raise ctx.error("int32 input takes no zero point (it must be absent or 0)")
     if zp is not None and zp.dtype != x.dtype:
         raise ctx.error(f"x_zero_point has element type {zp.dtype.name} but x has {x.dtype.name}")
+    scale_arr = np.asarray(scale)
+    if (x.dtype.name in FAST_CODES and scale_arr.size == 1 and scale_arr.dtype == F32
+            and (zp is None or zp.size == 1) and not int(attrs.get("block_size", 0))):
+        s32 = _scale(ctx, scale_arr, "x_scale").reshape(())
+        z = 0 if zp is None else int(np.asarray(zp).reshape(()))
+        out = np.empty(x.shape, F32)
+        _dequantize_tensor(np.ascontiguousarray(x).reshape(-1), F32(s32), z, out.reshape(-1))
+        return [out]
     axis, block = _axis(ctx, attrs, x.ndim, scale), int(attrs.get("block_size", 0))
     s = _expand(ctx, _scale(ctx, scale, "x_scale"), x.shape, axis, block, "x_scale")
     z = np.zeros((), np.int64) if zp is None else _expand(ctx, _i64(zp), x.shape, axis, block, "x_zero_point")
