@@ -85,9 +85,9 @@ def markdown_fronts(out: Path, top: int | None = None) -> str:
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1600px}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}
 th{background:#f0f0f0;cursor:pointer;position:sticky;top:0}
-td:first-child,th:first-child{text-align:left}
+td[data-v]{text-align:right;font-variant-numeric:tabular-nums}
 tr.baseline td{font-weight:bold;background:#fff8dc}
 .scroll{max-height:600px;overflow:auto;border:1px solid #ddd}
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}
