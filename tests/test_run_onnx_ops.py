@@ -209,3 +209,22 @@ def test_cli_unsupported_op_is_named_once_with_opset(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unsupported op Det (ai.onnx opset 13) at node 'det_0'" in err
     assert "39 more unsupported node(s)" in err and len(err) < 400 and "Traceback" not in err
+
+
+def test_constant_folding_is_redone_when_an_input_overrides_an_initializer():
+    """Weight DequantizeLinear is folded at load; feeding that initializer must recompute it."""
+    from qsim.onnxrun.executor import OnnxExecutor
+
+    x = f32(2, 5)
+    w = RNG.integers(-50, 50, (5, 3)).astype(S8)
+    inits = {"w": w, "ws": np.array(0.05, F32), "wz": np.array(0, S8)}
+    nodes = [node("DequantizeLinear", ["w", "ws", "wz"], ["wf"]), node("MatMul", ["x", "wf"], ["y"])]
+    m = make_model(nodes, {"x": x}, {"y": F32}, inits, opset=13)
+    ex = OnnxExecutor(m)
+    assert "wf" in ex.folded_values
+    assert np.array_equal(ex.run({"x": x})["y"], run_ort(m, {"x": x})["y"])
+    w2 = (-w).astype(S8)
+    y2 = ex.run({"x": x, "w": w2})["y"]
+    assert np.array_equal(y2, run_onnx(make_model(nodes, {"x": x}, {"y": F32}, {**inits, "w": w2}, opset=13),
+                                       {"x": x})["y"])
+    assert not np.array_equal(y2, ex.run({"x": x})["y"])
