@@ -3,7 +3,10 @@
 GOPS = 2·M·N·K / s of `matmul_int` (int32 accumulator, bit-exact) vs ORT `MatMulInteger`
 (u8 activations with zero point 128, s8 weights as a prepacked initializer) on the same
 data. Weights stay in [-64, 64] so ORT's AVX2 u8×s8 kernel is exact too (REFERENCE B1),
-and every result is checked for equality before it is timed. The small-M rows (GEMV,
+and every result is checked for equality before it is timed. The first line names the CPU,
+its SIMD flags and qsim's kernel backend (`QSIM_KERNEL_BACKEND=avx2` forces the AVX2 path
+on a VNNI host, to compare). On a VNNI backend every 8-bit product runs the `vpdpbusd`
+kernels of `qsim.kernels.vnni` (packing per call included in the time). The small-M rows (GEMV,
 M = 1..8) run qsim's int16 pair multiply-add kernel on the (K, N) weight as given: each
 timed call includes every conversion qsim does (no weight prepacking or cache), while
 ORT's weight is a prepacked constant. The square rows run qsim's u8×s8 byte multiply-add
@@ -28,7 +31,8 @@ import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from qsim.kernels import conv2d_int, matmul_int  # noqa: E402
+from qsim.kernels import backend, conv2d_int, matmul_int  # noqa: E402
+from qsim.kernels.cpu import cpu_model, host_features  # noqa: E402
 
 ZA = 128
 
@@ -134,6 +138,9 @@ def main() -> int:
     args = parser.parse_args()
     budget = 0.5 if args.quick else 3.0
     shapes = [(n, n, n) for n in (256, 512, 1024, 2048)] + [(m, 4096, 4096) for m in (1, 2, 4, 8)]
+    flags = [f for f, on in host_features().items() if on]
+    print(f"CPU: {cpu_model()}; flags: {', '.join(flags) or 'none'}; qsim kernel backend: {backend()}; "
+          f"onnxruntime {ort.__version__}", flush=True)
     with threadpool_limits(limits=1):
         bench_matmul(shapes, budget)
         if not args.no_conv:

@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qsim",
         description="Bit-accurate quantized-network simulator and hardware design-space explorer.",
     )
-    parser.add_argument("--version", action="version", version=f"qsim {qsim.__version__}")
+    from qsim.kernels.cpu import backend
+
+    parser.add_argument("--version", action="version",
+                        version=f"qsim {qsim.__version__} (integer kernels: {backend()})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

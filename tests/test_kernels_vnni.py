@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import qsim.kernels.conv as conv_mod
 import qsim.kernels.exact as exact
 from qsim.kernels import conv2d_int, matmul_int
 from qsim.kernels import cpu
@@ -245,17 +246,57 @@ def test_matmul_int_full_range_takes_vnni_and_is_exact(monkeypatch):
 
 @pytest.mark.skipif(not exact.VNNI_WIDTH, reason="backend is not a VNNI one on this host")
 def test_conv2d_int_through_vnni_equals_oracle(monkeypatch):
-    calls = _vnni_calls(monkeypatch)
+    """Patches packed straight from x (border taps = zero point), bias in the epilogue,
+    every signedness, strides, dilation, asymmetric padding, per-channel zero points."""
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return V.vnni_conv(*args, **kwargs)
+
+    monkeypatch.setattr(conv_mod, "vnni_conv", counted)
     rng = np.random.default_rng(2)
+    geoms = [((2, 5, 9, 8), (7, 5, 3, 3), (2, 1), (1, 2, 0, 1), (1, 1)),
+             ((1, 1, 28, 28), (16, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+             ((3, 16, 7, 7), (33, 16, 3, 2), (1, 1), (2, 0, 1, 1), (2, 1))]
     for xdt, wdt in [(np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8)]:
-        x = _codes(rng, xdt, (2, 5, 9, 8), True)
-        w = _codes(rng, wdt, (7, 5, 3, 3), True)
-        zx, zw = int(np.iinfo(xdt).max), _codes(rng, wdt, (7,))
-        bias = rng.integers(-1000, 1000, 7)
-        acc, n = conv2d_int(x, w, zx, zw, bias, stride=(2, 1), padding=(1, 2, 0, 1))
-        want, _ = ref_conv2d(x, w, zx, zw, bias, stride=(2, 1), padding=(1, 2, 0, 1))
-        assert np.array_equal(acc, want) and n == 0
-    assert len(calls) == 3
+        for xs, ws, st, pad, dil in geoms:
+            x, w = _codes(rng, xdt, xs, True), _codes(rng, wdt, ws, True)
+            zx, zw = int(np.iinfo(xdt).max), _codes(rng, wdt, (ws[0],))
+            bias = rng.integers(-1000, 1000, ws[0])
+            for z in ((0, 0, None), (zx, zw, bias)):
+                acc, n = conv2d_int(x, w, *z, stride=st, padding=pad, dilation=dil)
+                want, _ = ref_conv2d(x, w, *z, stride=st, padding=pad, dilation=dil)
+                assert np.array_equal(acc, want) and n == 0 and acc.dtype == np.int32
+    assert len(calls) == 3 * 3 * 2
+
+
+@pytest.mark.parametrize("fa", [0, 1])
+@pytest.mark.parametrize("need_sum", [False, True])
+def test_pack_a_conv_equals_numpy_twin(fa, need_sum):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (2, 3, 7, 6)).astype(np.uint8)
+    flip = V.FLIP if fa else np.uint32(0)
+    for kh, kw, sh, sw, dh, dw, top, left, bottom, right in [(3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
+                                                            (2, 3, 2, 1, 2, 1, 0, 2, 1, 0)]:
+        Ho = (7 + top + bottom - dh * (kh - 1) - 1) // sh + 1
+        Wo = (6 + left + right - dw * (kw - 1) - 1) // sw + 1
+        geom = np.array([kh, kw, sh, sw, dh, dw, top, left, Ho, Wo], np.int64)
+        sa, _, _ = V.packed_shapes(2 * Ho * Wo, 3 * kh * kw, 1, V.ZMM_TILE)
+        out, want = np.full(sa, 7, np.uint8), np.full(sa, 9, np.uint8)
+        row, row2 = np.full(sa[0] * 12, 5, np.int32), np.full(sa[0] * 12, 5, np.int32)
+        V.pack_a_conv(x, flip, np.uint8(200), geom, out, row, need_sum)
+        V.pack_a_conv_reference(x, flip, 200, geom, want, row2, need_sum)
+        assert np.array_equal(out, want) and np.array_equal(row, row2)
+
+
+def test_to_nchw_equals_numpy_twin():
+    rng = np.random.default_rng(5)
+    acc = rng.integers(-2**31, 2**31, (2 * 3 * 4 + 5, 9)).astype(np.int64)
+    out, want = np.empty((2, 7, 3, 4), np.int64), np.empty((2, 7, 3, 4), np.int64)
+    conv_mod.to_nchw(acc, 2, 3, 4, out)
+    conv_mod.to_nchw_reference(acc[:24], 2, 3, 4, want)
+    assert np.array_equal(out, want)
 
 
 def test_overflow_prone_operands_never_take_vnni(monkeypatch):

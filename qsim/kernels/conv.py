@@ -12,6 +12,8 @@ from numba import njit
 
 from qsim.kernels._checks import check_acc, check_bias, check_codes, check_product_fits, check_zero_point
 from qsim.kernels.exact import F32_EXACT, VNNI_WIDTH
+from qsim.kernels.vnni import K_MAX as VNNI_K_MAX
+from qsim.kernels.vnni import vnni_conv
 from qsim.kernels.gemm import matmul_core, operand_bounds
 
 
@@ -104,6 +106,32 @@ def depthwise_taps_reference(xp, wz, bias, sh, sw, dh, dw, Ho, Wo) -> np.ndarray
     return out
 
 
+@njit(cache=True)
+def to_nchw(acc, N, Ho, Wo, out):
+    """out (N, O, Ho, Wo) ← acc (N·Ho·Wo, ≥ O) rows (n, y, x), any int dtypes (values fit)."""
+    O = out.shape[1]
+    HW = Ho * Wo
+    ot = out.dtype.type
+    for n in range(N):
+        for p in range(HW):
+            y = p // Wo
+            x = p - y * Wo
+            for o in range(O):
+                out[n, o, y, x] = ot(acc[n * HW + p, o])
+
+
+def to_nchw_reference(acc, N, Ho, Wo, out) -> None:
+    """NumPy twin of `to_nchw`."""
+    O = out.shape[1]
+    out[...] = acc[:, :O].reshape(N, Ho, Wo, O).transpose(0, 3, 1, 2)
+
+
+def _nchw(acc, N: int, Ho: int, Wo: int, O: int, dtype=np.int32) -> np.ndarray:
+    out = np.empty((N, O, Ho, Wo), dtype)
+    to_nchw(acc, N, Ho, Wo, out)
+    return out
+
+
 def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1), padding=(0, 0, 0, 0),
                dilation=(1, 1), groups=1, acc_bits=32, overflow="wrap"):
     """Integer conv: x (N, C, H, W) codes, w (O, C/groups, kH, kW) codes → (acc (N, O, Ho, Wo), overflows).
@@ -140,6 +168,10 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
     no_overflow = bias_max + Kg * max_x * max_w <= hi
     if Cg == 1 and groups > 1 and no_overflow:  # true depthwise; a 1-channel input is faster as a GEMM
         return _depthwise_exact(x, w, int(zx), zw, bias, stride, padding, dilation, bits), 0
+    if vnni and no_overflow and Kg <= VNNI_K_MAX and bias_max + Kg * max_x * max_w < 1 << 31 and bits <= 32:
+        # VNNI: patches packed straight from x (no im2col copy), bias in the int32 epilogue.
+        acc, Ho, Wo = vnni_conv(x, w2, int(zx), zw, bias, (kh, kw), stride, padding, dilation, VNNI_WIDTH)
+        return _nchw(acc, N, Ho, Wo, O), 0
     cols, Ho, Wo = im2col(x, kh, kw, stride, padding, dilation, int(zx))
     if groups > 1 and no_overflow and Kg * max_x * max_w <= F32_EXACT:
         # No overflow possible and every group's sum is an exact float32: one batched product.

@@ -694,38 +694,6 @@ def vnni_fits(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @njit(cache=True)
-def prepare_i32(au, fa, bu, fb, za, zb, ap32, bp32, col, nzb, row, need_asum):
-    """Everything `gemm_vnni512/256` needs for an int32 result, in one call: pack a' and b'
-    (`pack_a_strips`, `pack_b_panels`), then the epilogue vectors (wrapping int32)
-    col[n] = K·za·zb[n] − za·Σ_k b'[k, n], nzb[n] = −zb[n], row[m] = Σ_k a'[m, k]
-    (row only when need_asum; zero padded). za = za', zb (N,) = zb' as int64."""
-    M, K = au.shape
-    N = bu.shape[1]
-    pack_a_strips(au, fa, ap32)
-    pack_b_panels(bu, fb, bp32)
-    f8 = fb & np.uint32(0xFF)
-    for n in range(col.shape[0]):
-        col[n] = 0
-        nzb[n] = 0
-    for m in range(row.shape[0]):
-        row[m] = 0
-    if za != 0:
-        for k in range(K):                     # Σ_k b' in col (int32: |sum| ≤ K·128)
-            for n in range(N):
-                col[n] += np.int32(np.int8(np.uint8(bu[k, n] ^ f8)))
-    for n in range(N):
-        col[n] = np.int32(K * za * zb[n] - za * np.int64(col[n]))
-        nzb[n] = np.int32(-zb[n])
-    if need_asum:
-        ca = np.int32(128) if fa != 0 else np.int32(0)
-        for m in range(M):
-            s = np.int64(0)
-            for k in range(K):
-                s += np.int64(np.int32(np.int8(np.uint8(au[m, k]))) + ca) if fa != 0 else np.int64(au[m, k])
-            row[m] = np.int32(s)
-
-
-@njit(cache=True)
 def _work(M, K, N, rows, nr):
     """Work arrays of the packed product: a' strips, b' panels (as uint32 words), the
     epilogue vectors col, nzb (Np,) and row (Mp,), and the int32 result (Mp, Np)."""
@@ -735,51 +703,236 @@ def _work(M, K, N, rows, nr):
 
 
 @njit(cache=True)
-def product512_i32(au, bu, fa, fb, za, zb, need_asum):
-    """The int32 product (Mp, Np) of `prepare_i32` + `gemm_vnni512` (12 × 32 tiles; the
-    caller slices [:M, :N]); AVX-512 VNNI only."""
+def epilogue_vectors(bu, fb, za, zb, bias, col, nzb):
+    """The epilogue's int32 vectors (wrapping; zero padded to col's length):
+    col[n] = bias[n] + K·za·zb[n] − za·Σ_k b'[k, n] and nzb[n] = −zb[n], from the bytes
+    bu (K, N) of b (flip as in `pack_b_panels`); za = za', zb (N,) = zb' int64, bias (N,)
+    int64 or empty."""
+    K, N = bu.shape
+    f8 = fb & np.uint32(0xFF)
+    for n in range(col.shape[0]):
+        col[n] = 0
+        nzb[n] = 0
+    if za != 0:
+        for k in range(K):                     # Σ_k b' (int32: |sum| ≤ K·128)
+            for n in range(N):
+                col[n] += np.int32(np.int8(np.uint8(bu[k, n] ^ f8)))
+    has_bias = bias.shape[0] > 0
+    for n in range(N):
+        v = K * za * zb[n] - za * np.int64(col[n])
+        if has_bias:
+            v += bias[n]
+        col[n] = np.int32(v)
+        nzb[n] = np.int32(-zb[n])
+
+
+@njit(cache=True)
+def row_sums(au, fa, row):
+    """row[m] ← Σ_k a'[m, k] as wrapping int32 (a' = a + 128 when fa ≠ 0), zero padded."""
+    M, K = au.shape
+    for m in range(row.shape[0]):
+        row[m] = 0
+    for m in range(M):
+        s = np.int64(0)
+        for k in range(K):
+            s += np.int64(au[m, k] ^ np.uint8(fa & np.uint32(0xFF)))
+        row[m] = np.int32(s)
+
+
+@njit(cache=True)
+def pack_a_conv(xu, fa, zbyte, geom, out8, row, need_sum):
+    """Pack the conv patches a'[m, k] straight from the input bytes xu (N, C, H, W)
+    (C-contiguous; no im2col copy): m = (n, y, x), k = (c, i, j), a' = x + ca (byte XOR
+    0x80 when fa ≠ 0), taps in the padding = zbyte (= za', so a' − za' = 0). geom = (kh,
+    kw, sh, sw, dh, dw, top, left, Ho, Wo). out8 (S, Kp/4, 4·rows) uint8 as
+    `pack_a_strips` (every byte written); with need_sum, row[m] ← Σ_k a'[m, k] (wrapping
+    int32, zero padded). Interior patches copy through per-k offset tables (source and
+    destination), border patches check every tap."""
+    N, C, H, W = xu.shape
+    kh, kw, sh, sw, dh, dw, top, left, Ho, Wo = (geom[0], geom[1], geom[2], geom[3], geom[4], geom[5],
+                                                 geom[6], geom[7], geom[8], geom[9])
+    S, Kq, WA = out8.shape
+    rows = WA // 4
+    K = C * kh * kw
+    M = N * Ho * Wo
+    f8 = np.uint8(fa & np.uint32(0xFF))
+    zb8 = np.uint8(zbyte)
+    src = xu.ravel()
+    dst = out8.ravel()
+    soff = np.empty(K, np.int64)
+    doff = np.empty(4 * Kq, np.int64)
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                soff[(c * kh + i) * kw + j] = (c * H + i * dh) * W + j * dw
+    for k in range(4 * Kq):
+        doff[k] = (k >> 2) * WA + (k & 3)
+    ext_h, ext_w = (kh - 1) * dh, (kw - 1) * dw
+    for m in range(S * rows):
+        s_ = m // rows
+        r = m - s_ * rows
+        base = s_ * Kq * WA + 4 * r
+        if m >= M:
+            for k in range(4 * Kq):
+                dst[base + doff[k]] = 0
+            if need_sum:
+                row[m] = 0
+            continue
+        n = m // (Ho * Wo)
+        p = m - n * Ho * Wo
+        y = p // Wo
+        x = p - y * Wo
+        y0 = y * sh - top
+        x0 = x * sw - left
+        tot = np.int64(0)
+        if y0 >= 0 and x0 >= 0 and y0 + ext_h < H and x0 + ext_w < W:
+            pix = (n * C * H + y0) * W + x0
+            for k in range(K):
+                v = src[pix + soff[k]] ^ f8
+                dst[base + doff[k]] = v
+                tot += v
+        else:
+            k = 0
+            for c in range(C):
+                for i in range(kh):
+                    yy = y0 + i * dh
+                    inside = 0 <= yy < H
+                    for j in range(kw):
+                        xx = x0 + j * dw
+                        v = (xu[n, c, yy, xx] ^ f8) if inside and 0 <= xx < W else zb8
+                        dst[base + doff[k]] = v
+                        tot += v
+                        k += 1
+        for k in range(K, 4 * Kq):
+            dst[base + doff[k]] = 0
+        if need_sum:
+            row[m] = np.int32(tot)
+
+
+def pack_a_conv_reference(xu, fa, zbyte, geom, out8, row, need_sum) -> None:
+    """NumPy twin of `pack_a_conv` (explicit im2col, then the strip layout)."""
+    kh, kw, sh, sw, dh, dw, top, left, Ho, Wo = (int(g) for g in geom)
+    N, C, H, W = xu.shape
+    a = xu.astype(np.int64) ^ (0x80 if fa else 0)
+    Hp, Wp = max(H + top, top + (Ho - 1) * sh + (kh - 1) * dh + 1), max(W + left, left + (Wo - 1) * sw + (kw - 1) * dw + 1)
+    xp = np.full((N, C, Hp, Wp), int(zbyte), np.int64)
+    xp[:, :, top:top + H, left:left + W] = a
+    cols = np.empty((N, Ho, Wo, C, kh, kw), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, :, :, i, j] = xp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh,
+                                        j * dw:j * dw + sw * (Wo - 1) + 1:sw].transpose(0, 2, 3, 1)
+    A = cols.reshape(N * Ho * Wo, C * kh * kw)
+    S, Kq, WA = out8.shape
+    rows = WA // 4
+    v = np.zeros((S * rows, Kq * 4), np.int64)
+    v[:A.shape[0], :A.shape[1]] = A
+    out8[...] = v.reshape(S, rows, Kq, 4).transpose(0, 2, 1, 3).reshape(S, Kq, WA)
+    if need_sum:
+        row[:] = 0
+        row[:A.shape[0]] = A.sum(axis=1).astype(np.int32)
+
+
+@njit(cache=True)
+def product512_i32(au, bu, fa, fb, za, zb, bias, need_asum):
+    """The int32 result (Mp, Np) of a'·b' plus the zero-point/bias epilogue through
+    `gemm_vnni512` (12 × 32 tiles; the caller slices [:M, :N]); AVX-512 VNNI only."""
     M, K = au.shape
     ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], ZMM_TILE[0], ZMM_TILE[1] * ZMM_TILE[2])
-    prepare_i32(au, fa, bu, fb, za, zb, ap, bp, col, nzb, row, need_asum)
+    pack_a_strips(au, fa, ap)
+    pack_b_panels(bu, fb, bp)
+    epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
+    if need_asum:
+        row_sums(au, fa, row)
+    else:
+        row[:] = 0
     gemm_vnni512(ap, bp, out, col, nzb, row)
     return out
 
 
 @njit(cache=True)
-def product256_i32(au, bu, fa, fb, za, zb, need_asum):
+def product256_i32(au, bu, fa, fb, za, zb, bias, need_asum):
     """`product512_i32` with `gemm_vnni256` (6 × 16 tiles); AVX-VNNI."""
     M, K = au.shape
     ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], YMM_TILE[0], YMM_TILE[1] * YMM_TILE[2])
-    prepare_i32(au, fa, bu, fb, za, zb, ap, bp, col, nzb, row, need_asum)
+    pack_a_strips(au, fa, ap)
+    pack_b_panels(bu, fb, bp)
+    epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
+    if need_asum:
+        row_sums(au, fa, row)
+    else:
+        row[:] = 0
     gemm_vnni256(ap, bp, out, col, nzb, row)
     return out
 
 
-def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.int64, scratch=None) -> np.ndarray:
-    """Exact Σ_k (a − za)(b − zb) as `out_dtype` (M, N) for 8-bit a, b (`vnni_fits`); zb
-    scalar or (N,); width 512 (AVX-512 VNNI) or 256 (AVX-VNNI). out_dtype int32 only when
-    the exact result fits (then the zero-point terms are added in the kernel's epilogue in
-    wrapping int32, exact because the true value fits). The result may be a view of a
-    padded array. `scratch(name, shape, dtype)` may supply reusable work arrays."""
+@njit(cache=True)
+def conv512_i32(xu, geom, fa, zbyte, bu, fb, za, zb, bias, need_asum):
+    """Conv as a product, patches packed straight from the input (`pack_a_conv`), through
+    `gemm_vnni512`; returns the int32 result (Mp, Np), rows m = (n, y, x); AVX-512 VNNI only."""
+    M = xu.shape[0] * geom[8] * geom[9]
+    K = bu.shape[0]
+    ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], ZMM_TILE[0], ZMM_TILE[1] * ZMM_TILE[2])
+    pack_a_conv(xu, fa, zbyte, geom, ap.view(np.uint8), row, need_asum)
+    if not need_asum:
+        row[:] = 0
+    pack_b_panels(bu, fb, bp)
+    epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
+    gemm_vnni512(ap, bp, out, col, nzb, row)
+    return out
+
+
+@njit(cache=True)
+def conv256_i32(xu, geom, fa, zbyte, bu, fb, za, zb, bias, need_asum):
+    """`conv512_i32` with `gemm_vnni256`; AVX-VNNI."""
+    M = xu.shape[0] * geom[8] * geom[9]
+    K = bu.shape[0]
+    ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], YMM_TILE[0], YMM_TILE[1] * YMM_TILE[2])
+    pack_a_conv(xu, fa, zbyte, geom, ap.view(np.uint8), row, need_asum)
+    if not need_asum:
+        row[:] = 0
+    pack_b_panels(bu, fb, bp)
+    epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
+    gemm_vnni256(ap, bp, out, col, nzb, row)
+    return out
+
+
+_NO_BIAS = np.zeros(0, np.int64)
+
+
+def _zero_points(za, zb, ca: int, cb: int, N: int):
+    """(za', zb' (N,) int64, whether any zb' ≠ 0)."""
+    if np.ndim(zb) == 0:
+        zbi = int(zb) - cb
+        return int(za) + ca, np.full(N, zbi, np.int64), zbi != 0
+    zb_ = np.asarray(zb, np.int64) - cb
+    return int(za) + ca, zb_, bool(np.any(zb_ != 0))
+
+
+def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.int64, scratch=None,
+                bias=None) -> np.ndarray:
+    """Exact Σ_k (a − za)(b − zb) (+ bias) as `out_dtype` (M, N) for 8-bit a, b
+    (`vnni_fits`); zb scalar or (N,); width 512 (AVX-512 VNNI) or 256 (AVX-VNNI).
+    out_dtype int32 only when the exact result (with bias) fits: then the zero-point terms
+    and the bias are added in the kernel's epilogue in wrapping int32, exact because the
+    true value fits. The result may be a view of a padded array. `scratch(name, shape,
+    dtype)` may supply reusable work arrays."""
     M, K = a.shape
     N = b.shape[1]
     ca = 128 if a.dtype == np.int8 else 0
     cb = 128 if b.dtype == np.uint8 else 0
-    za_ = int(za) + ca
-    if np.ndim(zb) == 0:
-        zbi = int(zb) - cb
-        need_asum = zbi != 0
-        zb_ = np.full(N, zbi, np.int64)
-    else:
-        zb_ = np.asarray(zb, np.int64) - cb
-        need_asum = bool(np.any(zb_ != 0))
+    za_, zb_, need_asum = _zero_points(za, zb, ca, cb, N)
     get = scratch or (lambda name, shape, dtype: np.empty(shape, dtype))
     if M <= GEMV_ROWS:
-        return _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get)
+        out = _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get)
+        if bias is not None:
+            out += np.asarray(bias).astype(out.dtype)[None, :]
+        return out
     au, bu = a.view(np.uint8), b.view(np.uint8)
     fa, fb = (FLIP if ca else np.uint32(0)), (FLIP if cb else np.uint32(0))
     if out_dtype is np.int32 or np.dtype(out_dtype) == np.int32:
-        out = (product512_i32 if width == 512 else product256_i32)(au, bu, fa, fb, za_, zb_, need_asum)
+        bias_ = _NO_BIAS if bias is None else np.asarray(bias, np.int64)
+        out = (product512_i32 if width == 512 else product256_i32)(au, bu, fa, fb, za_, zb_, bias_, need_asum)
         return out[:M, :N] if out.shape != (M, N) else out
     tile = ZMM_TILE if width == 512 else YMM_TILE
     sa, sb, so = packed_shapes(M, K, N, tile)
@@ -796,7 +949,36 @@ def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.i
     (gemm_vnni512 if width == 512 else gemm_vnni256)(ap, bp, raw, empty, empty, empty)
     out = np.empty((M, N), out_dtype)
     finish_raw(raw, asum, bsum.astype(np.int64), np.int64(za_), zb_, np.int64(K), out)
+    if bias is not None:
+        out += np.asarray(bias).astype(out.dtype)[None, :]
     return out
+
+
+def vnni_conv(x: np.ndarray, w2: np.ndarray, zx, zw, bias, kernel, stride, padding, dilation,
+              width: int) -> tuple[np.ndarray, int, int]:
+    """Exact conv (groups = 1) of 8-bit x (N, C, H, W) with the 8-bit weight w2 (O, C·kh·kw)
+    as an int32 product whose patches are packed straight from x (no im2col copy): returns
+    (acc (N·Ho·Wo, O) int32 incl. bias, possibly a view of a padded array, Ho, Wo). Only
+    when the exact result fits int32 (the caller's bound) and C·kh·kw ≤ K_MAX."""
+    N, C, H, W = x.shape
+    kh, kw = kernel
+    top, left, bottom, right = padding
+    Ho = (H + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    Wo = (W + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"kernel {kh}x{kw} (dilation {dilation}) does not fit the padded input")
+    O = w2.shape[0]
+    ca = 128 if x.dtype == np.int8 else 0
+    cb = 128 if w2.dtype == np.uint8 else 0
+    za_, zb_, need_asum = _zero_points(zx, zw, ca, cb, O)
+    geom = np.array([kh, kw, stride[0], stride[1], dilation[0], dilation[1], top, left, Ho, Wo], np.int64)
+    fa, fb = (FLIP if ca else np.uint32(0)), (FLIP if cb else np.uint32(0))
+    bias_ = _NO_BIAS if bias is None else np.asarray(bias, np.int64)
+    out = (conv512_i32 if width == 512 else conv256_i32)(
+        np.ascontiguousarray(x).view(np.uint8), geom, fa, np.uint8(za_), w2.view(np.uint8).T, fb, za_, zb_, bias_,
+        need_asum)
+    M = N * Ho * Wo
+    return (out[:M, :O] if out.shape != (M, O) else out), Ho, Wo
 
 
 def _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get):

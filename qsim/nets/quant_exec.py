@@ -331,6 +331,20 @@ def _quantize_to(y: np.ndarray, out: ActParams, relu: bool) -> np.ndarray:
         _code_dtype(out.qmin, out.qmax))
 
 
+def maxpool_codes(x: np.ndarray, size: int) -> np.ndarray:
+    """`float_exec.maxpool` (non-overlapping size×size windows, ragged edges dropped) as an
+    elementwise maximum over the size² strided views: the same values, without NumPy's
+    slow multi-axis reduction of a 6-D view (max is exact, so bit-identical)."""
+    n, c, h, w = x.shape
+    ho, wo = h // size, w // size
+    out = None
+    for i in range(size):
+        for j in range(size):
+            v = x[:, :, i:ho * size:size, j:wo * size:size]
+            out = v.copy() if out is None else np.maximum(out, v, out=out)
+    return out
+
+
 def run_mac_layer(op, pw: PreparedWeight, b: np.ndarray, codes: np.ndarray, a: ActParams, out: ActParams | None,
                   cfg: QuantConfig) -> tuple[np.ndarray, int]:
     """One quantized MAC layer: input codes → next layer's codes (or float logits if `out` is None).
@@ -411,7 +425,7 @@ def _int_forward(net, plan, cfg, x, record):
             if record:
                 trace[op.name] = (h if out is None else out.dequantize(h), ovf)
         elif isinstance(op, MaxPool):
-            h = float_exec.maxpool(h, op.size)
+            h = maxpool_codes(h, op.size)
         elif isinstance(op, Flatten):
             h = h.reshape(h.shape[0], -1)
     return (h, trace) if record else (h,)
