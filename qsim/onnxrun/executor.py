@@ -15,7 +15,7 @@ from onnx import helper, numpy_helper
 from qsim.onnxrun.contrib import MS_DOMAIN, MS_OPS
 from qsim.onnxrun.f32_ops import F32_OPS, unsupported_reason
 from qsim.onnxrun.float_ops import FLOAT_OPS
-from qsim.onnxrun.ops import QUANT_OPS, NodeContext
+from qsim.onnxrun.ops import QUANT_OPS, NodeContext, register_constants
 from qsim.onnxrun.shape_ops import SHAPE_OPS
 
 OPS = {**QUANT_OPS, **FLOAT_OPS, **F32_OPS, **SHAPE_OPS}
@@ -162,6 +162,7 @@ class OnnxExecutor:
         self.steps = self._plan()
         self.folded_values: dict[str, np.ndarray] = {}
         self._folded, self._fold_deps, self._fold_overflows = self._fold()
+        register_constants(list(self.initializers.values()) + list(self.folded_values.values()))
 
     def _op(self, node):
         return OPS[node.op_type] if node.domain in DEFAULT_DOMAINS else MS_OPS[node.op_type]

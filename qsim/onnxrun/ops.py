@@ -7,6 +7,7 @@ accumulator width, overflow mode and ORT's AVX2 pair saturation apply everywhere
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -47,22 +48,51 @@ def _kernels():
     return k
 
 
-def int_range(dtype) -> tuple[int, int]:
-    info = ml_dtypes.iinfo(dtype) if np.dtype(dtype).name in ("int4", "uint4", "int2", "uint2") else np.iinfo(dtype)
+@functools.lru_cache(maxsize=64)
+def _int_range(name: str) -> tuple[int, int]:
+    dtype = getattr(ml_dtypes, name) if name in ("int4", "uint4", "int2", "uint2") else np.dtype(name)
+    info = ml_dtypes.iinfo(dtype) if name in ("int4", "uint4", "int2", "uint2") else np.iinfo(dtype)
     return int(info.min), int(info.max)
+
+
+def int_range(dtype) -> tuple[int, int]:
+    return _int_range(np.dtype(dtype).name)
 
 
 def _i64(x) -> np.ndarray:
     return np.asarray(x).astype(np.int64)
 
 
+_SCALES: dict = {}
+# Arrays the executor knows to be constant (initializers and folded values): id -> array.
+CONSTANTS: dict = {}
+
+
+def register_constants(arrays) -> None:
+    if len(CONSTANTS) > 65536:
+        CONSTANTS.clear()
+        _SCALES.clear()
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            CONSTANTS[id(a)] = a
+
+
 def _scale(ctx, s, what: str) -> np.ndarray:
+    """The scale as float32, checked finite and > 0 (memoised per constant array object)."""
+    key = (id(s), what)
+    hit = _SCALES.get(key)
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    s_in = s
     s = np.asarray(s)
     if s.dtype.kind != "f":
         raise ctx.error(f"{what} must be a float tensor, got {s.dtype}")
     s32 = s.astype(F32)
     if not np.all(np.isfinite(s32)) or np.any(s32 <= 0):
         raise ctx.error(f"{what} must be finite and > 0, got {s32.ravel()[:8]}")
+    if CONSTANTS.get(id(s_in)) is s_in:
+        s32.flags.writeable = False
+        _SCALES[key] = (s_in, s32)
     return s32
 
 
