@@ -228,3 +228,23 @@ def test_constant_folding_is_redone_when_an_input_overrides_an_initializer():
     assert np.array_equal(y2, run_onnx(make_model(nodes, {"x": x}, {"y": F32}, {**inits, "w": w2}, opset=13),
                                        {"x": x})["y"])
     assert not np.array_equal(y2, ex.run({"x": x})["y"])
+
+
+def test_cli_failure_inside_an_op_names_the_node_without_traceback(tmp_path, capsys):
+    from qsim.cli import main
+
+    x = f32(2, 6)
+    m = make_model([node("Reshape", ["x", "s"], ["y"], name="bad_reshape")], {"x": x}, {"y": F32},
+                   {"s": np.array([5, -1], I64)}, opset=13)
+    mp, ip = tmp_path / "m.onnx", tmp_path / "in.npz"
+    mp.write_bytes(m.SerializeToString())
+    np.savez(ip, x=x)
+    assert main(["run-onnx", str(mp), "--inputs", str(ip)]) == 2
+    err = capsys.readouterr().err
+    assert "node 'bad_reshape' (Reshape)" in err and "Traceback" not in err
+    np.savez(ip, x=x.astype(np.float64))
+    assert main(["run-onnx", str(mp), "--inputs", str(ip)]) == 2
+    assert "'x' must have dtype float32, got float64" in capsys.readouterr().err
+    np.savez(ip, X=x)
+    assert main(["run-onnx", str(mp), "--inputs", str(ip)]) == 2
+    assert "unknown input(s) ['X']" in capsys.readouterr().err

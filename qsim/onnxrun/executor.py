@@ -82,6 +82,19 @@ def load_model(model_or_path) -> onnx.ModelProto:
     return model
 
 
+def _call(fn, ctx, args, attrs):
+    """Run one op; any failure is reported as a ValueError naming the node (no traceback in the CLI)."""
+    try:
+        return fn(ctx, args, attrs)
+    except ValueError as exc:
+        if str(exc).startswith("node "):
+            raise
+        raise ctx.error(str(exc)) from None
+    except (TypeError, IndexError, KeyError, ZeroDivisionError, AttributeError, OverflowError) as exc:
+        shapes = [None if a is None else f"{a.dtype}{list(a.shape)}" for a in args if hasattr(a, "shape") or a is None]
+        raise ctx.error(f"cannot run with inputs {shapes}: {type(exc).__name__}: {exc}") from None
+
+
 def _opset_of(model, domain: str) -> int | None:
     for o in model.opset_import:
         if o.domain == domain or (domain in DEFAULT_DOMAINS and o.domain in DEFAULT_DOMAINS):
@@ -215,7 +228,7 @@ class OnnxExecutor:
                 continue
             ctx = NodeContext(name, node.op_type, self.opset, n_outputs=n_out,
                               constant=tuple(True for _ in ins), **self.options)
-            values = fn(ctx, [known[t] if t else None for t in ins], attrs)
+            values = _call(fn, ctx, [known[t] if t else None for t in ins], attrs)
             for t, v in zip(outs, values):
                 if t:
                     known[t] = v
@@ -246,7 +259,7 @@ class OnnxExecutor:
                 if t and t not in env:
                     raise ctx.error(f"input tensor {t!r} is not produced by any earlier node")
                 args.append(env[t] if t else None)
-            values = fn(ctx, args, attrs)
+            values = _call(fn, ctx, args, attrs)
             for t, v in zip(outs, values):
                 if t:
                     env[t] = v
