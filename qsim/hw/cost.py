@@ -28,7 +28,7 @@ import pandas as pd
 from qsim.hw import cpu_simd, fpga, gpu_tensor_core, systolic_array
 from qsim.hw.energy import mac_energy_pj, node_scale
 from qsim.hw.fusion import fusion_plan
-from qsim.hw.memory import activation_capacity, hierarchy_traffic, level_bandwidths, mapping_text
+from qsim.hw.memory import activation_capacity, hierarchy_traffic, level_bandwidths, mapping_text, pe_local_levels
 from qsim.hw.profiles import load_profile
 from qsim.hw.quant import CostQuant
 from qsim.hw.schema import PRECISION_BITS
@@ -135,6 +135,7 @@ def _quant_arrays(qs: list[CostQuant]) -> dict:
         "gran": np.array([_GRAN[q.granularity] for q in qs]),
         "gs": np.array([q.group_size or 1 for q in qs], dtype=float),
         "a_bpe": np.array([q.a_bits_per_element for q in qs], dtype=float),
+        "a_bits": np.array([q.a_bits for q in qs], dtype=float),
         "acc": np.array([q.acc_bits for q in qs], dtype=float),
     }
 
@@ -161,12 +162,17 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
     act_bytes = np.where(is_mac, a_bytes + c_bytes, nm_read - L["w_el"] * 2.0 * ~fused + nm_write)
     resident = act_bytes <= activation_capacity(profile)
     per_level, maps = hierarchy_traffic(profile, cmap, M, Ng, K, a_bytes, b_bytes, c_bytes, L["c_el"], ab, bb,
-                                        accb, resident, mask=is_mac)
+                                        accb, resident, mask=is_mac, macs=L["macs"],
+                                        stream_a_bytes=L["M"] * L["K"] * GB * ab if profile.family == "systolic_array"
+                                        else None,
+                                        elem_bytes={"inputs": Q["a_bits"] / 8.0, "weights": Q["w_bits"] / 8.0,
+                                                    "outputs": accb})
     compute = np.where(is_mac, compute, 0.0)
     out: dict = {"macs": np.where(is_mac, L["macs"], 0.0), "compute_cycles": compute}
     bws = level_bandwidths(profile)
     mem_cycles = {}
     holds = {m.name: set(m.holds) for m in profile.memory}
+    local = pe_local_levels(profile)
     for name, (rd, w) in per_level.items():
         r = rd["inputs"] + rd["weights"] + rd["outputs"]
         if name == "dram":
@@ -178,7 +184,8 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
         r, w = np.where(is_mac, r, nm_r), np.where(is_mac, w, nm_w)
         out[f"read_bytes_{name}"], out[f"write_bytes_{name}"] = r, w
         out[f"bytes_{name}"] = r + w
-        mem_cycles[name] = (r + w) / bws[name]
+        if name not in local:  # a PE's register file is built to feed its MAC every cycle: never the bound
+            mem_cycles[name] = (r + w) / bws[name]
     names = list(mem_cycles)
     stack = np.vstack([compute] + [mem_cycles[n] for n in names])
     if not profile.memory_stalls:  # memory sized never to stall the array (SCALE-Sim CALC)

@@ -142,13 +142,32 @@ def _map_unique(tier, dims, mins, coef, totals, div, spread, rows):
     return {k: np.asarray(v)[inv] if np.ndim(v) else v for k, v in m.items()}
 
 
+def pe_local_levels(profile) -> set[str]:
+    """Levels with one instance per PE of a spatial array: register files/scratchpads read on every MAC."""
+    if profile.family != "systolic_array":
+        return set()
+    pes = profile.systolic_array.rows * profile.systolic_array.cols
+    return {m.name for m in profile.memory if m.instances >= pes}
+
+
+def _word_bytes(elem_bytes, level):
+    """Bytes an access moves: a whole port word (`access_bytes`) per element, or the element itself."""
+    if level.access_bytes:
+        return np.ceil(elem_bytes / level.access_bytes) * level.access_bytes
+    return elem_bytes
+
+
 def hierarchy_traffic(profile, compute_map: dict, M, Ng, K, a_bytes, b_bytes, c_bytes, c_el, ab, bb, accb,
-                      resident, mask=None):
+                      resident, mask=None, macs=None, stream_a_bytes=None, elem_bytes=None):
     """Bytes per level incl. 'dram' and the mapping chosen per tier.
 
     Returns ({level: (reads by operand dict, write bytes)}, [mapping dict per tier]).
     `resident` rows keep activations on chip between layers: DRAM sees their weights only.
     Only `mask` rows (MAC layers) are mapped; the others get the smallest tiles.
+    The compute unit draws each operand from the innermost level holding it: a PE-local register
+    file is read on every MAC (the accumulator read and written), as ZigZag and Accelergy count
+    it (`elem_bytes`: operand bits without scale metadata, which a MAC does not read); a spatial array fed at its edge (`stream_a_bytes`: the im2col stream) reads every window
+    element, since it has no line buffer to reuse overlapping windows.
     """
     M, Ng, K = (np.asarray(x, dtype=np.float64) for x in (M, Ng, K))
     dims = {"m": M, "n": Ng, "k": K}
@@ -162,13 +181,23 @@ def hierarchy_traffic(profile, compute_map: dict, M, Ng, K, a_bytes, b_bytes, c_
     mins = {"m": np.minimum(cm["tm"], M), "n": np.minimum(cm["tn"], Ng), "k": np.minimum(cm["tk"], K)}
     div = 2.0 if profile.double_buffering else 1.0
     rows = _distinct_rows(dims, mins, coef, totals, mask)
+    local, drawn = pe_local_levels(profile), set()
     out, maps = {}, []
     for tier in tiers(profile):
         for level in tier:
             reads, writes = {op: 0.0 * M for op in OPS}, 0.0 * M
             for op in level.holds:
-                rd, wr = _served(op, r[op], a_bytes, b_bytes, c_bytes, c_acc)
+                if op in drawn or macs is None:
+                    rd, wr = _served(op, r[op], a_bytes, b_bytes, c_bytes, c_acc)
+                elif level.name in local:  # one access per MAC (the accumulator: a read and a write)
+                    elem = (elem_bytes or {"inputs": ab, "weights": bb, "outputs": accb})[op]
+                    rd = macs * _word_bytes(elem, level)
+                    wr = rd if op == "outputs" else 0.0 * M
+                else:
+                    a_first = a_bytes if stream_a_bytes is None else stream_a_bytes
+                    rd, wr = _served(op, r[op], a_first, b_bytes, c_bytes, c_acc)
                 reads[op], writes = reads[op] + rd, writes + wr
+            drawn |= set(level.holds)
             out[level.name] = (reads, writes)
         m = _map_unique(tier, dims, mins, coef, totals, div, profile.family == "systolic_array", rows)
         maps.append(m)

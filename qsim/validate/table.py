@@ -71,7 +71,8 @@ def tpu_rows() -> list[dict]:
 
 # --- Eyeriss --------------------------------------------------------------------------------------
 def eyeriss_rows() -> list[dict]:
-    df = cost_workload(W.eyeriss_alexnet(), CostQuant(w_bits=16, a_bits=16), "eyeriss").set_index("name")
+    # 16-bit operands and psums: Eyeriss's PEs accumulate into 16-bit psum scratchpads (JSSC 2017 §III).
+    df = cost_workload(W.eyeriss_alexnet(), CostQuant(w_bits=16, a_bits=16, acc_bits=16), "eyeriss").set_index("name")
     if "bytes_glb" not in df.columns:
         raise ValueError("the eyeriss profile has no memory level named 'glb' (the global buffer)")
     src = f"{P.EYERISS_PAPER}"
