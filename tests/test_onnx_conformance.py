@@ -18,8 +18,8 @@ import onnx.numpy_helper  # noqa: E402
 
 from qsim.onnxrun.executor import OnnxExecutor, unsupported_nodes  # noqa: E402
 
-# Lower bound on eligible cases with onnx 1.23 (raise it as op coverage grows).
-MIN_ELIGIBLE = 340
+# Lower bound on eligible cases with onnx 1.23.2 (raise it as op coverage grows).
+MIN_ELIGIBLE = 656
 
 
 def _collect():
@@ -74,4 +74,6 @@ def test_onnx_backend_node_case(name):
 def test_conformance_counts():
     node_cases = [c for c in ALL if c.kind == "node"]
     print(f"\nONNX backend node tests: {len(node_cases)} total, {len(ELIGIBLE)} use only ops qsim supports")
-    assert len(ELIGIBLE) >= MIN_ELIGIBLE
+    major, minor = (int(v) for v in onnx.__version__.split(".")[:2])
+    if (major, minor) >= (1, 23):  # older onnx wheels ship fewer node tests
+        assert len(ELIGIBLE) >= MIN_ELIGIBLE
