@@ -274,9 +274,9 @@ def _make_rows_kernel(rows: int, lanes: int, swapped: bool = False):
 
 _Z_TILE = _make_tile_kernel(*ZMM_TILE)
 _Y_TILE = _make_tile_kernel(*YMM_TILE)
-_Z_ROWS5, _Z_ROWS4, _Z_ROWS3, _Z_ROWS2, _Z_ROWS1 = (_make_rows_kernel(r, 16) for r in (5, 4, 3, 2, 1))
+_Z_ROWS4, _Z_ROWS2, _Z_ROWS1 = (_make_rows_kernel(r, 16) for r in (4, 2, 1))
 _Y_ROWS2, _Y_ROWS1 = (_make_rows_kernel(r, 8) for r in (2, 1))
-_ZS_ROWS4, _ZS_ROWS3, _ZS_ROWS2, _ZS_ROWS1 = (_make_rows_kernel(r, 16, True) for r in (4, 3, 2, 1))
+_ZS_ROWS4, _ZS_ROWS2, _ZS_ROWS1 = (_make_rows_kernel(r, 16, True) for r in (4, 2, 1))
 _YS_ROWS2, _YS_ROWS1 = (_make_rows_kernel(r, 8, True) for r in (2, 1))
 
 
@@ -514,131 +514,128 @@ def finish_raw_reference(raw, asum, bsum, za, zb, K, out) -> None:
 
 # -- GEMV / small M -----------------------------------------------------------------------
 @njit(cache=True)
-def _z_rows(n, pa, lda, pb, ldb, nq, po, ldo, pf, swapped):
-    """Run the widest zmm rows kernel (≤ 5 rows, swapped ≤ 4) for the n rows left; returns
-    the rows done (8 rows as 4 + 4)."""
+def _z_rows(n, pa, lda, pb, ldb, nq, po, ldo, swapped):
+    """Run the widest zmm rows kernel (4, 2 or 1 rows) for the n rows left; returns the rows done."""
     if swapped:
         if n >= 4:
-            _ZS_ROWS4(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+            _ZS_ROWS4(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
             return 4
-        if n == 3:
-            _ZS_ROWS3(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
-            return 3
-        if n == 2:
-            _ZS_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        if n >= 2:
+            _ZS_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
             return 2
-        _ZS_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        _ZS_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
         return 1
-    if n >= 5 and n != 8:
-        _Z_ROWS5(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
-        return 5
-    if n == 4:
-        _Z_ROWS4(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+    if n >= 4:
+        _Z_ROWS4(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
         return 4
-    if n == 3:
-        _Z_ROWS3(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
-        return 3
-    if n == 2:
-        _Z_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+    if n >= 2:
+        _Z_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
         return 2
-    _Z_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+    _Z_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
     return 1
 
 
 @njit(cache=True)
-def _y_rows(n, pa, lda, pb, ldb, nq, po, ldo, pf, swapped):
-    """Run the widest ymm rows kernel (≤ 2 rows) for the n rows left; returns the rows done."""
+def _y_rows(n, pa, lda, pb, ldb, nq, po, ldo, swapped):
+    """Run the widest ymm rows kernel (2 or 1 rows) for the n rows left; returns the rows done."""
     if swapped:
         if n >= 2:
-            _YS_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+            _YS_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
             return 2
-        _YS_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        _YS_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
         return 1
     if n >= 2:
-        _Y_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+        _Y_ROWS2(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
         return 2
-    _Y_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, pf)
+    _Y_ROWS1(pa, lda, pb, ldb, nq, po, ldo, 0, 0)
     return 1
 
 
 @njit(cache=True)
-def _gemv_driver(ap, b, out, cw, zmm, KB, pfb, swapped):
-    R, Kp = ap.shape
+def _tail_copies(b, Kp, cw):
+    """Zero-padded copies of the weight's last K % 4 rows (4, N1) and last N % cw columns
+    (Kp, cw), N1 = N − N % cw (empty when there is no such tail)."""
     K, N = b.shape
-    Nc = out.shape[1]
-    if R == 0 or Nc == 0:
-        return
-    out[:, :] = 0
-    K4 = K - K % 4
-    N1 = N - N % cw
-    pa0 = np.int64(ap.ctypes.data)
-    po0 = np.int64(out.ctypes.data)
-    pb0 = np.int64(b.ctypes.data)
-    pf = 4 * KB * N * pfb
-    if N1 > 0 and K4 > 0:
-        for q0 in range(0, K4 // 4, KB):
-            nq = min(K4 // 4 - q0, KB)
-            for c0 in range(0, N1, cw):
-                pb = pb0 + 4 * q0 * N + c0
-                r = 0
-                while r < R:
-                    pa = pa0 + r * Kp + 4 * q0
-                    po = po0 + 4 * (r * Nc + c0)
-                    if zmm:
-                        r += _z_rows(R - r, pa, Kp, pb, N, nq, po, Nc, pf, swapped)
-                    else:
-                        r += _y_rows(R - r, pa, Kp, pb, N, nq, po, Nc, pf, swapped)
-    if K4 < K and N1 > 0:                      # last K % 4 rows: a zero-padded copy
-        bt = np.zeros((4, N1), np.int8)
-        for k in range(K4, K):
-            for n in range(N1):
-                bt[k - K4, n] = b[k, n]
-        _copy_pass(ap, K4, bt, 1, out, 0, cw, zmm, swapped)
-    if N1 < N:                                 # last N % cw columns: a zero-padded copy
-        bn = np.zeros((Kp, cw), np.int8)
+    K4, N1 = K - K % 4, N - N % cw
+    bt = np.zeros((4 if K4 < K and N1 > 0 else 0, N1), np.int8)
+    for k in range(K4, K if bt.shape[0] else K4):
+        for n in range(N1):
+            bt[k - K4, n] = b[k, n]
+    bn = np.zeros((Kp if N1 < N else 0, cw), np.int8)
+    if N1 < N:
         for k in range(K):
             for n in range(N1, N):
                 bn[k, n - N1] = b[k, n]
-        _copy_pass(ap, 0, bn, Kp // 4, out, N1, cw, zmm, swapped)
-
-
-@njit(cache=True)
-def _copy_pass(ap, k0, bc, nq, out, n0, cw, zmm, swapped):
-    """Add the products of a'[:, k0:k0 + 4·nq] with the copied weight rows bc (4·nq, ≥ cw)
-    into out's chunks from column n0. bc is an argument, so it stays alive while the
-    kernels read it through raw addresses."""
-    R, Kp = ap.shape
-    Nc = out.shape[1]
-    ldb = bc.shape[1]
-    pa0 = np.int64(ap.ctypes.data) + k0
-    pb0 = np.int64(bc.ctypes.data)
-    po0 = np.int64(out.ctypes.data)
-    for c0 in range(0, ldb, cw):
-        r = 0
-        while r < R:
-            pa = pa0 + r * Kp
-            po = po0 + 4 * (r * Nc + n0 + c0)
-            if zmm:
-                r += _z_rows(R - r, pa, Kp, pb0 + c0, ldb, nq, po, Nc, 0, swapped)
-            else:
-                r += _y_rows(R - r, pa, Kp, pb0 + c0, ldb, nq, po, Nc, 0, swapped)
+    return bt, bn
 
 
 @njit(cache=True)
 def gemv_vnni512(ap, b, out, swapped):
     """out (R, Nc) int32 ← Σ_k a'[r, k]·b[k, n] for the rows of ap (R, Kp) uint8 (zero
     padded beyond K) and b (K, N) C-contiguous int8, read as given (blocks of `GEMV_KB`
-    quads × 64 columns, up to 5 rows at a time); out's columns are grouped in chunks of
+    quads × 64 columns, up to 4 rows at a time); out's columns are grouped in chunks of
     64 permuted by `gemv_column_position` (Nc = N rounded up to 64), every element
     written. swapped: ap holds signed bytes d and the sums are Σ_k d[r, k]·(b[k, n] + 128).
-    AVX-512 VNNI only; the caller guarantees Kp·255·128 < 2^31."""
-    _gemv_driver(ap, b, out, 64, True, GEMV_KB, 0, swapped)
+    The weight's K and N tails go through zero-padded copies. AVX-512 VNNI only; the
+    caller guarantees Kp·255·128 < 2^31."""
+    R, Kp = ap.shape
+    K, N = b.shape
+    out[:, :] = 0
+    N1 = N - N % 64
+    _z_pass(ap, 0, b, (K - K % 4) // 4, out, 0, N1, swapped)
+    bt, bn = _tail_copies(b, Kp, 64)
+    _z_pass(ap, K - K % 4, bt, bt.shape[0] // 4, out, 0, bt.shape[1], swapped)
+    _z_pass(ap, 0, bn, bn.shape[0] // 4, out, N1, 64 if bn.shape[0] else 0, swapped)
+
+
+@njit(cache=True)
+def _z_pass(ap, k0, bc, nq, out, n0, ncols, swapped):
+    """Add Σ a'[:, k0:k0 + 4·nq]·bc[:4·nq, :ncols] into out's chunks from column n0 (bc an
+    argument: alive while the kernels read it by address), GEMV_KB quads at a time."""
+    R, Kp = ap.shape
+    Nc = out.shape[1]
+    ldb = bc.shape[1]
+    pa0 = np.int64(ap.ctypes.data) + k0
+    pb0 = np.int64(bc.ctypes.data)
+    po0 = np.int64(out.ctypes.data)
+    for q0 in range(0, nq, GEMV_KB):
+        nb = min(nq - q0, GEMV_KB)
+        for c0 in range(0, ncols, 64):
+            r = 0
+            while r < R:
+                r += _z_rows(R - r, pa0 + r * Kp + 4 * q0, Kp, pb0 + 4 * q0 * ldb + c0, ldb, nb,
+                             po0 + 4 * (r * Nc + n0 + c0), Nc, swapped)
 
 
 @njit(cache=True)
 def gemv_vnni256(ap, b, out, swapped):
     """`gemv_vnni512` with ymm kernels (chunks of 32 columns, up to 2 rows at a time); AVX-VNNI."""
-    _gemv_driver(ap, b, out, 32, False, GEMV_KB, 0, swapped)
+    R, Kp = ap.shape
+    K, N = b.shape
+    out[:, :] = 0
+    N1 = N - N % 32
+    _y_pass(ap, 0, b, (K - K % 4) // 4, out, 0, N1, swapped)
+    bt, bn = _tail_copies(b, Kp, 32)
+    _y_pass(ap, K - K % 4, bt, bt.shape[0] // 4, out, 0, bt.shape[1], swapped)
+    _y_pass(ap, 0, bn, bn.shape[0] // 4, out, N1, 32 if bn.shape[0] else 0, swapped)
+
+
+@njit(cache=True)
+def _y_pass(ap, k0, bc, nq, out, n0, ncols, swapped):
+    """`_z_pass` with the ymm kernels (32-column chunks)."""
+    R, Kp = ap.shape
+    Nc = out.shape[1]
+    ldb = bc.shape[1]
+    pa0 = np.int64(ap.ctypes.data) + k0
+    pb0 = np.int64(bc.ctypes.data)
+    po0 = np.int64(out.ctypes.data)
+    for q0 in range(0, nq, GEMV_KB):
+        nb = min(nq - q0, GEMV_KB)
+        for c0 in range(0, ncols, 32):
+            r = 0
+            while r < R:
+                r += _y_rows(R - r, pa0 + r * Kp + 4 * q0, Kp, pb0 + 4 * q0 * ldb + c0, ldb, nb,
+                             po0 + 4 * (r * Nc + n0 + c0), Nc, swapped)
 
 
 def gemv_vnni_reference(ap, b, out, cw: int, swapped: bool = False) -> None:
