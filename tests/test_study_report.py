@@ -64,3 +64,16 @@ def test_report_page_renders_in_headless_chromium(results, tmp_path):
     img = Image.open(shot).convert("L")
     lo, hi = img.getextrema()
     assert hi - lo > 100, "the screenshot is blank"
+
+
+def test_markdown_pivot(results, capsys):
+    assert main(["study", "report", str(results), "--pivot", "wbits,granularity", "--where", "profile=h100"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert lines[0] == "| wbits | tensor | channel |"
+    table = __import__("pandas").read_parquet(results / "results.parquet").set_index(["profile", "label"])
+    acc = table.loc[("h100", "W2-symmetric-channel/A8"), "accuracy"]
+    kib = table.loc[("h100", "W2-symmetric-channel/A8"), "memory_bytes"] / 1024
+    assert lines[2].startswith("| 2 |") and f"{acc * 100:.1f} % / {kib:.1f} |" in lines[2]
+    assert len(lines) == 2 + 2  # wbits 2 and 4; the fp32 baseline is not a pivot row
+    assert main(["study", "report", str(results), "--pivot", "wbits,granularity"]) == 2  # two profiles per cell
+    assert main(["study", "report", str(results), "--pivot", "wbits,colour"]) == 2

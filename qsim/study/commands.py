@@ -113,6 +113,20 @@ def _plot(args) -> int:
 def _report(args) -> int:
     from qsim.study.report import html_report, markdown_fronts
 
+    if args.pivot:
+        from qsim.study.report import markdown_pivot
+
+        parts = args.pivot.split(",")
+        if len(parts) != 2:
+            raise ValueError(f"--pivot takes ROWS,COLUMNS (e.g. wbits,granularity), got {args.pivot!r}")
+        where = {}
+        for w in args.where:
+            if "=" not in w:
+                raise ValueError(f"--where takes COLUMN=VALUE (e.g. abits=8), got {w!r}")
+            k, v = w.split("=", 1)
+            where[k] = v
+        print(markdown_pivot(Path(args.dir), parts[0], parts[1], args.values.split(","), where))
+        return 0
     if args.markdown:
         print(markdown_fronts(Path(args.dir), args.top))
         return 0
@@ -143,6 +157,12 @@ def register(sub) -> None:
     rp.add_argument("--markdown", action="store_true", help="print each profile's front as a Markdown table instead")
     rp.add_argument("--top", type=int, default=None, help="with --markdown: rows of each front (default all)")
     rp.add_argument("-o", "--output", default=None, help="HTML file to write (default DIR/report.html)")
+    rp.add_argument("--pivot", default=None, metavar="ROWS,COLUMNS",
+                    help="print one Markdown table of ROWS × COLUMNS instead (e.g. wbits,granularity)")
+    rp.add_argument("--values", default="accuracy,memory_bytes",
+                    help="with --pivot: the columns in each cell, joined by ' / ' (default accuracy,memory_bytes)")
+    rp.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                    help="with --pivot: keep rows where COLUMN equals VALUE (repeatable; e.g. profile=zen3-avx2)")
     rp.set_defaults(func=_report)
     c = ssub.add_parser("clean", help="delete a study's cache (or, with --all, its whole results directory)")
     c.add_argument("target", metavar="NAME|DIR", help="study name (results/NAME) or results directory")

@@ -82,6 +82,55 @@ def markdown_fronts(out: Path, top: int | None = None) -> str:
     return "\n".join(lines) + "\n" + note
 
 
+_GRAN_ORDER = {"global": 0, "tensor": 1, "channel": 2}
+_VALUE_FORMAT = {"accuracy": lambda v: f"{v * 100:.1f} %", "memory_bytes": lambda v: f"{v / 1024:.1f}",
+                 "energy_j": lambda v: f"{v * 1e6:.3g}", "latency_s": lambda v: f"{v * 1e6:.3g}",
+                 "sqnr_db": lambda v: f"{v:.1f}"}
+
+
+def _column_key(row: pd.Series, col: str):
+    if col == "granularity" and row["granularity"] == "group":
+        return f"g{int(row['group_size'])}"
+    return row[col]
+
+
+def _column_order(key) -> tuple:
+    if isinstance(key, str) and key.startswith("g") and key[1:].isdigit():
+        return (3, -int(key[1:]), "")
+    return (_GRAN_ORDER.get(key, 4), 0, str(key))
+
+
+def markdown_pivot(out: Path, rows: str, cols: str, values: list[str], where: dict[str, str]) -> str:
+    """One Markdown table: `rows` down, `cols` across (granularity splits groups into gN), each cell
+    the `values` joined by ' / ' (accuracy in %, memory in KiB, energy µJ, latency µs), over the
+    results rows matching every `where` column=value (compared as text)."""
+    table, _, manifest = load_results(out)
+    for col in [rows, cols, *values, *where]:
+        if col not in table.columns:
+            raise ValueError(f"{col!r} is not a column of {out}/results.parquet; columns: {sorted(table.columns)}")
+    sub = table
+    for col, want in where.items():
+        sub = sub[sub[col].astype(str).str.removesuffix(".0") == str(want)]
+    if "wfloat" in sub.columns:
+        sub = sub[sub["wfloat"].isna()]
+    if sub.empty:
+        raise ValueError(f"no results row matches {where}")
+    sub = sub.assign(_col=[_column_key(r, cols) for _, r in sub.iterrows()])
+    if sub.duplicated([rows, "_col"]).any():
+        raise ValueError(f"several results per ({rows}, {cols}) cell; narrow them with --where (e.g. profile=NAME, "
+                         f"abits=8)")
+    col_keys = sorted(sub["_col"].unique(), key=_column_order)
+    head = [str(rows)] + [str(c) for c in col_keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r_key, block in sub.groupby(rows, sort=True):
+        cells = {c: " / ".join(_VALUE_FORMAT.get(v, lambda x: f"{x:.4g}")(row[v]) for v in values)
+                 for c, (_, row) in zip(block["_col"], block.iterrows())}
+        lines.append("| " + " | ".join([str(r_key)] + [cells.get(c, "—") for c in col_keys]) + " |")
+    note = (f"\n*Study `{manifest['study']}`, {', '.join(f'{k} = {v}' for k, v in where.items()) or 'all rows'}; "
+            f"cells: {' / '.join(values)}.*")
+    return "\n".join(lines) + "\n" + note
+
+
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1600px}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
