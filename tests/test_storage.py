@@ -82,3 +82,39 @@ def test_cli_simulate_equals_cost_workload_with_the_api_defaults(capsys):
     for key in ("memory_bytes", "cycles", "latency_s", "energy_j", "macs"):
         assert cli[key] == pytest.approx(api[key], rel=1e-12), key
     assert CostQuant().scale_bits == 16
+
+
+def _defaults(*argv):
+    """Defaults of one sub-command's options, as argparse fills them in."""
+    from qsim.cli import build_parser
+
+    return vars(build_parser().parse_args(list(argv)))
+
+
+def test_shared_options_have_one_default_in_api_cli_and_study_specs():
+    import inspect
+    from dataclasses import fields
+
+    from qsim.nets.quant_exec import evaluate
+    from qsim.study.spec import GRID_DEFAULTS
+
+    sim = _defaults("simulate", "--profile", "h100", "--model", "resnet18", "--wbits", "8", "--abits", "8")
+    api = {f.name: f.default for f in fields(CostQuant)}
+    for cli_name, api_name in (("scale_bits", "scale_bits"), ("granularity", "granularity"),
+                               ("zero_point", "zero_point"), ("acc_bits", "acc_bits"), ("wformat", "w_format"),
+                               ("aformat", "a_format"), ("group_size", "group_size")):
+        assert sim[cli_name] == api[api_name], cli_name
+    ev = _defaults("nets", "eval", "digits_mlp")
+    params = inspect.signature(evaluate).parameters
+    for cli_name, api_name in (("calib_size", "calib_size"), ("policy", "policy"), ("acc_bits", "acc_bits"),
+                               ("overflow", "overflow"), ("eval_size", "eval_size")):
+        assert ev[cli_name] == params[api_name].default, cli_name
+    # a study grid key left out means what `qsim nets eval` means without the option
+    for cli_name, grid_key in (("wbits", "wbits"), ("abits", "abits"), ("scheme", "scheme"),
+                               ("ascheme", "act_scheme"), ("granularity", "granularity"),
+                               ("calibration", "calibration"), ("policy", "policy"), ("acc_bits", "acc_bits")):
+        assert GRID_DEFAULTS[grid_key] == [ev[cli_name]], grid_key
+    from qsim.study.spec import parse_study
+
+    spec = parse_study({"name": "d", "network": "digits_mlp", "profiles": ["h100"]})
+    assert spec.calibration_size == ev["calib_size"]
