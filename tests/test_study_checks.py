@@ -41,7 +41,7 @@ def test_all_problems_at_once_incl_binary_activations_and_profiles():
         parse_study(spec)
     msg = str(info.value)
     assert "unknown key 'colour'" in msg
-    assert "activations.scheme must be one of ['affine', 'symmetric']" in msg and "got 'binary'" in msg
+    assert "binary activations: the network executors run activations as integer codes" in msg
     assert "/A1" in msg  # names the grid configs it affects
     for prof in ("zcu104", "tpu-v1"):
         assert f"profile '{prof}' cannot run" in msg, prof

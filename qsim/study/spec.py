@@ -396,6 +396,10 @@ def _check_network_config(net, wspec, aspec, cfg: DesignConfig) -> None:
     """What the network's evaluator would reject, raised now (the same checks, the same words)."""
     from qsim.nets.quant_exec import QuantConfig, check_act_spec
 
+    if aspec is not None and aspec.scheme in ("binary", "ternary"):
+        raise ValueError(f"{aspec.scheme} activations: the network executors run activations as integer codes with "
+                         f"one scale (affine or symmetric); XNOR-popcount / ternary products exist as kernels "
+                         f"(qsim.kernels.matmul_binary, matmul_ternary) but no network runs them yet")
     if aspec is not None:
         check_act_spec(aspec, "activations")
     if net.arch is not None:
