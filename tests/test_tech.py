@@ -232,3 +232,41 @@ def test_energy_module_functions_still_importable():
     assert float(energy.int_mac_pj_45nm(8, 8, 32)) == pytest.approx(0.0029948 * 64 + 0.0010417 * 8 + 0.1)
     assert energy.sram_pj_per_byte_45nm(8192) > 0
     assert energy.node_scale(45) == pytest.approx(1.0)
+
+
+# --- FPGA fabric ---------------------------------------------------------------------------------------------------
+def test_fpga_mac_energy():
+    lut = tech.fpga_mac_pj("lut", np.arange(1, 17), np.arange(1, 17))
+    assert np.all(np.diff(lut) > 0)
+    # LUT MAC = Kuon & Rose gap × ASIC MAC at the FPGA node
+    assert tech.fpga_mac_pj("lut", 8, 8, acc_bits=32) == pytest.approx(
+        14.0 * tech.mac_pj(8, 8, 32, node_nm=16, volts=0.85))
+    dsp8, dsp16 = tech.fpga_mac_pj("dsp", 8, 8), tech.fpga_mac_pj("dsp", 16, 16)
+    assert 0 < dsp8 < dsp16                       # two int8 MACs share one DSP operation
+    assert dsp8 < tech.fpga_mac_pj("lut", 8, 8)   # hard DSP beats LUT fabric at int8
+    assert tech.fpga_mac_pj("dsp", 4, 4, macs_per_op=4) == pytest.approx(dsp8 / 2)
+    assert tech.fpga_mac_pj("dsp", 27, 18) > dsp16
+    with pytest.raises(ValueError, match="27×18"):
+        tech.fpga_mac_pj("dsp", 27, 27)
+    with pytest.raises(ValueError, match="unknown FPGA MAC kind"):
+        tech.fpga_mac_pj("bram", 8, 8)
+
+
+def test_fpga_block_ram_energy():
+    b, u = tech.fpga_bram_pj_per_byte("bram18"), tech.fpga_bram_pj_per_byte("uram")
+    assert 0 < b < u
+    assert b == pytest.approx(tech.sram_pj_per_byte(2304, 36, 16, 0.85))
+    assert tech.fpga_bram_pj_per_byte("uram", op="write") > 0
+    with pytest.raises(ValueError, match="unknown FPGA memory kind"):
+        tech.fpga_bram_pj_per_byte("lutram")
+
+
+# --- static power --------------------------------------------------------------------------------------------------
+def test_static_power_for_every_shipped_profile():
+    names = {f.stem for f in (Path(__file__).parents[1] / "hw_profiles").glob("*.yaml")}
+    assert names <= set(tech.static_power_profiles())
+    for name in names:
+        assert tech.static_power_w(name) > 0
+        assert MARK.search(tech.static_power_source(name))
+    with pytest.raises(ValueError, match="no static power for profile"):
+        tech.static_power_w("nope")

@@ -39,6 +39,16 @@ Node and voltage (``nodes.yaml``)
     rule, [U]) down to 1 nm; above 130 nm or below 1 nm a ``ValueError``. Reference point of every 45 nm table:
     45 nm, 0.9 V. ``qsim.hw.energy.node_scale`` (the older rule: ∝ node above 45 nm, log-interpolated between
     45/16/7) is left unchanged for its callers.
+
+FPGA fabric (``fpga.yaml``)
+    No checked per-operation FPGA measurement was found, so fabric energies are derived from the ASIC tables:
+    LUT MAC = Kuon & Rose's FPGA/ASIC dynamic-power gap (14×, TCAD 2007) × the ASIC MAC; DSP MAC = one DSP48E2
+    27×18 multiply + 48-bit add at the ASIC rule × XPE's toggle factor for the width used, ÷ MACs packed per DSP;
+    BRAM18 / URAM = the CACTI fit for that block's capacity and port width. All at the FPGA's node (16 nm, 0.85 V).
+
+Static power (``static_power.yaml``)
+    A proposed idle/static power per shipped profile with its basis and source (for the lead to copy into the
+    profiles); ``static_power_w(profile)``.
 """
 
 from __future__ import annotations
@@ -338,3 +348,87 @@ def dram_pj_per_bit(kind: str) -> float:
 def dram_source(kind: str) -> str:
     """The source text of ``dram_pj_per_bit(kind)``."""
     return load_table("dram")["kinds"][canonical_memory_kind(kind)]["source"]
+
+
+# --- FPGA fabric ---------------------------------------------------------------------------------------------------
+FPGA_MAC_KINDS = ("dsp", "lut")
+FPGA_RAM_KINDS = ("bram18", "uram")
+
+
+def _fpga_defaults(node_nm, volts):
+    b = load_table("fpga")["bram"]
+    node = _v(b["default_node_nm"]) if node_nm is None else node_nm
+    if volts is None and node_nm is None:
+        volts = _v(b["default_volts"])
+    return node, volts
+
+
+def fpga_mac_pj(kind: str, w_bits, a_bits, node_nm: float | None = None, volts: float | None = None,
+                acc_bits=None, macs_per_op=None):
+    """Energy (pJ) of one w_bits × a_bits integer MAC on FPGA fabric (``fpga.yaml``; derived, see its sources).
+
+    ``kind="lut"``: Kuon & Rose's FPGA/ASIC dynamic-power gap (14×) × the Horowitz ASIC MAC at the node, accumulator
+    ``acc_bits`` (default w_bits + a_bits + 8). ``kind="dsp"``: one DSP48E2 operation (27×18 multiply + 48-bit add at
+    the ASIC rule, × XPE's toggle factor for the width used: 18×18 → 0.86, 12×12 → 0.8) divided by the MACs it does
+    (2 for int8×int8 packing, else 1; ``macs_per_op`` overrides, e.g. a profile's ``macs_per_dsp``); operands wider than 27×18 raise ``ValueError``. Default node/voltage:
+    UltraScale+ 16 nm, 0.85 V. Arrays broadcast.
+    """
+    f = load_table("fpga")
+    node, volts = _fpga_defaults(node_nm, volts)
+    w, a = np.asarray(w_bits, dtype=float), np.asarray(a_bits, dtype=float)
+    if kind == "lut":
+        acc = w + a + _v(f["lut"]["acc_headroom_bits"]) if acc_bits is None else np.asarray(acc_bits, dtype=float)
+        return _out(_v(f["lut"]["gap"]) * np.asarray(mac_pj(w, a, acc, node_nm=node, volts=volts)))
+    if kind != "dsp":
+        raise ValueError(f"unknown FPGA MAC kind {kind!r}; known: {', '.join(FPGA_MAC_KINDS)}")
+    d = f["dsp"]
+    _check_int_bits("w_bits", w)
+    _check_int_bits("a_bits", a)
+    big, small = _v(d["mult_a_bits"]), _v(d["mult_b_bits"])
+    hi, lo = np.maximum(w, a), np.minimum(w, a)
+    if np.any((hi > big) | (lo > small)):
+        raise ValueError(f"a DSP48E2 multiplies at most {big}×{small} bits; got w_bits={w.tolist()}, "
+                         f"a_bits={a.tolist()} (use kind='lut' or split the operands)")
+    op = (np.asarray(int_mul_pj(big, small, node, volts)) + np.asarray(int_add_pj(_v(d["acc_bits"]), node, volts)))
+    op = op * _v(d["hard_block_factor"])
+    packed = (hi <= 8) & (lo <= 8)
+    toggle = np.where(packed, 1.0, np.where(hi <= 12, _v(d["toggle_12x12"]),
+                                            np.where(hi <= 18, _v(d["toggle_18x18"]), 1.0)))
+    macs = np.where(packed, _v(d["int8_macs_per_op"]), 1.0) if macs_per_op is None else \
+        np.asarray(macs_per_op, dtype=float)
+    if np.any(macs <= 0):
+        raise ValueError(f"macs_per_op must be > 0, got {macs_per_op!r}")
+    return _out(op * toggle / macs)
+
+
+def fpga_bram_pj_per_byte(kind: str = "bram18", node_nm: float | None = None, volts: float | None = None,
+                          op: str = "read") -> float:
+    """Energy (pJ) per byte through one FPGA block RAM (``"bram18"``: 18 Kb, 36-bit port; ``"uram"``: 288 Kb,
+    72-bit port): the CACTI-fit SRAM of that geometry at the node (default 16 nm, 0.85 V) × the hard-block factor."""
+    b = load_table("fpga")["bram"]
+    if kind not in FPGA_RAM_KINDS:
+        raise ValueError(f"unknown FPGA memory kind {kind!r}; known: {', '.join(FPGA_RAM_KINDS)}")
+    node, volts = _fpga_defaults(node_nm, volts)
+    cap, width = (_v(b["bram18_bytes"]), _v(b["bram18_width_bits"])) if kind == "bram18" else \
+        (_v(b["uram_bytes"]), _v(b["uram_width_bits"]))
+    return float(sram_pj_per_byte(cap, width, node, volts, op)) * _v(b["hard_block_factor"])
+
+
+# --- static power per profile ----------------------------------------------------------------------------------------
+def static_power_profiles() -> tuple[str, ...]:
+    """Profiles with a proposed static power in ``static_power.yaml``."""
+    return tuple(load_table("static_power")["profiles"])
+
+
+def static_power_w(profile: str) -> float:
+    """Proposed static/idle power (W) of a shipped profile; ``ValueError`` naming the known profiles."""
+    p = load_table("static_power")["profiles"]
+    if profile not in p:
+        raise ValueError(f"no static power for profile {profile!r}; known: {', '.join(p)}")
+    return float(p[profile]["value"])
+
+
+def static_power_source(profile: str) -> str:
+    """Source text of ``static_power_w(profile)``."""
+    static_power_w(profile)
+    return load_table("static_power")["profiles"][profile]["source"]
