@@ -104,7 +104,7 @@ def _plot(args) -> int:
             raise FileNotFoundError(f"{out} is not a study results directory: {name} is missing")
     manifest = json.loads((out / "manifest.json").read_text())
     files = draw_all(out, pd.read_parquet(out / "results.parquet"), pd.read_csv(out / "pareto.csv"),
-                     parse_study(manifest["spec"]))
+                     parse_study(manifest["spec"]), progress=True)
     for f in files:
         print(f)
     return 0
