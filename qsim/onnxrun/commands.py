@@ -95,6 +95,10 @@ def _print_divergence(rows: list[dict]) -> None:
 
 
 def register(sub) -> None:
+    # `qsim run-tflite` lives in qsim.tflite; registered from here until qsim/cli.py lists that module.
+    from qsim.tflite.commands import register as register_tflite
+
+    register_tflite(sub)
     p = sub.add_parser("run-onnx", help="run a quantized ONNX model on qsim's integer kernels (optionally vs ORT)")
     p.add_argument("model", help="the .onnx model file")
     p.add_argument("--inputs", required=True, help=".npz with one array per graph input, by input name")
