@@ -92,7 +92,7 @@ def scalesim_comparison() -> None:
     for c in cases:
         prof = validate_profile_dict({
             "name": "scalesim", "family": "systolic_array", "clock": "1 GHz", "technology_nm": 45,
-            "dram": {"bandwidth": "1000 TB/s", "energy_pj_per_bit": 20},
+            "dram": {"kind": "DDR3", "bandwidth": "1000 TB/s"},
             "systolic_array": {"rows": c["rows"], "cols": c["cols"], "dataflow": c["dataflow"]},
         })
         r = cost_layer(MatMul("g", m=c["M"], n=c["N"], k=c["K"]), CostQuant(), prof)

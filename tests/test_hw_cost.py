@@ -33,8 +33,9 @@ ALL = ["zen3-avx2", "xeon-icx-vnni", "xeon-spr-amx", "neoverse-v1", "t4", "a100"
        "tpu-v1", "eyeriss", "bitfusion", "zcu104", "alveo-u250"]
 SYSTOLIC = {
     "name": "sa", "family": "systolic_array", "clock": "1 GHz", "technology_nm": 45,
-    "memory": [{"name": "sram", "capacity": "1 MiB", "bandwidth_bytes_per_cycle": 1e6, "read_pj_per_byte": 1.0}],
-    "dram": {"bandwidth": "1000 GB/s", "energy_pj_per_bit": 10},
+    "memory": [{"name": "sram", "capacity": "1 MiB", "bandwidth_bytes_per_cycle": 1e6, "read_pj_per_byte": 1.0,
+                "energy_source": "toy number for the test"}],
+    "dram": {"kind": "DDR4", "bandwidth": "1000 GB/s", "energy_pj_per_bit": 10, "energy_source": "toy number"},
     "systolic_array": {"rows": 16, "cols": 16, "dataflow": "os"},
 }
 

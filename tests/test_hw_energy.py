@@ -17,16 +17,17 @@ TINY = {
     "name": "tiny", "family": "cpu_simd", "clock": "1 GHz", "technology_nm": 45, "voltage_v": 0.9,
     "static_power": "2 W", "compute_efficiency": 0.5, "keep_activations_on_chip": False,
     "memory": [{"name": "l1", "capacity": "32 KiB", "bandwidth_bytes_per_cycle": 64,
-                "read_pj_per_byte": 1.5, "write_pj_per_byte": 2.5}],
-    "dram": {"kind": "DDR4", "bandwidth": "1000 GB/s", "energy_pj_per_bit": 7.0},
+                "read_pj_per_byte": 1.5, "write_pj_per_byte": 2.5, "energy_source": "toy numbers"}],
+    "dram": {"kind": "DDR4", "bandwidth": "1000 GB/s", "energy_pj_per_bit": 7.0, "energy_source": "toy number"},
     "cpu_simd": {"cores": 1, "vector_bits": 256, "register_tile": [6, 16],
                  "instructions": [{"name": "vpdpbusd", "precision": "int8", "macs_per_cycle_per_core": 32}]},
 }
 
 
 def horowitz_mac_pj(w, a, acc):
-    """REFERENCE 4.1: multiplier 0.0029948·b_w·b_a + 0.0010417·(b_w+b_a)/2, adder 0.003125·b_acc (45 nm, 0.9 V)."""
-    return 0.0029948 * w * a + 0.0010417 * (w + a) / 2 + 0.003125 * acc
+    """qsim/data/tech/mac.yaml: multiplier 0.0030277·b_w·b_a (fit to Horowitz's int8/int32 multiplies), adder
+    0.003125·b_acc (QKeras), 45 nm / 0.9 V — the tiny profile's node, so no scaling."""
+    return 0.0030277 * w * a + 0.003125 * acc
 
 
 def test_every_energy_component_by_hand():
@@ -51,15 +52,10 @@ def test_mac_energy_grows_with_bits_on_a_bit_flexible_array():
     layer = Dense("d", in_features=256, out_features=256, batch=64)
     e = {b: cost_layer(layer, CostQuant(b, b, granularity="tensor"), "bitfusion")["energy_mac_j"] for b in (2, 4, 8)}
     assert e[2] < e[4] < e[8]
-    # multiplier ∝ b_w·b_a (+ a linear term), adder at the fixed 32-bit accumulator: the steps 2→4→8 bits
-    # differ only in the multiplier, whatever the node factor
+    # multiplier ∝ b_w·b_a, adder at the fixed 32-bit accumulator: the steps 2→4→8 bits differ only in the
+    # multiplier, whatever the node factor: (64 - 16) / (16 - 4) = 4
     per_mac = {b: e[b] / layer.macs for b in e}
-
-    def mul(b):
-        return 0.0029948 * b * b + 0.0010417 * b
-
-    step = (per_mac[8] - per_mac[4]) / (per_mac[4] - per_mac[2])
-    assert step == pytest.approx((mul(8) - mul(4)) / (mul(4) - mul(2)), rel=1e-9)
+    assert (per_mac[8] - per_mac[4]) / (per_mac[4] - per_mac[2]) == pytest.approx(4.0, rel=1e-9)
 
 
 def test_static_energy_is_power_times_latency_on_every_profile():
@@ -86,3 +82,36 @@ def test_pe_register_files_are_read_on_every_mac():
         assert r["bytes_rf_128B"] == layer.macs  # one 8-bit word per weight read, whatever the width
         assert r["bytes_rf_2B"] == 2 * 2 * layer.macs  # psum read + write, one 16-bit word each
         assert r["energy_rf_128B_j"] == pytest.approx(layer.macs * 0.095e-12)
+
+
+def test_unknown_memory_kind_node_or_unsourced_override_is_rejected_with_the_field():
+    from qsim.hw.schema import ProfileError
+
+    bad = dict(TINY, technology_nm=500)
+    bad["dram"] = {"kind": "DDR9", "bandwidth": "10 GB/s"}
+    bad["memory"] = [{"name": "l1", "capacity": "32 KiB", "bandwidth_bytes_per_cycle": 64, "read_pj_per_byte": 1.0}]
+    bad["mac_energy_pj"] = {"int8": 0.1}
+    with pytest.raises(ProfileError) as err:
+        validate_profile_dict(bad, source="chip.yaml")
+    text = str(err.value)
+    assert "chip.yaml" in text
+    assert "technology_nm" in text and "outside the technology tables" in text
+    assert "dram.kind" in text and "DDR4" in text  # names the known kinds
+    assert "memory[0]" in text and "energy_source" in text
+    ok = dict(TINY)
+    ok["dram"] = {"kind": "DDR4", "bandwidth": "10 GB/s", "energy_pj_per_bit": 9.0}
+    with pytest.raises(ProfileError, match="dram.*energy_source"):
+        validate_profile_dict(ok, source="chip.yaml")
+
+
+def test_energies_not_given_come_from_the_technology_tables():
+    from qsim.hw import tech
+
+    raw = dict(TINY, memory=[{"name": "l2", "capacity": "1 MiB", "bandwidth_bytes_per_cycle": 32}],
+               dram={"kind": "HBM2E", "bandwidth": "100 GB/s"}, technology_nm=7, voltage_v=0.7)
+    p = validate_profile_dict(raw)
+    assert p.dram.energy_pj_per_bit == tech.dram_pj_per_bit("HBM2E")
+    assert p.memory[0].read_pj_per_byte == pytest.approx(float(tech.sram_pj_per_byte(2**20, 64, 7, 0.7)))
+    assert "technology tables" in p.memory[0].energy_source
+    r = cost_layer(Dense("d", in_features=64, out_features=64), CostQuant(8, 8, granularity="tensor"), p)
+    assert r["energy_mac_j"] == pytest.approx(64 * 64 * float(tech.mac_pj(8, 8, 32, node_nm=7, volts=0.7)) * 1e-12)

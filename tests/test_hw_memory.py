@@ -41,11 +41,11 @@ def _brute_force_tier(tier, dims, mins, coef, totals, div):
 def test_mapper_is_feasible_and_near_the_exhaustive_optimum(m, n, k, cap, split, seed):
     rng = np.random.default_rng(seed)
     if split:  # a partitioned tier: weights alone, inputs + outputs together
-        tier = [MemoryLevel(name="w", capacity=cap, bandwidth_bytes_per_cycle=1, read_pj_per_byte=1, holds=["weights"]),
-                MemoryLevel(name="io", capacity=2 * cap, bandwidth_bytes_per_cycle=1, read_pj_per_byte=1,
+        tier = [MemoryLevel(name="w", capacity=cap, bandwidth_bytes_per_cycle=1, read_pj_per_byte=1, energy_source="toy", holds=["weights"]),
+                MemoryLevel(name="io", capacity=2 * cap, bandwidth_bytes_per_cycle=1, read_pj_per_byte=1, energy_source="toy",
                             holds=["inputs", "outputs"])]
     else:
-        tier = [MemoryLevel(name="all", capacity=cap, bandwidth_bytes_per_cycle=1, read_pj_per_byte=1)]
+        tier = [MemoryLevel(name="all", capacity=cap, bandwidth_bytes_per_cycle=1, read_pj_per_byte=1, energy_source="toy")]
     dims = {"m": np.array([float(m)]), "n": np.array([float(n)]), "k": np.array([float(k)])}
     mins = {d: np.array([1.0]) for d in "mnk"}
     coef = {op: np.array([float(rng.choice([0.5, 1.0, 2.0]))]) for op in OPS}

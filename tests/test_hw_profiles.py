@@ -23,11 +23,12 @@ REQUIRED = {"zen3-avx2", "xeon-icx-vnni", "xeon-spr-amx", "neoverse-v1", "t4", "
 GOOD = {
     "name": "toy", "family": "systolic_array", "clock": "1 GHz", "technology_nm": 28,
     "memory": [
-        {"name": "ibuf", "capacity": "64 KiB", "bandwidth_bytes_per_cycle": 32, "read_pj_per_byte": 1.0, "holds": ["inputs"]},
+        {"name": "ibuf", "capacity": "64 KiB", "bandwidth_bytes_per_cycle": 32, "read_pj_per_byte": 1.0,
+         "energy_source": "toy numbers for the test", "holds": ["inputs"]},
         {"name": "wbuf", "capacity": "64 KiB", "bandwidth_bytes_per_cycle": 32, "pj_per_access": 8.0, "access_bytes": 8,
-         "holds": ["weights"]},
+         "energy_source": "toy numbers for the test", "holds": ["weights"]},
     ],
-    "dram": {"bandwidth": "25.6 GB/s", "energy_pj_per_bit": 20},
+    "dram": {"kind": "DDR4", "bandwidth": "25.6 GB/s", "energy_pj_per_bit": 20, "energy_source": "toy number"},
     "systolic_array": {"rows": 16, "cols": 16, "dataflow": "os"},
 }
 

@@ -137,7 +137,8 @@ def test_zigzag_profile_is_sourced_from_the_json():
     assert (profile.systolic_array.rows, profile.systolic_array.cols) == (32, 32)
     for line in text.splitlines():
         if ":" in line and not line.lstrip().startswith(("#", "- name", "name", "family", "description", "memory",
-                                                          "dram:", "systolic_array:", "mac_energy_pj:", "kind")):
+                                                          "dram:", "systolic_array:", "mac_energy_pj:", "kind",
+                                                          "energy_source", "mac_energy_source")):
             assert "# source:" in line, f"unsourced number in the ZigZag profile: {line!r}"
 
 

@@ -33,13 +33,12 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from qsim.hw.energy import node_scale, sram_pj_per_byte_45nm
 
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
               "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve")
 CALIBRATION_SIZES = (192, 384, 768, 1536)  # square GEMMs, deliberately not the benchmark's 256..2048
 CALIBRATION_SIZES_QUICK = (192, 256)
-DRAM_PJ_PER_BIT_ASSUMED = 20.3125  # Horowitz/QKeras QTools DRAM figure (REFERENCE 4.1): not measurable here
+DRAM_KIND_ASSUMED = "DDR4"  # a server/desktop host's memory kind is not readable without root tools: assumed
 
 
 # --- machine facts ------------------------------------------------------------------------
@@ -283,7 +282,6 @@ def calibrate_host(quick: bool = False, name: str = "calibrated-host", technolog
     copy_bytes = min(max(2 * llc, 16 * 2**20), 64 * 2**20) if quick else min(max(4 * llc, 64 * 2**20), 256 * 2**20)
     dram_bw = stream_copy_bytes_per_s(copy_bytes, reps, budget)
 
-    scale = node_scale(technology_nm)
     memory, cache_bw = [], {}
     for c in caches:
         bw = cache_read_bytes_per_s(c["size"] // 4, 0.005 if quick else 0.05)
@@ -291,7 +289,6 @@ def calibrate_host(quick: bool = False, name: str = "calibrated-host", technolog
         memory.append({
             "name": f"L{c['level']}", "capacity": c["size"], "instances": c["instances"],
             "bandwidth_bytes_per_cycle": round(bw / clock, 3),
-            "read_pj_per_byte": round(sram_pj_per_byte_45nm(c["size"]) * scale, 4),
         })
     int8_path = _int8_path(flags)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -311,8 +308,9 @@ def calibrate_host(quick: bool = False, name: str = "calibrated-host", technolog
                       "single_thread_macs_per_s": round(fp32_1), "thread_count_enforced": fp32_enforced},
         "dram_stream_copy_bytes_per_s": round(dram_bw), "stream_copy_array_bytes": copy_bytes,
         "cache_read_gb_per_s": cache_bw,
-        "assumed_not_measured": {"technology_nm": technology_nm, "dram_energy_pj_per_bit": DRAM_PJ_PER_BIT_ASSUMED,
-                                 "cache_energy": "QTools SRAM polynomial (45 nm) × Stillmaker node scale",
+        "assumed_not_measured": {"technology_nm": technology_nm, "dram_kind": DRAM_KIND_ASSUMED,
+                                 "energies": "qsim.hw.tech tables: CACTI-fit caches, DRAM pJ/bit of the kind, "
+                                             "Stillmaker & Baas node scaling",
                                  "static_power_w": 0.0},
     }
     notes = (f"Calibrated on {model_name} at {when}{' (quick: rough numbers)' if quick else ''}. "
@@ -327,8 +325,7 @@ def calibrate_host(quick: bool = False, name: str = "calibrated-host", technolog
         "clock": clock,
         "technology_nm": technology_nm,
         "memory": memory,
-        "dram": {"kind": "DRAM (host memory, measured bandwidth)", "bandwidth": round(dram_bw),
-                 "energy_pj_per_bit": DRAM_PJ_PER_BIT_ASSUMED},
+        "dram": {"kind": DRAM_KIND_ASSUMED, "bandwidth": round(dram_bw)},
         "cpu_simd": {
             "cores": cores,
             "vector_bits": _vector_bits(flags),

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from qsim.hw import cpu_simd, fpga, gpu_tensor_core, systolic_array
-from qsim.hw.energy import mac_energy_pj, node_scale
+from qsim.hw import tech
+from qsim.hw.energy import mac_energy_pj
 from qsim.hw.fusion import fusion_plan
 from qsim.hw.memory import activation_capacity, hierarchy_traffic, level_bandwidths, mapping_text, pe_local_levels
 from qsim.hw.profiles import load_profile
@@ -61,20 +62,39 @@ def _plan(profile, q: CostQuant) -> dict:
     return prm
 
 
+_FLOAT_SIGNIFICAND = {"fp4": 2, "fp6": 4}  # MX/NVFP element formats the float table does not list (E2M1, E2M3)
+
+
+def mac_energy(profile, precision: str, w_bits: int, a_bits: int, acc_bits: int, exact_bits: bool) -> float:
+    """pJ per MAC on this profile: its `mac_energy_pj` override (with a source) or the technology table
+    (`qsim.hw.tech.mac_pj`: multiplier ∝ b_w·b_a, adder ∝ accumulator bits, floats from Horowitz) at its node.
+
+    `exact_bits`: the unit's energy follows the operands' own widths (bit-flexible arrays, FPGA fabric);
+    otherwise a unit executing `precision` spends that precision's energy whatever the operands.
+    """
+    node, volts = profile.technology_nm, profile.voltage_v
+    if profile.mac_energy_pj:
+        scale = tech.node_scale(node, volts)
+        prec = "int8" if exact_bits else precision
+        return mac_energy_pj(profile.mac_energy_pj, prec, w_bits, a_bits, acc_bits, scale)
+    if precision in PRECISION_BITS and (precision.startswith("int") or precision == "binary"):
+        bw, ba = (w_bits, a_bits) if exact_bits else (PRECISION_BITS[precision],) * 2
+        return float(tech.mac_pj(bw, ba, acc_bits, node_nm=node, volts=volts))
+    if exact_bits:  # a bit-level unit doing an integer product of the operands' widths
+        return float(tech.mac_pj(w_bits, a_bits, acc_bits, node_nm=node, volts=volts))
+    acc = 16 if acc_bits == 16 else 32
+    if precision in _FLOAT_SIGNIFICAND:
+        sig = _FLOAT_SIGNIFICAND[precision]
+        return float(tech.float_mul_pj("int", "int", sig, sig, node, volts) + tech.float_add_pj(acc, node, volts))
+    return float(tech.mac_pj(None, None, acc, precision, precision, node_nm=node, volts=volts))
+
+
 def _make_plan(profile, q: CostQuant) -> dict:
     fam = FAMILY_MODELS[profile.family]
     prm = dict(fam.plan(profile, q))
-    scale = node_scale(profile.technology_nm, profile.voltage_v)
-    prec = prm["precision"]
-    table = profile.mac_energy_pj
-    if prm.get("exact_bits") and q.w_format == "int" and q.a_format == "int":
-        pj = mac_energy_pj(table, "int8", q.w_bits, q.a_bits, q.acc_bits, scale)
-    elif prec in PRECISION_BITS and (prec.startswith("int") or prec == "binary"):
-        pb = PRECISION_BITS[prec]
-        pj = mac_energy_pj(table, prec, pb, pb, q.acc_bits, scale)
-    else:
-        pj = mac_energy_pj(table, prec, q.w_bits, q.a_bits, q.acc_bits, scale)
-    prm["mac_pj"] = pj
+    exact = bool(prm.get("exact_bits")) and q.w_format == "int" and q.a_format == "int"
+    prm["mac_pj"] = fam.mac_energy(profile, prm, q) if hasattr(fam, "mac_energy") else \
+        mac_energy(profile, prm["precision"], q.w_bits, q.a_bits, q.acc_bits, exact)
     return prm
 
 
@@ -327,6 +347,7 @@ def totals(df: pd.DataFrame) -> dict:
         if c.startswith(_SUM_COLS_PREFIX):
             out[c] = float(df[c].sum())
     out["memory_bytes"] = float(df["memory_bytes"].sum())
+    out["energy_pj_per_mac"] = out["energy_j"] / out["macs"] * 1e12 if out["macs"] else 0.0
     peak = float((df["peak_macs_per_cycle"] * df["cycles"]).sum())
     out["utilization"] = out["macs"] / peak if peak else 0.0
     bounds = df.groupby("bound")["cycles"].sum()

@@ -38,7 +38,7 @@ def finn_dsp_count(P: int, Q: int, w_bits: int, a_bits: int) -> int:
 
 def plan(profile, q: CostQuant) -> dict:
     f = profile.fpga
-    dsp_lanes, lut_lanes, prec, note = 0.0, 0.0, f"w{q.w_bits}a{q.a_bits}", ""
+    dsp_lanes, lut_lanes, prec, note, dprec = 0.0, 0.0, f"w{q.w_bits}a{q.a_bits}", "", None
     is_int = q.w_format == "int" and q.a_format == "int"
     if f.implementation in ("dsp", "dsp+lut"):
         try:
@@ -54,7 +54,26 @@ def plan(profile, q: CostQuant) -> dict:
     if lanes < 1:
         raise ValueError(f"profile {profile.name!r}: no MAC fits for {q.label()} (implementation {f.implementation!r})")
     return dict(precision=prec, fallback=note if f.implementation == "dsp" else "", lanes=float(lanes),
-                dsp_lanes=float(dsp_lanes), lut_lanes=float(lut_lanes), peak=float(lanes), exact_bits=True)
+                dsp_lanes=float(dsp_lanes), lut_lanes=float(lut_lanes), peak=float(lanes), exact_bits=True,
+                dsp_precision=dprec if dsp_lanes else None)
+
+
+def mac_energy(profile, prm: dict, q: CostQuant) -> float:
+    """pJ per MAC on the fabric: DSP and LUT MACs (qsim.hw.tech FPGA table) weighted by their share of the lanes."""
+    from qsim.hw import tech
+    from qsim.hw.schema import PRECISION_BITS
+
+    node, volts = profile.technology_nm, profile.voltage_v
+    total = 0.0
+    if prm["dsp_lanes"]:
+        dp = prm["dsp_precision"]
+        bits = (q.w_bits, q.a_bits) if dp.startswith("int") and PRECISION_BITS[dp] >= max(q.w_bits, q.a_bits) \
+            else (PRECISION_BITS[dp],) * 2
+        per_dsp = profile.fpga.macs_per_dsp[dp]
+        total += prm["dsp_lanes"] * float(tech.fpga_mac_pj("dsp", *bits, node, volts, macs_per_op=per_dsp))
+    if prm["lut_lanes"]:
+        total += prm["lut_lanes"] * float(tech.fpga_mac_pj("lut", q.w_bits, q.a_bits, node, volts))
+    return total / prm["lanes"]
 
 
 def compute_cycles(profile, prm: dict, M, Ng, K, GB):

@@ -16,7 +16,7 @@ What maps (SCALE-Sim semantics, word = 1 byte as in SCALE-Sim's memory model):
   that can feed every edge of the array each cycle (rows + cols inputs, max(rows, cols) outputs).
 
 What SCALE-Sim does not have — a clock, a technology node, energies — comes from the
-keyword arguments (energies from the Horowitz 45 nm tables of `qsim.hw.energy`) and is
+keyword arguments (energies from the technology tables of `qsim.hw.tech`) and is
 listed under ``validation.assumed_not_measured``; keys with no qsim meaning (offsets,
 request buffers, layouts, sparsity) are kept verbatim under ``validation.scalesim``.
 """
@@ -26,13 +26,12 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
-from qsim.hw.energy import node_scale, sram_pj_per_byte_45nm
 from qsim.hw.schema import validate_profile_dict
 
 DATAFLOWS = ("os", "ws", "is")
 BANDWIDTH_MODES = ("CALC", "USER")
 PSUM_BYTES = 4  # int32 partial sums, read back and rewritten between K folds (WS/IS)
-DRAM_PJ_PER_BIT = 20.3125  # Horowitz/QKeras QTools DRAM figure (REFERENCE 4.1)
+DRAM_KIND = "DDR3"  # SCALE-Sim names no memory; DDR3 = the Horowitz/QKeras DRAM figure of the tech tables
 _ARCH = "architecture_presets"
 _RUN = "run_presets"
 
@@ -105,12 +104,10 @@ def scalesim_config_to_profile(cfg_path: str | Path, clock_hz: float = 1e9, tech
     cfg = read_scalesim_config(cfg_path)
     rows, cols = cfg["rows"], cfg["cols"]
     edge = max(rows, cols)
-    scale = node_scale(technology_nm)
 
     def sram(level: str, kb: int, holds: str, words_per_cycle: int) -> dict:
         size = kb * 1024
-        return {"name": level, "capacity": size, "bandwidth_bytes_per_cycle": float(words_per_cycle),
-                "read_pj_per_byte": round(sram_pj_per_byte_45nm(size) * scale, 4), "holds": [holds]}
+        return {"name": level, "capacity": size, "bandwidth_bytes_per_cycle": float(words_per_cycle), "holds": [holds]}
 
     if cfg["bandwidth_mode"] == "USER":
         words = cfg["bandwidth_words_per_cycle"]
@@ -133,14 +130,14 @@ def scalesim_config_to_profile(cfg_path: str | Path, clock_hz: float = 1e9, tech
             sram("filter_sram", cfg["filter_sram_kb"], "weights", edge),
             sram("ofmap_sram", cfg["ofmap_sram_kb"], "outputs", 2 * PSUM_BYTES * edge),
         ],
-        "dram": {"kind": "DRAM", "bandwidth": float(words * clock_hz), "energy_pj_per_bit": DRAM_PJ_PER_BIT},
+        "dram": {"kind": DRAM_KIND, "bandwidth": float(words * clock_hz)},
         "systolic_array": {"rows": rows, "cols": cols, "dataflow": cfg["dataflow"], "pe_precisions": ["int8"]},
         "validation": {
             "scalesim": {"config": str(cfg_path), "bandwidth_mode": cfg["bandwidth_mode"],
                          "sections": cfg["sections"]},
             "assumed_not_measured": {"clock_hz": float(clock_hz), "technology_nm": float(technology_nm),
-                                     "energies": "Horowitz 45 nm (QTools SRAM polynomial, DRAM 20.3 pJ/bit) "
-                                                 "× Stillmaker node scale", "word_bytes": 1},
+                                     "energies": "qsim.hw.tech tables (CACTI-fit SRAMs, DDR3 DRAM) "
+                                                 "at the assumed node", "word_bytes": 1},
         },
         "notes": "SCALE-Sim counts cycles only; clock, node and energies are assumptions (see validation).",
     }

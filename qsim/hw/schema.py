@@ -119,29 +119,39 @@ class MemoryLevel(_Strict):
 
     Levels are listed innermost (closest to compute) first. `capacity` and
     `bandwidth_bytes_per_cycle` are per instance; `instances` copies exist (one per
-    core/SM/...). Access energy is per byte, or per access of `access_bytes`.
+    core/SM/PE...). Access energy comes from the technology tables (`qsim.hw.tech`: CACTI fit
+    by capacity and port `width_bits`, register files, FPGA BRAM/URAM) at the profile's node;
+    a profile may override it per byte or per access of `access_bytes`, only with an
+    `energy_source` naming the document the number comes from.
     """
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    kind: Literal["sram", "register_file", "bram", "uram"] = "sram"
     capacity: Size
     instances: PosInt = 1
     bandwidth_bytes_per_cycle: PosFloat
+    width_bits: PosInt = 64
     read_pj_per_byte: NonNegFloat | None = None
     write_pj_per_byte: NonNegFloat | None = None
     pj_per_access: NonNegFloat | None = None
     access_bytes: PosInt | None = None
+    energy_source: Annotated[str, Field(min_length=3)] | None = None
     holds: list[Literal["weights", "inputs", "outputs"]] = Field(default_factory=lambda: list(OPERANDS), min_length=1)
 
     @model_validator(mode="after")
     def _energy(self):
         if self.name.lower() in ("dram", "compute"):
             raise ValueError(f"memory level name {self.name!r} is reserved; use another name")
-        if self.read_pj_per_byte is None:
-            if self.pj_per_access is None or self.access_bytes is None:
-                raise ValueError("give read_pj_per_byte (and optionally write_pj_per_byte), "
-                                 "or pj_per_access together with access_bytes")
-            self.read_pj_per_byte = self.pj_per_access / self.access_bytes
-        if self.write_pj_per_byte is None:
+        given = [f for f in ("read_pj_per_byte", "write_pj_per_byte", "pj_per_access") if getattr(self, f) is not None]
+        if given and not self.energy_source:
+            raise ValueError(f"{', '.join(given)} overrides the technology table: add energy_source naming the "
+                             f"document (paper, datasheet, URL) the number comes from, or remove it")
+        if self.pj_per_access is not None:
+            if self.access_bytes is None:
+                raise ValueError("pj_per_access needs access_bytes (the bytes one access moves)")
+            if self.read_pj_per_byte is None:
+                self.read_pj_per_byte = self.pj_per_access / self.access_bytes
+        if self.read_pj_per_byte is not None and self.write_pj_per_byte is None:
             self.write_pj_per_byte = self.read_pj_per_byte
         return self
 
@@ -163,13 +173,55 @@ def _unique_fusion(v: list) -> list:
     return v
 
 
-class Dram(_Strict):
-    """Off-chip memory: DDR/LPDDR/GDDR/HBM."""
+TECH_SOURCE = "qsim technology tables (qsim/data/tech)"
 
-    kind: str = "DRAM"
+
+def _dram_kind(v: str) -> str:
+    from qsim.hw import tech
+
+    return tech.canonical_memory_kind(v)
+
+
+class Dram(_Strict):
+    """Off-chip memory: DDR/LPDDR/GDDR/HBM. Energy per bit from the technology table for `kind`
+    (`qsim.hw.tech.known_memory_kinds()`), unless overridden with an `energy_source`."""
+
+    kind: Annotated[str, AfterValidator(_dram_kind)]
     bandwidth: Bandwidth
-    energy_pj_per_bit: NonNegFloat
+    energy_pj_per_bit: NonNegFloat | None = None
+    energy_source: Annotated[str, Field(min_length=3)] | None = None
     capacity: Size | None = None
+
+    @model_validator(mode="after")
+    def _energy(self):
+        from qsim.hw import tech
+
+        if self.energy_pj_per_bit is None:
+            self.energy_pj_per_bit = tech.dram_pj_per_bit(self.kind)
+            self.energy_source = TECH_SOURCE
+        elif not self.energy_source:
+            raise ValueError(f"energy_pj_per_bit overrides the {self.kind} entry of the technology table "
+                             f"({tech.dram_pj_per_bit(self.kind)} pJ/bit): add energy_source naming its document, "
+                             f"or remove it")
+        return self
+
+
+def _level_pj_per_byte(level, node_nm: float, volts, op: str) -> float:
+    """Technology-table energy per byte of one memory level (FPGA block RAMs by their own geometry)."""
+    from qsim.hw import tech
+
+    if level.kind in ("bram", "uram"):
+        return tech.fpga_bram_pj_per_byte("bram18" if level.kind == "bram" else "uram", node_nm, volts, op)
+    return float(tech.sram_pj_per_byte(level.capacity, level.width_bits, node_nm, volts, op))
+
+
+def _node(v: float) -> float:
+    from qsim.hw import tech
+
+    lo, hi = tech.node_range()
+    if not lo <= v <= hi:
+        raise ValueError(f"technology_nm {v:g} is outside the technology tables ({lo:g}–{hi:g} nm)")
+    return v
 
 
 def _check_energy_keys(v: dict) -> dict:
@@ -186,7 +238,7 @@ class _Core(_Strict):
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
     clock: Frequency
-    technology_nm: PosFloat
+    technology_nm: Annotated[PosFloat, AfterValidator(_node)]
     voltage_v: PosFloat | None = None
     static_power: Power = 0.0
     compute_efficiency: Fraction = 1.0
@@ -203,8 +255,24 @@ class _Core(_Strict):
     memory: list[MemoryLevel] = Field(default_factory=list)
     dram: Dram
     mac_energy_pj: Annotated[dict[str, NonNegFloat], BeforeValidator(_check_energy_keys)] = Field(default_factory=dict)
+    mac_energy_source: Annotated[str, Field(min_length=3)] | None = None
     validation: dict[str, Any] | None = None
     notes: str = ""
+
+    @model_validator(mode="after")
+    def _technology(self):
+        """Energies not given come from the technology tables at this profile's node and voltage."""
+        from qsim.hw import tech
+
+        if self.mac_energy_pj and not self.mac_energy_source:
+            raise ValueError("mac_energy_pj overrides the technology table: add mac_energy_source naming its "
+                             "document, or remove it")
+        for m in self.memory:
+            if m.read_pj_per_byte is None:
+                m.read_pj_per_byte, m.write_pj_per_byte = (
+                    _level_pj_per_byte(m, self.technology_nm, self.voltage_v, op) for op in ("read", "write"))
+                m.energy_source = TECH_SOURCE
+        return self
 
     @model_validator(mode="after")
     def _unique_levels(self):

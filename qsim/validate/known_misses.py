@@ -13,9 +13,10 @@ _DRAM = ("within the 108 KiB global buffer qsim's best tile still re-reads input
          "5.8 MB against 2.7 MB of distinct 16-bit weights, inputs and outputs); the chip "
          "run-length-compresses zeros in the ifmaps/ofmaps it moves to DRAM (39-79 % zeros in CONV2-5 ifmaps, "
          "Table V), which qsim does not model")
-_POWER = ("spad (PE register file) accesses are charged per tile fill (~0.2 B per MAC) instead of per MAC (Eyeriss "
-          "reads filter, ifmap and psum from the spads on every MAC, ~8 B at 16 bit; issue 10 item 2), so the chip "
-          "energy is too low; the profile's 0.05 W static power is an unsourced assumption")
+_POWER = ("qsim charges the datapath and memories (MAC, scratchpads per MAC, global buffer) at 65 nm from the "
+          "technology tables and gets 115-121 mW; the chip's 235-332 mW also pays its clock network, NoC and "
+          "control, which qsim does not model (Chen et al. JSSC 2017 report clock-network power as a large share "
+          "of the total), and the profile's static power is not measured")
 _ZIGZAG_W2_SRAM = ("at w2a2 ZigZag's mapper moves K (output channels) innermost and keeps the 2-bit inputs in the SRAM "
                    "word across them (0.48 µJ); qsim's array is fed at its edge with the im2col stream, which at 2 bits "
                    "costs 3x that")
@@ -38,13 +39,4 @@ KNOWN_MISSES: dict[str, str] = {
         "6,036 img/s is ~38 % of peak: under sustained offline load the 70 W T4 is power-limited below its boost "
         "clock, which the profile does not model [U: no clock measured under load]"),
     "zigzag tpu_like conv3x3 w2a2 energy sram_2MB": _ZIGZAG_W2_SRAM,
-    **{f"45nm int{b} MAC energy": (
-        "the sources disagree: qsim's rule is Horowitz ISSCC 2014 via QKeras (int8 multiply 0.2 pJ), hwcomponents "
-        "scales Aladdin's 40 nm multiplier (int8 0.91 pJ, 4.6x); issue 10 item 1 asks for one sourced table")
-       for b in (2, 4, 8, 16)},
-    "45nm SRAM 1 KiB 64-bit read energy": (
-        "QKeras' cubic fit in log2(size) flattens near 10 pJ per 64 bits below 8 KiB while CACTI 7 falls to 1.7 pJ "
-        "at 1 KiB (issue 10 item 1: SRAM energy from capacity)"),
-    "45nm SRAM 8 KiB 64-bit read energy": (
-        "QKeras' cubic fit gives 10.1 pJ per 64-bit read at 8 KiB (Horowitz's 10 pJ point), CACTI 7 6.1 pJ"),
 }

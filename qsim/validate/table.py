@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from qsim.hw import tech
 from qsim.hw import CostQuant, cost_workload, energy, load_profile, totals, validate_profile_dict
 from qsim.validate import published as P
 from qsim.validate import workloads as W
@@ -143,18 +144,35 @@ def zigzag_rows() -> list[dict]:
 
 
 # --- per-operation energy -------------------------------------------------------------------------
+HOROWITZ_SOURCE = "Horowitz, 'Computing's energy problem', ISSCC 2014, energy table at 45 nm / 0.9 V (REFERENCE.md 4.1)"
+HOROWITZ_45NM_PJ = {"int8 multiply": 0.2, "int32 multiply": 3.1, "int8 add": 0.03, "int32 add": 0.1,
+                    "fp16 multiply": 1.1, "fp32 multiply": 3.7, "fp16 add": 0.4, "fp32 add": 0.9}
+
+
 def energy_rows() -> list[dict]:
+    """Per-operation energies of the technology tables (qsim.hw.tech) against the sources they chose.
+
+    Arithmetic follows Horowitz (qsim's default; hwcomponents' Aladdin numbers are 4.6x larger for multiplies:
+    qsim.hw.tech's docstring says why Horowitz is the default, and `source="aladdin"` gives the other), SRAMs
+    follow CACTI 7 through hwcomponents.
+    """
     rows = []
+    ops = {"int8 multiply": tech.int_mul_pj(8, 8), "int32 multiply": tech.int_mul_pj(32, 32),
+           "int8 add": tech.int_add_pj(8), "int32 add": tech.int_add_pj(32),
+           "fp16 multiply": tech.float_mul_pj("fp16", "fp16"), "fp32 multiply": tech.float_mul_pj("fp32", "fp32"),
+           "fp16 add": tech.float_add_pj(16), "fp32 add": tech.float_add_pj(32)}
+    for name, pub in HOROWITZ_45NM_PJ.items():
+        rows.append(row(f"45nm {name} energy", HOROWITZ_SOURCE, "energy per operation", "pJ", pub, float(ops[name]),
+                        0.30, "qsim.hw.tech (mac.yaml, source 'horowitz'): multiplier k·b_w·b_a, adder k·b"))
     for bits, pub in P.HWC_INT_MAC_ACC32_PJ.items():
-        rows.append(row(f"45nm int{bits} MAC energy", P.HWCOMPONENTS_SOURCE, "energy per MAC", "pJ", pub,
-                        float(energy.int_mac_pj_45nm(bits, bits, 32)), 0.30,
-                        f"qsim.hw.energy.int_mac_pj_45nm({bits}, {bits}, acc_bits=32) (Horowitz/QKeras rule) vs "
-                        f"AladdinIntMAC: {bits}×{bits} multiply + 32-bit add"))
+        rows.append(row(f"45nm int{bits} MAC energy (Aladdin option)", P.HWCOMPONENTS_SOURCE, "energy per MAC", "pJ",
+                        pub, float(tech.mac_pj(bits, bits, 32, source="aladdin")), 0.30,
+                        f"qsim.hw.tech.mac_pj({bits}, {bits}, 32, source='aladdin') vs AladdinIntMAC"))
     for kib, pub in P.HWC_SRAM_READ_64B_PJ.items():
         size = f"{kib} KiB" if kib < 1024 else f"{kib // 1024} MiB"
         rows.append(row(f"45nm SRAM {size} 64-bit read energy", P.HWCOMPONENTS_SOURCE, "energy per access", "pJ",
-                        pub, 8 * energy.sram_pj_per_byte_45nm(kib * 1024), 0.30,
-                        f"8 × qsim.hw.energy.sram_pj_per_byte_45nm({kib * 1024}) (QKeras cubic fit) vs CACTI 7"))
+                        pub, float(tech.sram_pj_per_access(kib * 1024, 64)), 0.30,
+                        f"qsim.hw.tech.sram_pj_per_access({kib * 1024}, 64) (CACTI 7 fit) vs CACTI 7"))
     return rows
 
 
