@@ -191,8 +191,7 @@ def test_unknown_dram_kind_names_the_allowed_ones(bad):
 # --- nodes ---------------------------------------------------------------------------------------------------------
 def test_node_scaling_matches_reference_and_energy_module_at_tabulated_nodes():
     assert tech.node_scale(45, 0.9) == pytest.approx(1.0)
-    for n, v in ((16, 0.8), (7, 0.7), (7, 0.8)):
-        assert tech.node_scale(n, v) == pytest.approx(energy.node_scale(n, v))
+    assert energy.node_scale is tech.node_scale  # one rule, importable from both modules
     # REFERENCE.md §4.1: 45 nm @ 0.9 V -> 7 nm @ 0.7 V ×0.057; 45 -> 16 nm @ 0.8 V ×0.17
     assert tech.node_scale(7, 0.7) == pytest.approx(0.057, abs=0.001)
     assert tech.node_scale(16, 0.8, ref_v=0.8) == pytest.approx(0.17, abs=0.01)
@@ -227,11 +226,11 @@ def test_bad_voltage_is_an_error():
         tech.node_scale(45, 0.0)
 
 
-def test_energy_module_functions_still_importable():
-    # qsim/validate/table.py calls these; their behaviour is unchanged
-    assert float(energy.int_mac_pj_45nm(8, 8, 32)) == pytest.approx(0.0029948 * 64 + 0.0010417 * 8 + 0.1)
-    assert energy.sram_pj_per_byte_45nm(8192) > 0
-    assert energy.node_scale(45) == pytest.approx(1.0)
+def test_profile_mac_table_scales_by_the_technology_rule():
+    table = {"int8": 0.5}
+    e4 = energy.mac_energy_pj(table, "int8", 4, 4, 32, 1.0)
+    assert e4 == pytest.approx(0.5 * float(tech.mac_pj(4, 4, 32)) / float(tech.mac_pj(8, 8, 32)))
+    assert energy.mac_energy_pj({"w4a4": 0.04}, "int8", 4, 4, 32, 1.0) == 0.04
 
 
 # --- FPGA fabric ---------------------------------------------------------------------------------------------------

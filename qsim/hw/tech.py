@@ -37,8 +37,7 @@ Node and voltage (``nodes.yaml``)
     Stillmaker & Baas 2017 polynomials E ∝ aV² + bV + c at 130…7 nm (as tabulated in hwcomponents), interpolated
     linearly in nm between tabulated nodes; below 7 nm the documented extrapolation E(7 nm)·√(n/7) (hwcomponents'
     rule, [U]) down to 1 nm; above 130 nm or below 1 nm a ``ValueError``. Reference point of every 45 nm table:
-    45 nm, 0.9 V. ``qsim.hw.energy.node_scale`` (the older rule: ∝ node above 45 nm, log-interpolated between
-    45/16/7) is left unchanged for its callers.
+    45 nm, 0.9 V. ``qsim.hw.energy.node_scale`` is this same function.
 
 FPGA fabric (``fpga.yaml``)
     No checked per-operation FPGA measurement was found, so fabric energies are derived from the ASIC tables:

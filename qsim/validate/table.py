@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from qsim.hw import tech
-from qsim.hw import CostQuant, cost_workload, energy, load_profile, totals, validate_profile_dict
+from qsim.hw import CostQuant, cost_workload, load_profile, totals, validate_profile_dict
 from qsim.validate import published as P
 from qsim.validate import workloads as W
 
