@@ -173,3 +173,13 @@ def test_bitfusion_values_match_reference_json():
     assert (cfg["fusion_units_rows_N"], cfg["fusion_units_cols_M"]) == (prof.systolic_array.rows,
                                                                           prof.systolic_array.cols)
     assert cfg["frequency_hz"] == prof.clock
+
+
+def test_markdown_table_has_every_row_and_the_count(capsys):
+    from qsim.cli import main
+
+    assert main(["validate", "--format", "markdown"]) in (0, None)
+    out = capsys.readouterr().out
+    rows = validation_table()
+    assert out.count("\n| ") == len(rows)  # one line per row after the header (the separator starts "|---")
+    assert f"{sum(r['ok'] for r in rows)} of {len(rows)} rows within tolerance" in out

@@ -10,11 +10,13 @@ import json
 
 
 def _validate(args) -> int:
-    from qsim.validate.table import render_table, validation_table
+    from qsim.validate.table import render_markdown, render_table, validation_table
 
     rows = validation_table()
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif args.format == "markdown":
+        print(render_markdown(rows))
     else:
         print(render_table(rows))
     return 0
@@ -22,6 +24,6 @@ def _validate(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("validate", help="qsim's cost model against published chips and simulators (table of ratios)")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="aligned text table (default) or JSON list of rows")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                   help="aligned text table (default), JSON list of rows, or the README's Markdown table")
     p.set_defaults(func=_validate)

@@ -209,3 +209,15 @@ def render_table(rows: list[dict]) -> str:
     n_ok = sum(r["ok"] for r in rows)
     return "\n".join([fmt(head), "  ".join("-" * w for w in widths), *map(fmt, body),
                       f"{n_ok} of {len(rows)} rows within tolerance"])
+
+
+def render_markdown(rows: list[dict]) -> str:
+    """The README's table: one line per row, ✓ or ✗ (known miss), and the count within tolerance."""
+    lines = ["| row | published | qsim | ratio | tolerance | ok |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} ({r['unit']}) | {_fmt(r['published'])} | {_fmt(r['qsim'])} | {r['ratio']:.2f} | "
+                     f"±{r['tolerance']:.0%} | {'✓' if r['ok'] else '✗ (known miss)'} |")
+    n_ok = sum(r["ok"] for r in rows)
+    lines.append(f"\n{n_ok} of {len(rows)} rows within tolerance (`qsim validate --format markdown`; sources and "
+                 f"notes per row: `--format json`).")
+    return "\n".join(lines)
