@@ -214,6 +214,9 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
         cycles = stack.max(axis=0)
     else:
         cycles = compute + stack[1:].max(axis=0)
+    if profile.family == "systolic_array":  # a double-buffered weight tile's first load has nothing to hide behind
+        stall = systolic_array.exposed_fill_cycles(profile, K, Ng, bb) * (is_mac & L["b_is_w"])
+        cycles = cycles + stall
     ov = profile.overheads
     overhead_cycles = np.where(fused, 0.0, np.round(ov.per_kernel_s * profile.clock) + ov.per_layer_cycles)
     cycles = np.where(fused & (cycles == 0), 0.0, np.ceil(np.maximum(cycles, 1.0))) + overhead_cycles

@@ -62,15 +62,18 @@ def _served(op, r, a_bytes, b_bytes, c_bytes, c_acc_bytes):
     return r * c_acc_bytes, c_bytes + r * c_acc_bytes
 
 
-def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float, spread: bool = False) -> dict:
+def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float, spread: bool = False,
+             weight: dict | None = None) -> dict:
     """Best (tm, tn, tk, order) for one tier; arrays over rows. See the module docstring.
 
     dims/mins: {"m","n","k"} problem sizes and smallest useful tiles; coef: bytes per element
     of inputs/weights/outputs (partial sums at accumulator width); totals: whole-layer bytes
     {"inputs","weights","outputs","psum"} the objective weighs. `spread`: the level's instances
     hold one tile between them (PE-local buffers of a spatial array) rather than one tile each
-    (a cache per core or SM).
+    (a cache per core or SM). `weight`: cost of one byte per operand drawn from the level above (1 for
+    traffic; pJ/byte to minimise energy; cycles/byte to minimise latency).
     """
+    w = weight or {"inputs": 1.0, "weights": 1.0, "outputs": 1.0}
     held = {op for level in tier for op in level.holds}
     best_cost = best = None
     for order, (e, s, f) in enumerate(_ORDER_LOOPS):
@@ -94,8 +97,9 @@ def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float,
         t[s] = np.maximum(t_s, mins[s])
         trips = {d: np.ceil(dims[d] / t[d]) for d in "mnk"}
         rA, rB, pC = reuse(np.full(1, order), trips["m"], trips["n"], trips["k"])
-        cost = (("inputs" in held) * totals["inputs"] * rA + ("weights" in held) * totals["weights"] * rB
-                + ("outputs" in held) * 2.0 * totals["psum"] * pC)
+        cost = (("inputs" in held) * w["inputs"] * totals["inputs"] * rA
+                + ("weights" in held) * w["weights"] * totals["weights"] * rB
+                + ("outputs" in held) * w["outputs"] * 2.0 * totals["psum"] * pC)
         cost = np.where(ok, cost, np.inf)
         i = np.argmin(cost, axis=0)
         cols = np.arange(cost.shape[1])
@@ -113,6 +117,23 @@ def map_tier(tier, dims: dict, mins: dict, coef: dict, totals: dict, div: float,
         fallback = {"tm": mins["m"], "tn": mins["n"], "tk": mins["k"], "order": 0.0}
         best = {k: np.where(none, fallback[k], v) for k, v in best.items()}
     return best
+
+
+def _objective_weights(profile, tier) -> dict | None:
+    """Per-operand cost of a byte drawn from the next level up that holds it (profile `mapping_objective`)."""
+    if profile.mapping_objective == "traffic":
+        return None
+    ts = tiers(profile)
+    above = [lv for t in ts[ts.index(tier) + 1:] for lv in t]
+    out = {}
+    for op in OPS:
+        src = next((lv for lv in above if op in lv.holds), None)
+        if profile.mapping_objective == "energy":
+            out[op] = (src.read_pj_per_byte if src else profile.dram.energy_pj_per_bit * 8.0)
+        else:
+            out[op] = 1.0 / (src.bandwidth_bytes_per_cycle * src.instances if src else
+                             profile.dram.bandwidth / profile.clock)
+    return out
 
 
 def _distinct_rows(dims, mins, coef, totals, mask):
@@ -134,11 +155,11 @@ def _distinct_rows(dims, mins, coef, totals, mask):
     return idx[first], full_inv
 
 
-def _map_unique(tier, dims, mins, coef, totals, div, spread, rows):
+def _map_unique(tier, dims, mins, coef, totals, div, spread, rows, weight=None):
     rep, inv = rows
     pick = {k: {d: np.broadcast_to(v, dims["m"].shape)[rep] for d, v in src.items()}
             for k, src in (("dims", dims), ("mins", mins), ("coef", coef), ("totals", totals))}
-    m = map_tier(tier, pick["dims"], pick["mins"], pick["coef"], pick["totals"], div, spread)
+    m = map_tier(tier, pick["dims"], pick["mins"], pick["coef"], pick["totals"], div, spread, weight)
     return {k: np.asarray(v)[inv] if np.ndim(v) else v for k, v in m.items()}
 
 
@@ -199,7 +220,8 @@ def hierarchy_traffic(profile, compute_map: dict, M, Ng, K, a_bytes, b_bytes, c_
                 reads[op], writes = reads[op] + rd, writes + wr
             drawn |= set(level.holds)
             out[level.name] = (reads, writes)
-        m = _map_unique(tier, dims, mins, coef, totals, div, profile.family == "systolic_array", rows)
+        m = _map_unique(tier, dims, mins, coef, totals, div, profile.family == "systolic_array", rows,
+                        _objective_weights(profile, tier))
         maps.append(m)
         tr = [np.ceil(dims[d] / m[t]) for d, t in (("m", "tm"), ("n", "tn"), ("k", "tk"))]
         rA, rB, pC = reuse(m["order"], *tr)

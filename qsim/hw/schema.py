@@ -252,6 +252,8 @@ class _Core(_Strict):
     overheads: Overheads = Field(default_factory=Overheads)
     # False: memory never stalls compute (SCALE-Sim's CALC mode sizes bandwidth so); traffic still counted.
     memory_stalls: bool = True
+    # What each level's mapping minimises: bytes drawn from the level above, their energy, or their transfer time.
+    mapping_objective: Literal["traffic", "energy", "latency"] = "traffic"
     memory: list[MemoryLevel] = Field(default_factory=list)
     dram: Dram
     mac_energy_pj: Annotated[dict[str, NonNegFloat], BeforeValidator(_check_energy_keys)] = Field(default_factory=dict)

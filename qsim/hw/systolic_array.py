@@ -126,3 +126,15 @@ def compute_map(profile, prm: dict, M, Ng, K) -> dict:
     if sa.dataflow == "ws":
         return {"tm": 1.0, "tn": float(sa.cols), "tk": float(sa.rows), "order": 1}
     return {"tm": float(sa.cols), "tn": 1.0, "tk": float(sa.rows), "order": 2}
+
+
+def exposed_fill_cycles(profile, K, Ng, w_bytes):
+    """Cycles before a layer's first fold can start with double-buffered weight loads: its first stationary
+    tile (rows × cols weights) has to arrive from DRAM with nothing to overlap it (TPU v1 §2: a 64 KiB tile
+    per fold). Later tiles load behind the running fold and show up only as DRAM traffic."""
+    sa = profile.systolic_array
+    if sa.weight_load != "double_buffered":
+        return 0.0 * np.asarray(K, dtype=np.float64)
+    tile = np.minimum(np.asarray(K, dtype=np.float64), sa.rows) * np.minimum(np.asarray(Ng, dtype=np.float64),
+                                                                             sa.cols) * w_bytes
+    return np.ceil(tile / (profile.dram.bandwidth / profile.clock))
