@@ -110,8 +110,10 @@ def test_packing_equals_numpy_twins(M, K, N, seed, adt, bdt, tile):
     sa, sb, _ = V.packed_shapes(M, K, N, tile)
     ap, ap2 = np.full(sa, 7, np.uint8), np.full(sa, 9, np.uint8)        # garbage: every byte must be written
     bp, bp2 = np.full(sb, 7, np.int8), np.full(sb, 9, np.int8)
-    V.pack_a_strips(a.view(np.uint8), fa, ap.view(np.uint32))
-    V.pack_a_strips_reference(a.view(np.uint8), fa, ap2.view(np.uint32))
+    r1, r2 = np.full(sa[0] * tile[0], 5, np.int32), np.full(sa[0] * tile[0], 6, np.int32)
+    V.pack_a_strips(a.view(np.uint8), fa, ap.view(np.uint32), r1, True)
+    V.pack_a_strips_reference(a.view(np.uint8), fa, ap2.view(np.uint32), r2, True)
+    assert np.array_equal(r1, r2)
     V.pack_b_panels(b.view(np.uint8), fb, bp.view(np.uint32))
     V.pack_b_panels_reference(b.view(np.uint8), fb, bp2.view(np.uint32))
     assert np.array_equal(ap, ap2) and np.array_equal(bp, bp2)
@@ -147,7 +149,7 @@ def test_packed_gemm_kernel_equals_oracle(width, M, K, N):
         a, b = _codes(rng, np.uint8, (M, K), extreme), _codes(rng, np.int8, (K, N), extreme)
         sa, sb, so = V.packed_shapes(M, K, N, tile)
         ap, bp = np.empty(sa, np.uint8), np.empty(sb, np.int8)
-        V.pack_a_strips(a, np.uint32(0), ap.view(np.uint32))
+        V.pack_a_strips(a, np.uint32(0), ap.view(np.uint32), V._NO_ROW, False)
         V.pack_b_panels(b.view(np.uint8), np.uint32(0), bp.view(np.uint32))
         empty = np.zeros(0, np.int32)
         raw, want = np.full(so, 5, np.int32), np.full(so, 6, np.int32)
@@ -275,18 +277,16 @@ def test_conv2d_int_through_vnni_equals_oracle(monkeypatch):
 @pytest.mark.parametrize("need_sum", [False, True])
 def test_pack_a_conv_equals_numpy_twin(fa, need_sum):
     rng = np.random.default_rng(4)
-    x = rng.integers(0, 256, (2, 3, 7, 6)).astype(np.uint8)
+    x = rng.integers(0, 256, (2, 3, 9, 8)).astype(np.uint8)     # an already padded input
     flip = V.FLIP if fa else np.uint32(0)
-    for kh, kw, sh, sw, dh, dw, top, left, bottom, right in [(3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
-                                                            (2, 3, 2, 1, 2, 1, 0, 2, 1, 0)]:
-        Ho = (7 + top + bottom - dh * (kh - 1) - 1) // sh + 1
-        Wo = (6 + left + right - dw * (kw - 1) - 1) // sw + 1
-        geom = np.array([kh, kw, sh, sw, dh, dw, top, left, Ho, Wo], np.int64)
+    for kh, kw, sh, sw, dh, dw in [(3, 3, 1, 1, 1, 1), (2, 3, 2, 1, 2, 1), (1, 1, 1, 1, 1, 1)]:
+        Ho, Wo = (9 - dh * (kh - 1) - 1) // sh + 1, (8 - dw * (kw - 1) - 1) // sw + 1
+        geom = np.array([kh, kw, sh, sw, dh, dw, Ho, Wo], np.int64)
         sa, _, _ = V.packed_shapes(2 * Ho * Wo, 3 * kh * kw, 1, V.ZMM_TILE)
         out, want = np.full(sa, 7, np.uint8), np.full(sa, 9, np.uint8)
         row, row2 = np.full(sa[0] * 12, 5, np.int32), np.full(sa[0] * 12, 5, np.int32)
-        V.pack_a_conv(x, flip, np.uint8(200), geom, out, row, need_sum)
-        V.pack_a_conv_reference(x, flip, 200, geom, want, row2, need_sum)
+        V.pack_a_conv(x, flip, geom, out, row, need_sum)
+        V.pack_a_conv_reference(x, flip, geom, want, row2, need_sum)
         assert np.array_equal(out, want) and np.array_equal(row, row2)
 
 

@@ -358,16 +358,25 @@ def column_sums_reference(b, shift, sums) -> None:
 
 
 @njit(cache=True)
-def pack_a_strips(au, flip, out32):
+def pack_a_strips(au, flip, out32, row, need_sum):
     """Pack a' = a + ca into strips from the bytes au (M, K) uint8 of a (its uint8 view):
     ca = 128 for an int8 a, given as flip = 0x80808080 (a + 128 = a's byte XOR 0x80), else 0.
     out32 (S, Kp/4, rows) uint32, the view of the uint8 (S, Kp/4, 4·rows) array
     with a'[s·rows + r, 4q + t] at byte t of out32[s, q, r] (rows beyond M and k beyond K
-    zero, every word written)."""
+    zero, every word written). With need_sum, row[m] ← Σ_k a'[m, k] (wrapping int32,
+    zero padded)."""
     M, K = au.shape
     S, Kq, rows = out32.shape
     K4 = K - K % 4
     f8 = flip & np.uint32(0xFF)
+    if need_sum:
+        b8 = np.uint8(f8)
+        for m in range(S * rows):
+            t = np.int64(0)
+            if m < M:
+                for k in range(K):
+                    t += np.int64(au[m, k] ^ b8)
+            row[m] = np.int32(t)
     for s_ in range(S):
         for r in range(rows):
             m = s_ * rows + r
@@ -387,13 +396,15 @@ def pack_a_strips(au, flip, out32):
                     out32[s_, q, r] = 0
 
 
-def pack_a_strips_reference(au, flip, out32) -> None:
+def pack_a_strips_reference(au, flip, out32, row, need_sum) -> None:
     """NumPy twin of `pack_a_strips`."""
     M, K = au.shape
     S, Kq, rows = out32.shape
     v = np.zeros((S * rows, Kq * 4), np.int64)
     v[:M, :K] = au.view(np.int8 if flip else np.uint8).astype(np.int64) + (128 if flip else 0)
     out32.view(np.uint8)[...] = v.reshape(S, rows, Kq, 4).transpose(0, 2, 1, 3).reshape(S, Kq, 4 * rows)
+    if need_sum:
+        row[:] = v.sum(axis=1).astype(np.int32)
 
 
 # -- packed GEMM --------------------------------------------------------------------------
@@ -724,36 +735,20 @@ def epilogue_vectors(bu, fb, za, zb, bias, col, nzb):
 
 
 @njit(cache=True)
-def row_sums(au, fa, row):
-    """row[m] ← Σ_k a'[m, k] as wrapping int32 (a' = a + 128 when fa ≠ 0), zero padded."""
-    M, K = au.shape
-    for m in range(row.shape[0]):
-        row[m] = 0
-    for m in range(M):
-        s = np.int64(0)
-        for k in range(K):
-            s += np.int64(au[m, k] ^ np.uint8(fa & np.uint32(0xFF)))
-        row[m] = np.int32(s)
-
-
-@njit(cache=True)
-def pack_a_conv(xu, fa, zbyte, geom, out8, row, need_sum):
-    """Pack the conv patches a'[m, k] straight from the input bytes xu (N, C, H, W)
-    (C-contiguous; no im2col copy): m = (n, y, x), k = (c, i, j), a' = x + ca (byte XOR
-    0x80 when fa ≠ 0), taps in the padding = zbyte (= za', so a' − za' = 0). geom = (kh,
-    kw, sh, sw, dh, dw, top, left, Ho, Wo). out8 (S, Kp/4, 4·rows) uint8 as
-    `pack_a_strips` (every byte written); with need_sum, row[m] ← Σ_k a'[m, k] (wrapping
-    int32, zero padded). Interior patches copy through per-k offset tables (source and
-    destination), border patches check every tap."""
+def pack_a_conv(xu, fa, geom, out8, row, need_sum):
+    """Pack the conv patches a'[m, k] straight from the (already padded) input bytes xu
+    (N, C, Hp, Wp), C-contiguous — no im2col copy: m = (n, y, x), k = (c, i, j),
+    a' = byte XOR 0x80 when fa ≠ 0 (a + 128 for int8), else the byte. geom = (kh, kw, sh,
+    sw, dh, dw, Ho, Wo). out8 (S, Kp/4, 4·rows) uint8 as `pack_a_strips` (every byte
+    written), through per-k offset tables of the source and the destination; with
+    need_sum, row[m] ← Σ_k a'[m, k] (wrapping int32, zero padded)."""
     N, C, H, W = xu.shape
-    kh, kw, sh, sw, dh, dw, top, left, Ho, Wo = (geom[0], geom[1], geom[2], geom[3], geom[4], geom[5],
-                                                 geom[6], geom[7], geom[8], geom[9])
+    kh, kw, sh, sw, dh, dw, Ho, Wo = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], geom[7]
     S, Kq, WA = out8.shape
     rows = WA // 4
     K = C * kh * kw
     M = N * Ho * Wo
     f8 = np.uint8(fa & np.uint32(0xFF))
-    zb8 = np.uint8(zbyte)
     src = xu.ravel()
     dst = out8.ravel()
     soff = np.empty(K, np.int64)
@@ -764,56 +759,33 @@ def pack_a_conv(xu, fa, zbyte, geom, out8, row, need_sum):
                 soff[(c * kh + i) * kw + j] = (c * H + i * dh) * W + j * dw
     for k in range(4 * Kq):
         doff[k] = (k >> 2) * WA + (k & 3)
-    ext_h, ext_w = (kh - 1) * dh, (kw - 1) * dw
     for m in range(S * rows):
         s_ = m // rows
-        r = m - s_ * rows
-        base = s_ * Kq * WA + 4 * r
-        if m >= M:
-            for k in range(4 * Kq):
-                dst[base + doff[k]] = 0
-            if need_sum:
-                row[m] = 0
-            continue
-        n = m // (Ho * Wo)
-        p = m - n * Ho * Wo
-        y = p // Wo
-        x = p - y * Wo
-        y0 = y * sh - top
-        x0 = x * sw - left
+        base = s_ * Kq * WA + 4 * (m - s_ * rows)
         tot = np.int64(0)
-        if y0 >= 0 and x0 >= 0 and y0 + ext_h < H and x0 + ext_w < W:
-            pix = (n * C * H + y0) * W + x0
+        if m < M:
+            n = m // (Ho * Wo)
+            p = m - n * Ho * Wo
+            y = p // Wo
+            pix = (n * C * H + y * sh) * W + (p - y * Wo) * sw
             for k in range(K):
                 v = src[pix + soff[k]] ^ f8
                 dst[base + doff[k]] = v
                 tot += v
+            for k in range(K, 4 * Kq):
+                dst[base + doff[k]] = 0
         else:
-            k = 0
-            for c in range(C):
-                for i in range(kh):
-                    yy = y0 + i * dh
-                    inside = 0 <= yy < H
-                    for j in range(kw):
-                        xx = x0 + j * dw
-                        v = (xu[n, c, yy, xx] ^ f8) if inside and 0 <= xx < W else zb8
-                        dst[base + doff[k]] = v
-                        tot += v
-                        k += 1
-        for k in range(K, 4 * Kq):
-            dst[base + doff[k]] = 0
+            for k in range(4 * Kq):
+                dst[base + doff[k]] = 0
         if need_sum:
             row[m] = np.int32(tot)
 
 
-def pack_a_conv_reference(xu, fa, zbyte, geom, out8, row, need_sum) -> None:
+def pack_a_conv_reference(xu, fa, geom, out8, row, need_sum) -> None:
     """NumPy twin of `pack_a_conv` (explicit im2col, then the strip layout)."""
-    kh, kw, sh, sw, dh, dw, top, left, Ho, Wo = (int(g) for g in geom)
+    kh, kw, sh, sw, dh, dw, Ho, Wo = (int(g) for g in geom)
     N, C, H, W = xu.shape
-    a = xu.astype(np.int64) ^ (0x80 if fa else 0)
-    Hp, Wp = max(H + top, top + (Ho - 1) * sh + (kh - 1) * dh + 1), max(W + left, left + (Wo - 1) * sw + (kw - 1) * dw + 1)
-    xp = np.full((N, C, Hp, Wp), int(zbyte), np.int64)
-    xp[:, :, top:top + H, left:left + W] = a
+    xp = xu.astype(np.int64) ^ (0x80 if fa else 0)
     cols = np.empty((N, Ho, Wo, C, kh, kw), np.int64)
     for i in range(kh):
         for j in range(kw):
@@ -831,48 +803,18 @@ def pack_a_conv_reference(xu, fa, zbyte, geom, out8, row, need_sum) -> None:
 
 
 @njit(cache=True)
-def product512_i32(au, bu, fa, fb, za, zb, bias, need_asum):
+def vnni512_i32(src, geom, conv, fa, bu, fb, za, zb, bias, need_asum):
     """The int32 result (Mp, Np) of a'·b' plus the zero-point/bias epilogue through
-    `gemm_vnni512` (12 × 32 tiles; the caller slices [:M, :N]); AVX-512 VNNI only."""
-    M, K = au.shape
-    ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], ZMM_TILE[0], ZMM_TILE[1] * ZMM_TILE[2])
-    pack_a_strips(au, fa, ap)
-    pack_b_panels(bu, fb, bp)
-    epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
-    if need_asum:
-        row_sums(au, fa, row)
+    `gemm_vnni512` (12 × 32 tiles; the caller slices [:M, :N]), a' the conv patches of src
+    (`pack_a_conv`, rows m = (n, y, x)) when conv, else src = a (M, K, 1, 1)
+    (`pack_a_strips`); AVX-512 VNNI only. (One level of calls: Numba re-optimises every
+    callee linked into a caller, so fewer levels compile faster.)"""
+    M = src.shape[0] * geom[6] * geom[7] if conv else src.shape[0]
+    ap, bp, col, nzb, row, out = _work(M, bu.shape[0], bu.shape[1], ZMM_TILE[0], ZMM_TILE[1] * ZMM_TILE[2])
+    if conv:
+        pack_a_conv(src, fa, geom, ap.view(np.uint8), row, need_asum)
     else:
-        row[:] = 0
-    gemm_vnni512(ap, bp, out, col, nzb, row)
-    return out
-
-
-@njit(cache=True)
-def product256_i32(au, bu, fa, fb, za, zb, bias, need_asum):
-    """`product512_i32` with `gemm_vnni256` (6 × 16 tiles); AVX-VNNI."""
-    M, K = au.shape
-    ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], YMM_TILE[0], YMM_TILE[1] * YMM_TILE[2])
-    pack_a_strips(au, fa, ap)
-    pack_b_panels(bu, fb, bp)
-    epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
-    if need_asum:
-        row_sums(au, fa, row)
-    else:
-        row[:] = 0
-    gemm_vnni256(ap, bp, out, col, nzb, row)
-    return out
-
-
-@njit(cache=True)
-def conv512_i32(xu, geom, fa, zbyte, bu, fb, za, zb, bias, need_asum):
-    """Conv as a product, patches packed straight from the input (`pack_a_conv`), through
-    `gemm_vnni512`; returns the int32 result (Mp, Np), rows m = (n, y, x); AVX-512 VNNI only."""
-    M = xu.shape[0] * geom[8] * geom[9]
-    K = bu.shape[0]
-    ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], ZMM_TILE[0], ZMM_TILE[1] * ZMM_TILE[2])
-    pack_a_conv(xu, fa, zbyte, geom, ap.view(np.uint8), row, need_asum)
-    if not need_asum:
-        row[:] = 0
+        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, ap, row, need_asum)
     pack_b_panels(bu, fb, bp)
     epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
     gemm_vnni512(ap, bp, out, col, nzb, row)
@@ -880,21 +822,31 @@ def conv512_i32(xu, geom, fa, zbyte, bu, fb, za, zb, bias, need_asum):
 
 
 @njit(cache=True)
-def conv256_i32(xu, geom, fa, zbyte, bu, fb, za, zb, bias, need_asum):
-    """`conv512_i32` with `gemm_vnni256`; AVX-VNNI."""
-    M = xu.shape[0] * geom[8] * geom[9]
-    K = bu.shape[0]
-    ap, bp, col, nzb, row, out = _work(M, K, bu.shape[1], YMM_TILE[0], YMM_TILE[1] * YMM_TILE[2])
-    pack_a_conv(xu, fa, zbyte, geom, ap.view(np.uint8), row, need_asum)
-    if not need_asum:
-        row[:] = 0
+def vnni256_i32(src, geom, conv, fa, bu, fb, za, zb, bias, need_asum):
+    """`vnni512_i32` with `gemm_vnni256` (6 × 16 tiles); AVX-VNNI."""
+    M = src.shape[0] * geom[6] * geom[7] if conv else src.shape[0]
+    ap, bp, col, nzb, row, out = _work(M, bu.shape[0], bu.shape[1], YMM_TILE[0], YMM_TILE[1] * YMM_TILE[2])
+    if conv:
+        pack_a_conv(src, fa, geom, ap.view(np.uint8), row, need_asum)
+    else:
+        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, ap, row, need_asum)
     pack_b_panels(bu, fb, bp)
     epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
     gemm_vnni256(ap, bp, out, col, nzb, row)
     return out
 
 
+_NO_GEOM = np.ones(8, np.int64)
 _NO_BIAS = np.zeros(0, np.int64)
+_NO_ROW = np.zeros(0, np.int32)
+
+
+def _ro(x: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous view (a copy only if x is not contiguous): the kernels get
+    one array type whatever the caller's flags, so Numba compiles them once."""
+    v = np.ascontiguousarray(x).view()
+    v.flags.writeable = False
+    return v
 
 
 def _zero_points(za, zb, ca: int, cb: int, N: int):
@@ -929,13 +881,15 @@ def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.i
     fa, fb = (FLIP if ca else np.uint32(0)), (FLIP if cb else np.uint32(0))
     if out_dtype is np.int32 or np.dtype(out_dtype) == np.int32:
         bias_ = _NO_BIAS if bias is None else np.asarray(bias, np.int64)
-        out = (product512_i32 if width == 512 else product256_i32)(au, bu, fa, fb, za_, zb_, bias_, need_asum)
+        src = _ro(au.reshape(M, K, 1, 1))
+        out = (vnni512_i32 if width == 512 else vnni256_i32)(src, _NO_GEOM, False, fa, _ro(bu), fb, za_, zb_, bias_,
+                                                            need_asum)
         return out[:M, :N] if out.shape != (M, N) else out
     tile = ZMM_TILE if width == 512 else YMM_TILE
     sa, sb, so = packed_shapes(M, K, N, tile)
     ap = get("vnni_a", sa, np.uint8)
     bp = get("vnni_b", sb, np.int8)
-    pack_a_strips(au, fa, ap.view(np.uint32))
+    pack_a_strips(au, fa, ap.view(np.uint32), _NO_ROW, False)
     pack_b_panels(bu, fb, bp.view(np.uint32))
     bsum = np.zeros(N, np.int32)
     if za_:
@@ -955,7 +909,8 @@ def vnni_conv(x: np.ndarray, w2: np.ndarray, zx, zw, bias, kernel, stride, paddi
               width: int) -> tuple[np.ndarray, int, int]:
     """Exact conv (groups = 1) of 8-bit x (N, C, H, W) with the 8-bit weight w2 (O, C·kh·kw)
     as an int32 product whose patches are packed straight from x (no im2col copy): returns
-    (acc (N·Ho·Wo, O) int32 incl. bias, possibly a view of a padded array, Ho, Wo). Only
+    (acc int32 incl. bias, rows (n, y, x) and columns o of its top-left (N·Ho·Wo, O) block
+    — the rest is padding —, Ho, Wo). Only
     when the exact result fits int32 (the caller's bound) and C·kh·kw ≤ K_MAX."""
     N, C, H, W = x.shape
     kh, kw = kernel
@@ -968,14 +923,17 @@ def vnni_conv(x: np.ndarray, w2: np.ndarray, zx, zw, bias, kernel, stride, paddi
     ca = 128 if x.dtype == np.int8 else 0
     cb = 128 if w2.dtype == np.uint8 else 0
     za_, zb_, need_asum = _zero_points(zx, zw, ca, cb, O)
-    geom = np.array([kh, kw, stride[0], stride[1], dilation[0], dilation[1], top, left, Ho, Wo], np.int64)
+    geom = np.array([kh, kw, stride[0], stride[1], dilation[0], dilation[1], Ho, Wo], np.int64)
     fa, fb = (FLIP if ca else np.uint32(0)), (FLIP if cb else np.uint32(0))
     bias_ = _NO_BIAS if bias is None else np.asarray(bias, np.int64)
-    out = (conv512_i32 if width == 512 else conv256_i32)(
-        np.ascontiguousarray(x).view(np.uint8), geom, fa, np.uint8(za_), w2.view(np.uint8).T, fb, za_, zb_, bias_,
-        need_asum)
-    M = N * Ho * Wo
-    return (out[:M, :O] if out.shape != (M, O) else out), Ho, Wo
+    if any(padding):               # the padding holds the zero point: a' − za' = 0 there
+        xp = np.full((N, C, H + top + bottom, W + left + right), zx, x.dtype)
+        xp[:, :, top:top + H, left:left + W] = x
+    else:
+        xp = np.ascontiguousarray(x)
+    out = (vnni512_i32 if width == 512 else vnni256_i32)(
+        _ro(xp.view(np.uint8)), geom, True, fa, _ro(w2.T.view(np.uint8)), fb, za_, zb_, bias_, need_asum)
+    return out, Ho, Wo
 
 
 def _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get):
