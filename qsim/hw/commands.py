@@ -14,7 +14,7 @@ from pathlib import Path
 
 from qsim.hw.cost import cost_workload, peak_macs_per_cycle, totals
 from qsim.hw.profiles import dump_profile_yaml, find_profile, list_profiles, load_profile, read_profile_file
-from qsim.hw.quant import FLOAT_FORMATS, GRANULARITIES, CostQuant
+from qsim.hw.quant import FLOAT_FORMATS, GRANULARITIES, SPARSITY_PATTERNS, CostQuant
 from qsim.hw.schema import json_schema, validate_profile_dict
 
 
@@ -127,8 +127,19 @@ def _quant(args) -> CostQuant:
     return CostQuant(
         w_bits=args.wbits, a_bits=args.abits, granularity=args.granularity, group_size=args.group_size,
         scale_bits=args.scale_bits, zero_point=args.zero_point, acc_bits=args.acc_bits,
-        w_format=args.wformat, a_format=args.aformat,
+        w_format=args.wformat, a_format=args.aformat, sparsity=_sparsity(args), sparsity_pattern=args.sparsity_pattern,
+        act_sparsity=args.act_sparsity,
     )
+
+
+def _sparsity(args) -> float:
+    """--sparsity, implied by an N:M pattern when not given (2:4 keeps half)."""
+    from qsim.hw.quant import nm_pattern
+
+    nm = nm_pattern(args.sparsity_pattern)
+    if args.sparsity is None:
+        return 1.0 - nm[0] / nm[1] if nm else 0.0
+    return args.sparsity
 
 
 def _clean(v):
@@ -224,5 +235,11 @@ def register(sub) -> None:
     s.add_argument("--wformat", default="int", choices=fmts, help="weight element format (default int)")
     s.add_argument("--aformat", default="int", choices=fmts, help="activation element format (default int)")
     s.add_argument("--batch", type=int, default=1, help="batch size for --model (default 1)")
+    s.add_argument("--sparsity", type=float, default=None,
+                   help="fraction of zero weights in [0, 1) (default 0; implied by an N:M --sparsity-pattern)")
+    s.add_argument("--sparsity-pattern", default="unstructured", choices=SPARSITY_PATTERNS,
+                   help="how the zeros are spread (default unstructured); 2:4 / 4:8 keep N of every M along K")
+    s.add_argument("--act-sparsity", type=float, default=0.0,
+                   help="fraction of zero activations, for profiles that gate zero operands (default 0)")
     s.add_argument("--format", default="table", choices=("table", "csv", "json"), help="output format")
     s.set_defaults(func=_simulate)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from qsim.hw import cpu_simd, fpga, gpu_tensor_core, systolic_array
-from qsim.hw import tech
+from qsim.hw import sparsity, tech
 from qsim.hw.energy import mac_energy_pj
 from qsim.hw.fusion import fusion_plan
 from qsim.hw.memory import activation_capacity, hierarchy_traffic, level_bandwidths, mapping_text, pe_local_levels
@@ -39,7 +39,8 @@ FAMILY_MODELS = {
     "systolic_array": systolic_array, "fpga": fpga,
 }
 _GRAN = {"tensor": 0, "channel": 1, "group": 2}
-_NUMERIC_PLAN_KEYS = ("peak", "rate", "k_mma", "k_div", "passes", "lanes")
+_NUMERIC_PLAN_KEYS = ("peak", "rate", "k_mma", "k_div", "passes", "lanes", "sp_channel_keep", "sp_store_keep",
+                      "sp_meta_bits", "sp_compute_div", "sp_mac_frac", "sp_rf_frac", "sp_decode")
 
 
 _PLAN_CACHE: dict = {}
@@ -51,7 +52,8 @@ def _plan(profile, q: CostQuant) -> dict:
     The plan depends only on operand widths/formats (precision, rate) and the accumulator
     (adder energy), so configs differing in granularity or scale format share one entry.
     """
-    key = (id(profile), q.w_bits, q.a_bits, q.w_format, q.a_format, q.acc_bits)
+    key = (id(profile), q.w_bits, q.a_bits, q.w_format, q.a_format, q.acc_bits, q.sparsity, q.sparsity_pattern,
+           q.act_sparsity)
     hit = _PLAN_CACHE.get(key)
     if hit is not None and hit[0] is profile:
         return hit[1]
@@ -95,6 +97,8 @@ def _make_plan(profile, q: CostQuant) -> dict:
     exact = bool(prm.get("exact_bits")) and q.w_format == "int" and q.a_format == "int"
     prm["mac_pj"] = fam.mac_energy(profile, prm, q) if hasattr(fam, "mac_energy") else \
         mac_energy(profile, prm["precision"], q.w_bits, q.a_bits, q.acc_bits, exact)
+    prm.update({f"sp_{k}": v for k, v in sparsity.plan(profile, q).items()})
+    prm["decode_pj"] = float(tech.int_add_pj(8, profile.technology_nm, profile.voltage_v))
     return prm
 
 
@@ -163,17 +167,23 @@ def _quant_arrays(qs: list[CostQuant]) -> dict:
 def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
     """Core vectorised model. L: layer arrays, Q: quant arrays, P: plan arrays, F: fusion arrays (length R)."""
     fam = FAMILY_MODELS[profile.family]
-    M, Ng, K, GB = L["M"], L["Ng"], L["K"], L["GB"]
     is_mac, fused = L["is_mac"], F["fused"]
+    ck = np.where(is_mac & L["b_is_w"], P["sp_channel_keep"], 1.0)
+    if np.any(ck < 1.0):  # channel pruning: a smaller dense layer (fewer filters, outputs, MACs)
+        L = dict(L, Ng=np.maximum(1.0, np.ceil(L["Ng"] * ck)), N=np.maximum(1.0, np.ceil(L["N"] * ck)),
+                 b_el=L["b_el"] * ck, c_el=L["c_el"] * ck, macs=L["macs"] * ck)
+    M, Ng, K, GB = L["M"], L["Ng"], L["K"], L["GB"]
     meta_per_elem = np.where(Q["gran"] == 2, Q["meta"] / Q["gs"],
                              np.where(Q["gran"] == 1, Q["meta"] / K, Q["meta"] / (L["N"] * K)))
-    w_bpe = Q["w_bits"] + meta_per_elem
+    keep = np.where(L["b_is_w"], P["sp_store_keep"], 1.0)  # compressed sparse weights: kept values + indices
+    w_bpe = keep * (Q["w_bits"] + np.where(L["b_is_w"], P["sp_meta_bits"], 0.0)) + meta_per_elem
     ab, accb = Q["a_bpe"] / 8.0, Q["acc"] / 8.0
     bb = np.where(L["b_is_w"], w_bpe / 8.0, ab)
     a_bytes, b_bytes, c_bytes = L["a_el"] * ab, L["b_el"] * bb, L["c_el"] * ab
 
     eff = profile.compute_efficiency
-    compute = np.ceil(fam.compute_cycles(profile, P, M, Ng, K, GB) / eff)
+    compute = np.ceil(fam.compute_cycles(profile, P, M, Ng, K, GB) / eff / np.where(L["b_is_w"], P["sp_compute_div"],
+                                                                                      1.0))
     cmap = fam.compute_map(profile, P, M, Ng, K)
     # Non-MAC layers: read inputs (+ params), write outputs once at every level; fused ones only
     # read their extra operands (a residual add's second input).
@@ -232,11 +242,15 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
         out["utilization"] = np.where(cycles > 0, out["macs"] / (cycles * peak), 0.0)
     out["peak_macs_per_cycle"] = peak * np.ones_like(cycles)
     # Energy by component.
-    out["energy_mac_j"] = out["macs"] * P["mac_pj"] * 1e-12
-    total = out["energy_mac_j"].copy()
+    out["energy_mac_j"] = out["macs"] * P["mac_pj"] * np.where(L["b_is_w"], P["sp_mac_frac"], 1.0) * 1e-12
+    # decoding compressed sparse weights: one index add per kept value, every time the weights are read in
+    out["energy_decode_j"] = np.where(is_mac, L["b_el"] * keep * P["sp_decode"] * P["decode_pj"], 0.0) * 1e-12
+    total = out["energy_mac_j"] + out["energy_decode_j"]
     for level in profile.memory:
         e = (out[f"read_bytes_{level.name}"] * level.read_pj_per_byte
              + out[f"write_bytes_{level.name}"] * level.write_pj_per_byte) * 1e-12
+        if level.name in local:  # zero-gated MACs skip their register-file accesses too
+            e = e * np.where(L["b_is_w"], P["sp_rf_frac"], 1.0)
         out[f"energy_{level.name}_j"] = e
         total += e
     out["energy_dram_j"] = out["bytes_dram"] * 8.0 * profile.dram.energy_pj_per_bit * 1e-12
@@ -253,7 +267,7 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
 
 def _plan_arrays(plans: list[dict], index: np.ndarray) -> dict:
     P = {}
-    for key in _NUMERIC_PLAN_KEYS + ("mac_pj",):
+    for key in _NUMERIC_PLAN_KEYS + ("mac_pj", "decode_pj"):
         if key in plans[0]:
             P[key] = np.array([p[key] for p in plans], dtype=float)[index]
     return P
@@ -270,8 +284,24 @@ def _fusion_arrays(profile, layers) -> dict:
     return {"fused": np.array([bool(x) for x in into]), "extra_el": extra, "into": into, "notes": notes}
 
 
+def _check_nm(layers, uniq: list[CostQuant]) -> None:
+    """An N:M pattern must divide every weight layer's reduction dimension: say which layer it does not."""
+    from qsim.hw.quant import nm_pattern
+
+    for q in uniq:
+        nm = nm_pattern(q.sparsity_pattern) if q.sparsity else None
+        if not nm:
+            continue
+        bad = [f"{layer.name} (K={layer.gemm.K})" for layer in layers
+               if layer.gemm is not None and layer.gemm.b_is_weight and layer.gemm.K % nm[1]]
+        if bad:
+            raise ValueError(f"sparsity pattern {q.sparsity_pattern} needs the reduction dimension K of every weight "
+                             f"layer divisible by {nm[1]}; not: {', '.join(bad[:5])}{' …' if len(bad) > 5 else ''}")
+
+
 def _run(profile, layers, uniq: list[CostQuant], qidx: np.ndarray, L: dict | None = None, layer_index=None):
     """Evaluate rows: row i uses layer `layer_index[i]` (or i) and config `uniq[qidx[i]]`."""
+    _check_nm(layers, uniq)
     plans = [_plan(profile, q) for q in uniq]
     Q = {k: v[qidx] for k, v in _quant_arrays(uniq).items()}
     P = _plan_arrays(plans, qidx)
@@ -307,6 +337,7 @@ def _records(profile, layers, res, plans, qidx, per_row_q) -> list[dict]:
         rec["fused_into"] = fused
         rec["fusion_note"] = fusion["notes"][i]
         rec["mapping"] = mapping_text(profile, res["_cmap"], res["_maps"], i) if mac else ""
+        rec["sparsity_used"] = plan["sp_used"] if mac else ""
         rec["precision_used"] = plan["precision"] if mac else "-"
         rec["fallback"] = plan.get("fallback", "") if mac else ""
         if "path" in plan and mac:
@@ -353,6 +384,8 @@ def totals(df: pd.DataFrame) -> dict:
     out["energy_pj_per_mac"] = out["energy_j"] / out["macs"] * 1e12 if out["macs"] else 0.0
     peak = float((df["peak_macs_per_cycle"] * df["cycles"]).sum())
     out["utilization"] = out["macs"] / peak if peak else 0.0
+    used = sorted({u for u in df.get("sparsity_used", []) if u})
+    out["sparsity_used"] = "; ".join(used)
     bounds = df.groupby("bound")["cycles"].sum()
     out["bound"] = str(bounds.idxmax()) if len(bounds) else "compute"
     fb = sorted({f for f in df["fallback"] if f})

@@ -27,6 +27,17 @@ _INT_ORDER = ["binary", "int2", "int4", "int8", "int16", "int32"]
 _WIDE_FLOAT_HOSTS = {"fp16": ["fp16", "tf32", "fp32"], "bf16": ["bf16", "tf32", "fp32"], "fp32": ["fp32"]}
 
 
+SPARSITY_PATTERNS = ("unstructured", "random", "channel", "2:4", "4:8")
+
+
+def nm_pattern(pattern: str) -> tuple[int, int] | None:
+    """(N, M) of an N:M pattern, else None."""
+    if ":" not in pattern:
+        return None
+    n, m = pattern.split(":")
+    return int(n), int(m)
+
+
 @dataclass(frozen=True)
 class CostQuant:
     """Bit widths and formats of one layer's operands, as the cost models see them.
@@ -43,6 +54,9 @@ class CostQuant:
     acc_bits       accumulator width (adder energy, partial-sum spills)
     w_format/a_format  "int" or a float element format (fp8_e4m3, fp4_e2m1, ... — MX/NVFP4/FP8)
     a_group_size/a_scale_bits  block scales on activations (MX: 32 / 8), None = per tensor
+    sparsity       fraction of zero weights (0 = dense); sparsity_pattern: how they are spread —
+                   unstructured, random, channel (whole filters gone), 2:4 / 4:8 (N kept of every M
+                   along the reduction); act_sparsity: fraction of zero activations (for zero gating)
     """
 
     w_bits: int = 8
@@ -58,8 +72,21 @@ class CostQuant:
     a_scale_bits: int = 8
     codebook_bits: int = 0
     tensor_scale_bits: int = 0
+    sparsity: float = 0.0
+    sparsity_pattern: str = "unstructured"
+    act_sparsity: float = 0.0
 
     def __post_init__(self):
+        for name in ("sparsity", "act_sparsity"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ValueError(f"{name} must be a fraction in [0, 1), got {v!r}")
+        if self.sparsity_pattern not in SPARSITY_PATTERNS:
+            raise ValueError(f"sparsity_pattern must be one of {SPARSITY_PATTERNS}, got {self.sparsity_pattern!r}")
+        nm = nm_pattern(self.sparsity_pattern)
+        if nm and self.sparsity and abs(self.sparsity - (1 - nm[0] / nm[1])) > 1e-9:
+            raise ValueError(f"pattern {self.sparsity_pattern} keeps {nm[0]} of {nm[1]} weights: sparsity must be "
+                             f"{1 - nm[0] / nm[1]:g} (or 0 for dense), got {self.sparsity!r}")
         for name in ("w_bits", "a_bits", "acc_bits", "scale_bits", "a_scale_bits"):
             v = getattr(self, name)
             lo = 0 if name == "scale_bits" else 1  # 0: no scales (unquantized float weights)
@@ -145,7 +172,9 @@ class CostQuant:
         w = self.w_format if self.w_format != INT else f"int{self.w_bits}"
         a = self.a_format if self.a_format != INT else f"int{self.a_bits}"
         g = f"g{self.group_size}" if self.granularity == "group" else self.granularity
-        return f"W{w}-A{a}-{g}"
+        sp = "" if not self.sparsity else (f"-{self.sparsity_pattern}" if nm_pattern(self.sparsity_pattern)
+                                            else f"-{self.sparsity_pattern}{self.sparsity:.0%}")
+        return f"W{w}-A{a}-{g}{sp}"
 
 
 _BLOCK_ELEMENT = {"mxint8": INT, "mxfp8_e4m3": "fp8_e4m3", "mxfp8_e5m2": "fp8_e5m2", "mxfp6_e3m2": "fp6_e3m2",

@@ -166,6 +166,27 @@ class Overheads(_Strict):
 FUSABLE = ELEMENTWISE_KINDS + ("max_pool", "avg_pool")
 
 
+class Sparsity(_Strict):
+    """Which forms of sparsity this chip (with its runtime) turns into savings; anything else runs dense.
+
+    `structured`: math speed-up for N:M weights, e.g. {"2:4": 2.0} on sparse tensor cores. `weight_formats`:
+    compressed formats the runtime keeps weights in and decodes on the way to the MACs (fewer bytes moved,
+    a decode operation per kept value): nm (N:M values + index metadata), bitmask, csr (relative indices).
+    `zero_gating`: operands whose zeros skip the MAC and its register-file accesses (Eyeriss: inputs).
+    """
+
+    structured: dict[Literal["2:4", "4:8"], Annotated[float, Field(ge=1.0)]] = Field(default_factory=dict)
+    weight_formats: list[Literal["nm", "bitmask", "csr"]] = Field(default_factory=list)
+    zero_gating: Literal["none", "inputs", "weights", "both"] = "none"
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.structured and "nm" not in self.weight_formats:
+            raise ValueError("structured N:M speed-up needs 'nm' in weight_formats (the kept values and their "
+                             "index metadata are what the sparse units read)")
+        return self
+
+
 def _unique_fusion(v: list) -> list:
     dup = sorted({k for k in v if v.count(k) > 1})
     if dup:
@@ -252,6 +273,7 @@ class _Core(_Strict):
     overheads: Overheads = Field(default_factory=Overheads)
     # False: memory never stalls compute (SCALE-Sim's CALC mode sizes bandwidth so); traffic still counted.
     memory_stalls: bool = True
+    sparsity: Sparsity = Field(default_factory=Sparsity)
     # What each level's mapping minimises: bytes drawn from the level above, their energy, or their transfer time.
     mapping_objective: Literal["traffic", "energy", "latency"] = "traffic"
     memory: list[MemoryLevel] = Field(default_factory=list)
