@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "qsim.onnxrun.commands",
     "qsim.nets.commands",
     "qsim.validate.commands",
+    "qsim.search.commands",
 ]
 
 

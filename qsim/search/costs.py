@@ -27,7 +27,8 @@ def metric_column(name: str) -> str:
 
 
 def layer_cost_table(network, choices: list[LayerChoice], profile) -> dict[str, np.ndarray]:
-    """{metric: array (layers × choices)} of each MAC layer's cost (with its ReLU/pool rows)."""
+    """{metric: array (layers × choices)} of each MAC layer's cost (with its ReLU/pool rows);
+    NaN for a choice the profile cannot run."""
     from qsim.hw import cost_workload, load_profile
     from qsim.nets import get_network
 
@@ -38,7 +39,12 @@ def layer_cost_table(network, choices: list[LayerChoice], profile) -> dict[str, 
     row = {n: i for i, n in enumerate(layers)}
     out = {m: np.zeros((len(layers), len(choices))) for m in METRICS}
     for k, choice in enumerate(choices):
-        df = cost_workload(wl, cost_dict(network, uniform(network, choice)), profile)
+        try:
+            df = cost_workload(wl, cost_dict(network, uniform(network, choice)), profile)
+        except ValueError:   # a choice this chip cannot run (e.g. fp32 on Bit Fusion): not allowed
+            for m in METRICS:
+                out[m][:, k] = np.nan
+            continue
         for name, *vals in df[["name", *METRICS]].itertuples(index=False):
             for m, v in zip(METRICS, vals):
                 out[m][row[own[name]], k] += float(v)
@@ -54,10 +60,14 @@ def assignment_cost(network, assignment: Assignment, profile) -> dict:
 
 
 def float_cost(network, profile) -> dict:
-    """The fp32 network's cost (the study's float baseline: fp32 operands, no scales)."""
+    """The fp32 network's cost (the study's float baseline: fp32 operands, no scales), or
+    {"note": why} where the profile has no fp32 unit (e.g. Bit Fusion: integers only)."""
     from qsim.search.assign import FLOAT
 
-    return assignment_cost(network, uniform(network, FLOAT), profile)
+    try:
+        return assignment_cost(network, uniform(network, FLOAT), profile)
+    except ValueError as exc:
+        return {"note": str(exc)}
 
 
 def get_network_workload(network):

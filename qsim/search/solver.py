@@ -5,7 +5,8 @@ c_l per layer. `solve_ilp` writes it as a 0/1 integer linear programme — one b
 (layer, choice), Σ_c x[l, c] = 1 per layer, Σ C·x ≤ budget — and hands it to HiGHS through
 `scipy.optimize.milp`, which proves optimality. `solve_greedy` is the usual baseline: start
 from each layer's least sensitive choice and repeatedly take the cheapening step with the
-smallest sensitivity increase per unit of cost saved. `solve_brute` enumerates every
+smallest sensitivity increase per unit of cost saved, then spend any budget left on the
+upgrades with the largest sensitivity decrease per unit of cost. `solve_brute` enumerates every
 assignment (tests only). Disallowed entries are NaN (e.g. a choice a profile cannot run).
 
 Ties: among optimal assignments the cheaper one is preferred (a tie-break term far below the
@@ -82,7 +83,8 @@ def solve_ilp(S, C, budget: float, *, time_limit: float = 30.0) -> Solution:
 
 
 def solve_greedy(S, C, budget: float) -> Solution:
-    """Baseline: from the least sensitive choices, cheapen step by step (least ΔS per ΔC first)."""
+    """Baseline: from the least sensitive choices, cheapen step by step (least ΔS per ΔC first),
+    then upgrade with the budget left (most −ΔS per ΔC first)."""
     S, C, allowed = _check(S, C)
     Sm, Cm = np.where(allowed, S, np.inf), np.where(allowed, C, np.inf)
     cur = np.array([min(np.flatnonzero(allowed[l]), key=lambda k: (Sm[l, k], Cm[l, k])) for l in range(len(S))])
@@ -100,6 +102,20 @@ def solve_greedy(S, C, budget: float) -> Solution:
                     best, step = key, (l, k)
         if step is None:
             return _result(S, C, None, "greedy")
+        cur[step[0]] = step[1]
+    # Refill: spend what the budget has left on the upgrades that buy the most sensitivity per cost.
+    while True:
+        left = budget - Cm[rows, cur].sum()
+        best, step = None, None
+        for l in rows:
+            d_cost = Cm[l] - Cm[l, cur[l]]
+            gain = Sm[l, cur[l]] - Sm[l]
+            for k in np.flatnonzero(allowed[l] & (gain > 0) & (d_cost <= left)):
+                key = (-gain[k] / max(d_cost[k], 1e-300), -gain[k], l, k)
+                if best is None or key < best:
+                    best, step = key, (l, k)
+        if step is None:
+            break
         cur[step[0]] = step[1]
     return _result(S, C, tuple(int(k) for k in cur), "greedy")
 
