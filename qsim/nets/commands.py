@@ -77,7 +77,9 @@ def cmd_eval(args) -> int:
     wspec, aspec = _specs(args)
     try:
         res = evaluate(args.network, wspec, aspec, calib_size=args.calib_size, policy=args.policy,
-                       acc_bits=args.acc_bits, overflow=args.overflow, eval_size=args.eval_size)
+                       acc_bits=args.acc_bits, overflow=args.overflow, eval_size=args.eval_size,
+                       sparsity=args.sparsity, sparsity_pattern=args.sparsity_pattern,
+                       fine_tune_epochs=args.fine_tune_epochs, compress=args.compress)
     except MissingDependency as exc:
         raise ValueError(str(exc)) from None
     if args.format == "json":
@@ -91,6 +93,9 @@ def cmd_eval(args) -> int:
         return 0
     print(f"  quantized  {100 * q['metric']:6.2f} %   output SQNR {_fmt_db(q['sqnr_db'])} dB   "
           f"overflows {q['overflows']}")
+    if "compression_ratio" in q:
+        print(f"  pruned     sparsity {100 * q['sparsity']:.1f} % ({q['pruning']['pattern']}), weights "
+              f"{q['weight_bytes']:.0f} bytes, compression {q['compression_ratio']:.1f}x vs fp32")
     print(f"  W {wspec.label()}  A {aspec.label()} ({aspec.calibration}, {cfg['calib_size']} calibration samples)  "
           f"requant {cfg['policy']}  accumulator {cfg['acc_bits']}-bit {cfg['overflow']}")
     for p in with_provenance(res)["quantized"]["per_layer"]:
@@ -105,7 +110,7 @@ def cmd_train(args) -> int:
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from qsim.nets import get_network
-    from qsim.nets.train import train_network
+    from qsim.train.core import train_network
 
     net = get_network(args.network)
     try:
@@ -148,6 +153,14 @@ def register(sub) -> None:
     pe.add_argument("--overflow", choices=("wrap", "saturate"), default="wrap", help="accumulator overflow (wrap)")
     pe.add_argument("--eval-size", type=int, default=None, help="evaluate the first N test samples (default all)")
     pe.add_argument("--float-only", action="store_true", help="only the float network")
+    pe.add_argument("--sparsity", type=float, default=None,
+                    help="prune this fraction of the weights, in [0, 1) (qsim.prune); adds quantized.sparsity, "
+                         "weight_bytes and compression_ratio")
+    pe.add_argument("--sparsity-pattern", default=None,
+                    help="unstructured (default), global, random, channel, 2:4 or 4:8 (along the reduction dim)")
+    pe.add_argument("--fine-tune-epochs", type=int, default=0, help="masked fine-tuning epochs after pruning (0)")
+    pe.add_argument("--compress", choices=("deep",), default=None,
+                    help="deep: Deep Compression (prune, 2^wbits shared weights per layer, Huffman)")
     pe.add_argument("--format", choices=("text", "json"), default="text")
     pe.set_defaults(func=cmd_eval)
 

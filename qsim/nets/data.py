@@ -10,6 +10,9 @@
   takes seconds, so the arrays are cached in `cache_dir()` keyed by package version and
   arguments.
 
+* `fashion_mnist`: a class-balanced 10,000 train / 3,000 test subset of Fashion-MNIST
+  shipped in `qsim/data/fashion_mnist/` (see its README for provenance and licence).
+
 Images are float32 NCHW in [0, 1]; 1-D signals are (N, 1, 1, L).
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("mnist", "digits", "mnist1d")
+DATASETS = ("mnist", "digits", "mnist1d", "fashion_mnist")
 SPLIT_SEED = 0
 
 
@@ -68,6 +71,17 @@ def _mnist() -> Dataset:
         x = (d["x"].astype(np.float32) / np.float32(255.0))[:, None, :, :]
         y = d["y"].astype(np.int64)
     return Dataset("mnist", *_split(x, y, 2000))
+
+
+def _fashion_mnist() -> Dataset:
+    import io
+    import lzma
+
+    path = resources.files("qsim") / "data" / "fashion_mnist" / "fashion_mnist_13k.npz.xz"
+    with resources.as_file(path) as p, np.load(io.BytesIO(lzma.decompress(p.read_bytes()))) as d:
+        img = lambda a: (a.astype(np.float32) / np.float32(255.0))[:, None, :, :]  # noqa: E731
+        return Dataset("fashion_mnist", img(d["x_train"]), d["y_train"].astype(np.int64), img(d["x_test"]),
+                       d["y_test"].astype(np.int64))
 
 
 def _digits() -> Dataset:
@@ -132,7 +146,7 @@ def _write_cache(path: Path, arrays: dict) -> None:
 @functools.lru_cache(maxsize=None)
 def load_dataset(name: str) -> Dataset:
     """Load (once per process) one of `DATASETS`; arrays are read-only."""
-    loaders = {"mnist": _mnist, "digits": _digits, "mnist1d": _mnist1d}
+    loaders = {"mnist": _mnist, "digits": _digits, "mnist1d": _mnist1d, "fashion_mnist": _fashion_mnist}
     if name not in loaders:
         raise ValueError(f"data set must be one of {list(DATASETS)}, got {name!r}")
     ds = loaders[name]()

@@ -214,3 +214,14 @@ def digits_cnn() -> Architecture:
         Flatten("flatten"),
         Linear("fc", 32 * 2 * 2, 10),
     ))
+
+
+def fashion_cnn() -> Architecture:
+    """Fashion-MNIST CNN: two strided 3x3 convs, a hidden dense layer, then the classifier."""
+    return Architecture("fashion_cnn", (1, 28, 28), (
+        Conv("conv1", 1, 16, 3, stride=2, padding=1),
+        Conv("conv2", 16, 32, 3, stride=2, padding=1),
+        Flatten("flatten"),
+        Linear("fc1", 32 * 7 * 7, 64, relu=True),
+        Linear("fc2", 64, 10),
+    ))

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from qsim.nets import models
-from qsim.nets.train import TrainConfig
+from qsim.train.config import TrainConfig
 from qsim.workload import Workload
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "weights"
@@ -70,6 +70,9 @@ _NETWORKS = {
                 "scikit-learn digits MLP: 64 → 64 → 10"),
         Network("digits_cnn", "digits", models.digits_cnn(), TrainConfig(epochs=40, batch_size=32, lr=3e-3),
                 "scikit-learn digits CNN: conv3x3 (16) → maxpool → conv3x3 (32) → maxpool → dense"),
+        Network("fashion_cnn", "fashion_mnist", models.fashion_cnn(),
+                TrainConfig(epochs=8, batch_size=64, lr=3e-3, weight_decay=5e-4),
+                "Fashion-MNIST 13k CNN: conv3x3/2 (16) → conv3x3/2 (32) → dense 64 → dense"),
     )
 }
 
