@@ -75,6 +75,9 @@ def cmd_eval(args) -> int:
     from qsim.nets import evaluate
 
     wspec, aspec = _specs(args)
+    from qsim.ptq.commands import evaluator
+
+    evaluate = evaluator(args, evaluate)   # --ptq / --act-mode (qsim.ptq)
     try:
         res = evaluate(args.network, wspec, aspec, calib_size=args.calib_size, policy=args.policy,
                        acc_bits=args.acc_bits, overflow=args.overflow, eval_size=args.eval_size,
@@ -153,6 +156,9 @@ def register(sub) -> None:
     pe.add_argument("--overflow", choices=("wrap", "saturate"), default="wrap", help="accumulator overflow (wrap)")
     pe.add_argument("--eval-size", type=int, default=None, help="evaluate the first N test samples (default all)")
     pe.add_argument("--float-only", action="store_true", help="only the float network")
+    from qsim.ptq.commands import add_arguments as add_ptq_arguments
+
+    add_ptq_arguments(pe)
     pe.add_argument("--sparsity", type=float, default=None,
                     help="prune this fraction of the weights, in [0, 1) (qsim.prune); adds quantized.sparsity, "
                          "weight_bytes and compression_ratio")
