@@ -78,6 +78,9 @@ def cmd_eval(args) -> int:
     from qsim.ptq.commands import evaluator
 
     evaluate = evaluator(args, evaluate)   # --ptq / --act-mode (qsim.ptq)
+    from qsim.train.commands import evaluator as training_evaluator
+
+    evaluate = training_evaluator(args, evaluate)   # --training (qsim.train)
     try:
         res = evaluate(args.network, wspec, aspec, calib_size=args.calib_size, policy=args.policy,
                        acc_bits=args.acc_bits, overflow=args.overflow, eval_size=args.eval_size,
@@ -96,6 +99,11 @@ def cmd_eval(args) -> int:
         return 0
     print(f"  quantized  {100 * q['metric']:6.2f} %   output SQNR {_fmt_db(q['sqnr_db'])} dB   "
           f"overflows {q['overflows']}")
+    if "fake_quant_metric" in q:
+        trained = f", trained {res['training']['seconds']} s{' (cached)' if res['training']['cached'] else ''}" \
+            if res.get("training") else ""
+        print(f"  training {cfg['training']}{trained}: fake-quant {100 * q['fake_quant_metric']:6.2f} %, "
+              f"top-1 agreement with the integer kernels {100 * q['agreement']:6.2f} %")
     if "compression_ratio" in q:
         print(f"  pruned     sparsity {100 * q['sparsity']:.1f} % ({q['pruning']['pattern']}), weights "
               f"{q['weight_bytes']:.0f} bytes, compression {q['compression_ratio']:.1f}x vs fp32")
@@ -156,6 +164,9 @@ def register(sub) -> None:
     pe.add_argument("--overflow", choices=("wrap", "saturate"), default="wrap", help="accumulator overflow (wrap)")
     pe.add_argument("--eval-size", type=int, default=None, help="evaluate the first N test samples (default all)")
     pe.add_argument("--float-only", action="store_true", help="only the float network")
+    from qsim.train.commands import add_arguments as add_training_arguments
+
+    add_training_arguments(pe)   # --training ptq|qat|qat_kd, --epochs, --lr, --seed, --kd-* (qsim.train)
     from qsim.ptq.commands import add_arguments as add_ptq_arguments
 
     add_ptq_arguments(pe)

@@ -26,6 +26,13 @@ from qsim.nets import float_exec
 from qsim.nets.models import Conv, Flatten, Linear, MaxPool
 
 
+def _code_dtype(lo: int, hi: int):
+    for dt in (np.int8, np.uint8, np.int16, np.uint16):
+        if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
+            return dt
+    return np.int32
+
+
 @dataclass(frozen=True)
 class DeployedLayer:
     op: object
@@ -36,7 +43,7 @@ class DeployedLayer:
 
 def prepare_qtensor(qt, op, weight_shape, label: str):
     """A `PreparedWeight` from a QTensor of the 2-D (out, K) weight (the layout of `prepared_weight`)."""
-    from qsim.nets.quant_exec import PreparedWeight, _code_dtype
+    from qsim.nets.quant_exec import PreparedWeight
     from qsim.train.qat import weight_path
 
     deq = qt.dequantize(np.float32).reshape(weight_shape)
