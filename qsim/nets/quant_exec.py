@@ -487,11 +487,21 @@ def summarize_numerics(per_layer: list[dict], overflows) -> tuple[str, float]:
 
 
 def evaluate(name, wspec=None, aspec=None, *, calib_size=256, policy="fp32_rne", acc_bits=32, overflow="wrap",
-             overrides=None, eval_size=None) -> dict:
+             overrides=None, eval_size=None, sparsity=None, sparsity_pattern=None, fine_tune_epochs=0,
+             compress=None, prune_seed=0) -> dict:
     """Float and quantized task metric, output SQNR, per-layer SQNR and overflow counts.
 
     wspec=None and aspec=None: float only ("quantized" is None). aspec=None alone:
-    weight-only quantization. eval_size: the first N test samples (default all)."""
+    weight-only quantization. eval_size: the first N test samples (default all).
+    sparsity / sparsity_pattern / fine_tune_epochs / compress / prune_seed: the pruned
+    (Deep-Compressed with compress="deep") network, see `qsim.prune.evaluate`."""
+    if sparsity is not None or sparsity_pattern is not None or compress is not None or fine_tune_epochs:
+        from qsim.prune.evaluate import evaluate_pruned
+
+        return evaluate_pruned(name, wspec, aspec, sparsity=sparsity, sparsity_pattern=sparsity_pattern,
+                               fine_tune_epochs=fine_tune_epochs, compress=compress, prune_seed=prune_seed,
+                               calib_size=calib_size, policy=policy, acc_bits=acc_bits, overflow=overflow,
+                               overrides=overrides, eval_size=eval_size)
     net = get_network(name)
     if net.evaluator is not None:
         return net.evaluator(wspec, aspec, calib_size=calib_size, policy=policy, acc_bits=acc_bits,
