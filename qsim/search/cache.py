@@ -4,7 +4,8 @@ Why its own: `qsim.study` owns the study cache and nothing below it may import i
 DESIGN.md). Entries are one file per key, written atomically (temp file + `os.replace`), so
 an interrupted search keeps everything it finished. A key hashes everything an entry
 depends on: the network's weights, the samples, the settings, and the source of the code
-that computes the numbers (`code_hash`: qsim/nets, qsim/kernels, qsim/quant, qsim/search),
+that computes the numbers (`code_hash`: qsim/nets, qsim/kernels, qsim/quant and the search modules that build the
+executor's inputs),
 so an edit to the executor never serves a stale sensitivity.
 """
 
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 QSIM_ROOT = Path(__file__).resolve().parent.parent
-CODE_DIRS = ("nets", "kernels", "quant", "search")
+CODE_DIRS = ("nets", "kernels", "quant")
+CODE_FILES = ("search/assign.py", "search/sensitivity.py")   # the solver and driver do not change a number
 DEFAULT_DIR = Path("results") / ".search_cache"
 
 
@@ -30,12 +32,13 @@ def stable_hash(obj) -> str:
 
 @functools.lru_cache(maxsize=None)
 def code_hash() -> str:
-    """Hash of the .py files of the packages that produce sensitivities and metrics."""
+    """Hash of the .py files that produce sensitivities and metrics (executor, kernels, quantizers,
+    and the search modules that build the executor's inputs)."""
     h = hashlib.sha256()
-    for d in CODE_DIRS:
-        for path in sorted((QSIM_ROOT / d).rglob("*.py")):
-            if "__pycache__" not in path.parts and path.name != "commands.py":
-                h.update(path.relative_to(QSIM_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    paths = [p for d in CODE_DIRS for p in sorted((QSIM_ROOT / d).rglob("*.py"))]
+    for path in paths + [QSIM_ROOT / f for f in CODE_FILES]:
+        if "__pycache__" not in path.parts and path.name != "commands.py":
+            h.update(path.relative_to(QSIM_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 

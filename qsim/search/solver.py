@@ -66,20 +66,27 @@ def solve_ilp(S, C, budget: float, *, time_limit: float = 30.0) -> Solution:
     L, K = S.shape
     if budget < np.where(allowed, C, np.inf).min(axis=1).sum() * (1 - 1e-12):
         return _result(S, C, None, "ilp")
-    s = np.where(allowed, S, 0.0).ravel()
-    c = np.where(allowed, C, 0.0).ravel()
-    spread = max(float(np.ptp(s[allowed.ravel()])), 1e-12)
-    tie = 1e-9 * spread / max(float(c.sum()), 1e-300)          # prefer the cheaper of equal optima
+    # HiGHS works to absolute tolerances (1e-7 on constraints, a relative MIP gap): costs in joules or
+    # seconds (~1e-7) and KL sums (~1e-4) are rescaled to O(1) first, the gap is closed, and the
+    # answer is checked against the unscaled budget.
+    c_scale = float(budget) if budget > 0 else 1.0
+    s_raw = np.where(allowed, S, 0.0).ravel()
+    s_scale = max(float(np.abs(s_raw).max()), 1e-300)
+    s, c = s_raw / s_scale, np.where(allowed, C, 0.0).ravel() / c_scale
+    tie = 1e-7 / max(float(c.sum()), 1e-300)            # prefer the cheaper of equal optima
     one_per_layer = np.kron(np.eye(L), np.ones(K))
-    constraints = [LinearConstraint(one_per_layer, 1, 1), LinearConstraint(c[None, :], -np.inf, budget)]
+    constraints = [LinearConstraint(one_per_layer, 1, 1), LinearConstraint(c[None, :], -np.inf, 1.0)]
     res = milp(s + tie * c, integrality=np.ones(L * K), bounds=Bounds(0, allowed.ravel().astype(float)),
-               constraints=constraints, options={"time_limit": time_limit})
+               constraints=constraints, options={"time_limit": time_limit, "mip_rel_gap": 0.0})
     if res.status != 0 or res.x is None:
         if res.status == 2:   # proven infeasible
             return _result(S, C, None, "ilp")
         raise RuntimeError(f"milp did not prove an optimum (status {res.status}: {res.message})")
     x = np.rint(res.x).reshape(L, K)
-    return _result(S, C, tuple(int(i) for i in x.argmax(axis=1)), "ilp")
+    sol = _result(S, C, tuple(int(i) for i in x.argmax(axis=1)), "ilp")
+    if sol.cost > budget * (1 + 1e-9):
+        raise RuntimeError(f"milp returned an assignment over the budget ({sol.cost} > {budget})")
+    return sol
 
 
 def solve_greedy(S, C, budget: float) -> Solution:

@@ -1,0 +1,197 @@
+"""qsim.search: per-layer assignments, the exact solver, re-evaluated fronts, the two commands.
+
+Fast: the digits CNN (3 MAC layers, 360 test images), few candidate choices, small sample counts.
+"""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+pytest.importorskip("sklearn", reason="the digits CNN needs the nets extra (scikit-learn)")
+
+from qsim.cli import main  # noqa: E402
+from qsim.search import assign, front, sensitivity, solver  # noqa: E402
+from qsim.search.cache import JsonCache  # noqa: E402
+from qsim.search.costs import assignment_cost, layer_cost_table  # noqa: E402
+
+NET = "digits_cnn"
+LAYERS = ["conv1", "conv2", "fc"]
+FAST = ["--bits", "2,4,8", "--abits", "8", "--budgets", "3", "--sensitivity-samples", "128"]
+
+
+def random_instances(n, seed=0):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        L, K = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        S, C = rng.random((L, K)), rng.random((L, K))
+        if rng.random() < 0.3:      # some disallowed entries, one allowed per layer at least
+            mask = rng.random((L, K)) < 0.3
+            mask[:, 0] = False
+            S[mask] = np.nan
+        yield S, C, float(rng.uniform(np.nanmin(C, 1).sum() * 0.9, C.max(1).sum()))
+
+
+# -- solver -------------------------------------------------------------------------------
+def test_ilp_equals_brute_force_and_greedy_never_beats_it():
+    greedy_worse = 0
+    for S, C, b in random_instances(400):
+        ilp, brute, greedy = solver.solve_ilp(S, C, b), solver.solve_brute(S, C, b), solver.solve_greedy(S, C, b)
+        assert ilp.feasible == brute.feasible
+        if not ilp.feasible:
+            assert not greedy.feasible
+            continue
+        assert ilp.objective == pytest.approx(brute.objective, abs=1e-9)
+        assert ilp.cost <= b + 1e-12 and greedy.cost <= b + 1e-12
+        assert greedy.objective >= ilp.objective - 1e-12
+        greedy_worse += greedy.objective > ilp.objective + 1e-9
+    assert greedy_worse > 0      # the instances are hard enough to tell the two apart
+
+
+def test_ilp_on_a_real_instance_matches_brute_force(tmp_path):
+    choices = [assign.parse_choice(c) for c in ("w2a8", "w3a8", "w4a8", "w8a8", "w8a4")]
+    sens = sensitivity.sensitivities(NET, choices, samples=128, cache=JsonCache(tmp_path))
+    C = layer_cost_table(NET, choices, "bitfusion")["energy_j"]
+    lo, hi = C.min(1).sum(), C.max(1).sum()
+    for b in np.linspace(lo, hi, 7):
+        ilp, brute = solver.solve_ilp(sens.objective, C, b), solver.solve_brute(sens.objective, C, b)
+        assert ilp.choice == brute.choice and ilp.cost <= b * (1 + 1e-12)
+        assert solver.solve_greedy(sens.objective, C, b).objective >= ilp.objective - 1e-12
+
+
+def test_infeasible_budget_is_reported():
+    S, C = np.ones((2, 2)), np.array([[1.0, 2.0], [1.0, 3.0]])
+    assert not solver.solve_ilp(S, C, 1.5).feasible and not solver.solve_greedy(S, C, 1.5).feasible
+    assert solver.min_cost_choice(C) == (0, 0)
+
+
+# -- assignments ----------------------------------------------------------------------------
+def test_patterns_hash_and_errors():
+    a = assign.expand(NET, {"conv*": "w4a8", "fc": "float"})
+    assert list(a) == LAYERS and a["conv2"] == assign.LayerChoice(4, 8) and a["fc"].is_float
+    b = assign.expand(NET, {"fc": {"float": True}, "conv1": {"wbits": 4}, "conv2": "w4a8:channel:symmetric"})
+    assert a.hash == b.hash and a.compact() == b.compact()
+    assert assign.expand(NET, {"conv*": "w4a8:group16"})["conv1"].compact()["group_size"] == 16
+    with pytest.raises(ValueError, match=r"matches no MAC layer; layers are \['conv1', 'conv2', 'fc'\]"):
+        assign.expand(NET, {"dense*": "w4a8"})
+    with pytest.raises(ValueError, match="conflicting overrides for layer 'conv1'"):
+        assign.expand(NET, {"conv*": "w4a8", "conv1": "w2a8"})
+    assign.expand(NET, {"conv*": "w4a8", "conv1": "w4a8"})      # the same choice twice is no conflict
+    with pytest.raises(ValueError, match="not a layer choice"):
+        assign.parse_choice("w4")
+    with pytest.raises(ValueError, match="no sequential architecture"):
+        assign.mac_layers("minilm")
+
+
+def test_per_layer_costs_add_up():
+    choices = [assign.parse_choice(c) for c in ("w2a2", "w4a8", "w8a8")]
+    for prof in ("bitfusion", "zcu104"):
+        T = layer_cost_table(NET, choices, prof)
+        for idx in itertools.product(range(3), repeat=3):
+            a = assign.Assignment((n, choices[k]) for n, k in zip(LAYERS, idx))
+            c = assignment_cost(NET, a, prof)
+            for m, v in c.items():
+                assert T[m][np.arange(3), idx].sum() == pytest.approx(v, rel=1e-9)
+
+
+def test_a_float_layer_runs_and_is_costed_as_fp32():
+    a = assign.expand(NET, {"fc": "float"})
+    rec = front.evaluate_assignment(NET, a)
+    assert rec["metric"] > 0.9
+    assert assignment_cost(NET, a, "t4")["memory_bytes"] > assignment_cost(NET, assign.uniform(
+        NET, "w8a8"), "t4")["memory_bytes"]
+    with pytest.raises(ValueError, match="zcu104"):          # an FPGA without fp32 units says so
+        assignment_cost(NET, a, "zcu104")
+
+
+# -- commands ---------------------------------------------------------------------------------
+def run_json(capsys, *argv):
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, (json.loads(out.out) if out.out.strip() else None), out.err
+
+
+def test_mixed_precision_json_contract_budget_and_cache(capsys, tmp_path, monkeypatch):
+    argv = ["mixed-precision", "--network", NET, "--profile", "bitfusion", "--budget", "energy=0.8x",
+            "--format", "json", "--cache", str(tmp_path), *FAST]
+    rc, res, _ = run_json(capsys, *argv)
+    assert rc == 0
+    assert {"network", "profile", "objective", "uniform", "front"} <= set(res)
+    assert res["objective"] == "energy_j" and res["network"] == NET
+    for u in res["uniform"]:
+        assert {"config", "metric", "latency_s", "energy_j", "memory_bytes"} <= set(u)
+    assert res["front"] and len(res["uniform"]) == 3
+    for p in res["front"]:
+        assert {"assignment", "metric", "latency_s", "energy_j", "memory_bytes"} <= set(p)
+        assert set(p["assignment"]) == set(LAYERS)
+        assert set(p["assignment"]["fc"]) == {"wbits", "abits", "scheme", "granularity"}
+        assert p["energy_j"] <= res["budget"] * (1 + 1e-12)          # budget respected, exactly re-costed
+        a = assign.from_compact(NET, p["assignment"])
+        assert p["metric"] == front.evaluate_assignment(NET, a)["metric"]   # re-evaluated, not the proxy
+    # the second run reads every sensitivity and evaluation from the cache
+    calls = []
+    real = sensitivity.run_logits
+    monkeypatch.setattr(sensitivity, "run_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr("qsim.nets.evaluate", lambda *a, **k: pytest.fail("re-evaluated despite the cache"))
+    rc, res2, _ = run_json(capsys, *argv)
+    assert rc == 0 and calls == [] and res2["front"] == res["front"]
+    assert res2["settings"]["cache_hits"] > 0
+
+
+def test_infeasible_budget_exits_2_naming_the_cheapest(capsys, tmp_path):
+    rc, res, err = run_json(capsys, "mixed-precision", "--network", NET, "--profile", "bitfusion",
+                            "--budget", "energy=1pJ", "--format", "json", "--cache", str(tmp_path), *FAST)
+    assert rc == 2
+    assert "below the cheapest feasible assignment" in err and "uniform W2A8-channel" in err
+    assert res["cheapest"]["conv1"] == {"wbits": 2, "abits": 8, "scheme": "symmetric", "granularity": "channel"}
+
+
+def test_autoquant_json_and_infeasible(capsys, tmp_path):
+    base = ["autoquant", "--network", NET, "--profile", "zcu104", "--minimize", "latency", "--format", "json",
+            "--cache", str(tmp_path), *FAST]
+    rc, res, _ = run_json(capsys, *base, "--min-metric", "0.95")
+    assert rc == 0
+    assert {"assignment", "metric", "latency_s", "energy_j", "memory_bytes"} <= set(res)
+    assert res["metric"] >= 0.95 and set(res["assignment"]) == set(LAYERS)
+    rc, res, err = run_json(capsys, *base, "--min-metric", "1.0")
+    assert rc == 2 and "no assignment reaches accuracy >= 1.0" in err and "the cheapest feasible assignment" in err
+
+
+def test_bad_overrides_fail_before_any_work(capsys, monkeypatch):
+    monkeypatch.setattr(sensitivity, "sensitivities", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(front, "sensitivities", lambda *a, **k: pytest.fail("work started"))
+    rc = main(["mixed-precision", "--network", NET, "--profile", "bitfusion", "--budget", "energy=1x",
+               "--set", "conv*=w4a8", "--set", "conv2=w8a8", "--no-cache"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "conflicting overrides for layer 'conv2'" in err
+    rc = main(["autoquant", "--network", NET, "--profile", "bitfusion", "--min-metric", "0.9",
+               "--set", "conv9=w4a8", "--no-cache"])
+    assert rc == 2 and "layers are ['conv1', 'conv2', 'fc']" in capsys.readouterr().err
+
+
+def test_pinned_layer_keeps_its_choice(tmp_path):
+    res = front.mixed_precision(NET, "bitfusion", "energy=1x", bits="2,4,8", abits="8", n_budgets=3,
+                                fixed={"fc": "w8a8"}, sens_samples=128, cache=JsonCache(tmp_path))
+    assert all(p["assignment"]["fc"]["wbits"] == 8 for p in res["points"])
+
+
+def test_hutchinson_trace_is_cached_and_nonnegative(tmp_path):
+    cache = JsonCache(tmp_path)
+    t = sensitivity.hutchinson_traces(NET, samples=64, probes=2, cache=cache)
+    assert t.shape == (3,) and (t >= 0).all() and t.sum() > 0
+    assert (sensitivity.hutchinson_traces(NET, samples=64, probes=2, cache=cache) == t).all() and cache.hits == 1
+
+
+def test_spec_reports_every_problem(tmp_path):
+    from qsim.search.spec import parse_spec
+
+    with pytest.raises(ValueError) as exc:
+        parse_spec({"name": "x", "networks": [NET, "nope"], "profiles": ["bitfusion"], "objectives": ["speed"],
+                    "overrides": {"dense": "w4a8"}, "bogus": 1})
+    msg = str(exc.value)
+    for part in ("unknown key 'bogus'", "'nope' is not a qsim network", "cost metric 'speed'",
+                 "override 'dense' matches no MAC layer"):
+        assert part in msg
+    assert parse_spec("studies/mixed_precision.yaml")["networks"] == ["mnist_dwsep", "mnist1d_cnn"]
