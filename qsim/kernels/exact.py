@@ -114,17 +114,25 @@ def f32_to_int32(x):
     return out
 
 
-def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64) -> np.ndarray:
-    """Exact Σ_k (a−za)(b−zb) as `out_dtype` (M, N); zb scalar or (N,); max_* bound |operand − zp|.
+def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64, bias=None) -> np.ndarray:
+    """Exact Σ_k (a−za)(b−zb) (+ bias (N,)) as `out_dtype` (M, N); zb scalar or (N,); max_*
+    bound |operand − zp|.
 
-    out_dtype int32 is allowed when K·max_a·max_b < 2^31 (the caller's bound check)."""
+    out_dtype int32 is allowed when |bias| + K·max_a·max_b < 2^31 (the caller's bound check)."""
+    if VNNI_WIDTH and vnni_fits(a, b) and min(a.shape[0], a.shape[1], b.shape[1]) > 0:
+        return vnni_matmul(a, b, za, zb, VNNI_WIDTH, out_dtype, _scratch, bias)   # bias in the int32 epilogue
+    acc = _exact_matmul(a, b, za, zb, max_a, max_b, out_dtype)
+    if bias is not None:
+        acc += np.asarray(bias).astype(acc.dtype)[None, :]
+    return acc
+
+
+def _exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype) -> np.ndarray:
     M, K = a.shape
     N = b.shape[1]
     p = max_a * max_b
     if p == 0 or K == 0 or M == 0 or N == 0:
         return np.zeros((M, N), out_dtype)
-    if VNNI_WIDTH and vnni_fits(a, b):
-        return vnni_matmul(a, b, za, zb, VNNI_WIDTH, out_dtype, _scratch)
     if SIMD and M <= MADD16_ROWS and b.dtype.itemsize == 1:
         ma = max_a if madd16_fits(M, K, b, max_a) else max_abs_shifted(a, np.asarray(za))  # a is small
         if madd16_fits(M, K, b, ma):

@@ -55,10 +55,7 @@ def matmul_core(a, b, za, zb, bias, bits: int, saturate: bool, max_a: int, max_b
     if bound <= hi or bits == 64:
         if bound >= 1 << 63:
             raise ValueError(f"K={K} is too long for an exact 64-bit accumulation of these operands")
-        acc = exact_matmul(a, b, za, zb, max_a, max_b, np.int32 if bound < 1 << 31 else np.int64)
-        if bias is not None:
-            acc += bias.astype(acc.dtype)[None, :]
-        return acc, 0
+        return exact_matmul(a, b, za, zb, max_a, max_b, np.int32 if bound < 1 << 31 else np.int64, bias), 0
     a64 = a.astype(np.int64) - za
     b64 = b.astype(np.int64) - np.asarray(zb, np.int64)
     has_bias = bias is not None

@@ -946,7 +946,7 @@ def _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get):
     Kp = -(-K // 4) * 4
     za = za_ - ca
     d = a.astype(np.int16) - za
-    swapped = bool(d.min() >= -128 and d.max() <= 127)
+    swapped = bool(K and d.min() >= -128 and d.max() <= 127)
     bs = b if cb == 0 else (b ^ np.uint8(0x80)).view(np.int8)        # b' = b − 128 for a uint8 weight
     bs = np.ascontiguousarray(bs).view(np.int8)
     cw = 64 if width == 512 else 32
