@@ -309,3 +309,14 @@ def test_cli_json_contract(capsys):
     assert q["per_layer"][0]["format"] == "2:4" and q["numerics"] == "integer kernels"
     assert cli.main(["nets", "eval", "digits_mlp", "--sparsity", "1.5"]) == 2
     assert "sparsity must be a number in [0, 1)" in capsys.readouterr().err
+
+
+def test_quantization_noise_matches_delta2_over_12_and_pruned_zeros_are_free():
+    from qsim.prune.noise import noise_rows
+
+    dense = [r for r in noise_rows("digits_mlp", bits=[6, 8]) if r["tensor"] == "weight"]
+    assert all(0.85 < r["ratio"] < 1.15 for r in dense)
+    assert all(r["model_mse"] == pytest.approx(r["delta"] ** 2 / 12) for r in dense)
+    pruned = [r for r in noise_rows("digits_mlp", bits=[6, 8], sparsity=0.5) if r["tensor"] == "weight"]
+    assert all(r["zero_fraction"] == pytest.approx(0.5, abs=0.01) for r in pruned)
+    assert all(0.35 < r["ratio"] < 0.65 for r in pruned)     # ≈ (1 − zeros)·Δ²/12
