@@ -320,3 +320,12 @@ def test_quantization_noise_matches_delta2_over_12_and_pruned_zeros_are_free():
     pruned = [r for r in noise_rows("digits_mlp", bits=[6, 8], sparsity=0.5) if r["tensor"] == "weight"]
     assert all(r["zero_fraction"] == pytest.approx(0.5, abs=0.01) for r in pruned)
     assert all(0.35 < r["ratio"] < 0.65 for r in pruned)     # ≈ (1 − zeros)·Δ²/12
+
+
+def test_n_m_on_the_layers_whose_k_allows_it():
+    from qsim.prune import evaluate_pruned
+
+    res = evaluate_pruned("digits_cnn", W8, A8, sparsity_pattern="2:4", layers=["conv2", "fc"])
+    fmt = {p["layer"]: (p["format"], p["sparsity"]) for p in res["quantized"]["per_layer"]}
+    assert fmt == {"conv1": ("dense", 0.0), "conv2": ("2:4", 0.5), "fc": ("2:4", 0.5)}
+    assert res["quantized"]["numerics"] == "integer kernels"

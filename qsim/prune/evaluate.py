@@ -49,7 +49,7 @@ def _derived_network(net, params: dict, key: str):
     return _DERIVED[name]
 
 
-def check_request(name, wspec, aspec, sparsity, pattern, fine_tune_epochs, compress):
+def check_request(name, wspec, aspec, sparsity, pattern, fine_tune_epochs, compress, layers=None):
     """All up-front checks of a pruning request; returns (net, sparsity, pattern)."""
     from qsim.nets import get_network
 
@@ -62,7 +62,7 @@ def check_request(name, wspec, aspec, sparsity, pattern, fine_tune_epochs, compr
         raise ValueError("pruning is evaluated on the quantized network: give a weight QuantSpec (not float only)")
     if sparsity is None and pattern is None:
         sparsity = 0.0
-    sparsity, pattern = pipeline.resolve_sparsity(net, sparsity, pattern)
+    sparsity, pattern = pipeline.resolve_sparsity(net, sparsity, pattern, layers)
     if isinstance(fine_tune_epochs, bool) or not isinstance(fine_tune_epochs, (int, np.integer)) or \
             fine_tune_epochs < 0:
         raise ValueError(f"fine_tune_epochs must be an integer >= 0, got {fine_tune_epochs!r}")
@@ -150,7 +150,7 @@ def _layer_storage(op, pattern: str, qt, mask, compress, dc=None) -> storage.Lay
     b = qt.bits
     nm = masks_mod.parse_nm(pattern)
     if nm is not None:
-        return storage.n_m(name, m2, b, nm[0], nm[1], meta)
+        return storage.n_m(name, m2, b, nm[0], nm[1], meta) if not m2.all() else storage.dense(name, m2.size, b, meta)
     if pattern == "channel":
         return min((storage.channel(name, m2, b, meta), storage.dense(name, m2.size, b, meta)), key=lambda s: s.bits)
     return min((storage.dense(name, m2.size, b, meta), storage.bitmask(name, m2, b, meta),
@@ -158,27 +158,30 @@ def _layer_storage(op, pattern: str, qt, mask, compress, dc=None) -> storage.Lay
 
 
 def evaluate_pruned(name, wspec, aspec, *, sparsity=None, sparsity_pattern=None, fine_tune_epochs=0, compress=None,
-                    prune_seed=0, steps=1, **eval_kwargs) -> dict:
-    """`qsim.nets.evaluate` of the pruned network (see the module doc)."""
+                    prune_seed=0, steps=1, layers=None, **eval_kwargs) -> dict:
+    """`qsim.nets.evaluate` of the pruned network (see the module doc). `steps` > 1 prunes
+    iteratively; `layers` (names) prunes only those MAC layers (e.g. N:M where K allows)."""
     from qsim.nets import evaluate
     from qsim.nets.quant_exec import float_reference, one_blas_thread
     from qsim.quant import QuantSpec
 
     net, sparsity, pattern = check_request(name, wspec, aspec, sparsity, sparsity_pattern, fine_tune_epochs,
-                                           compress)
+                                           compress, layers)
+    layers = None if layers is None else sorted(layers)
     if compress == "deep":
-        dc = pipeline.deep_compressed(net, sparsity, pattern, wspec.bits, prune_seed, fine_tune_epochs, steps=steps)
+        dc = pipeline.deep_compressed(net, sparsity, pattern, wspec.bits, prune_seed, fine_tune_epochs, steps=steps,
+                                      layers=layers)
         params, masks, achieved = dc.params, dc.masks, dc.sparsity
         wexec = QuantSpec(bits=pipeline.CODEBOOK_BITS, scheme="symmetric", restricted=True, granularity="tensor")
         key = pipeline.cache_key(net, "deep-eval", sparsity=sparsity, pattern=pattern, seed=prune_seed,
-                                 fine_tune_epochs=fine_tune_epochs, steps=steps, bits=wspec.bits)
+                                 fine_tune_epochs=fine_tune_epochs, steps=steps, bits=wspec.bits, layers=layers)
     else:
         dc = None
-        pm = pipeline.pruned_model(net, sparsity, pattern, prune_seed, fine_tune_epochs, steps=steps)
+        pm = pipeline.pruned_model(net, sparsity, pattern, prune_seed, fine_tune_epochs, steps=steps, layers=layers)
         params, masks, achieved = pm.params, pm.masks, pm.sparsity
         wexec = wspec
         key = pipeline.cache_key(net, "prune-eval", sparsity=sparsity, pattern=pattern, seed=prune_seed,
-                                 fine_tune_epochs=fine_tune_epochs, steps=steps)
+                                 fine_tune_epochs=fine_tune_epochs, steps=steps, layers=layers)
     net_d = _derived_network(net, params, key)
     overrides = eval_kwargs.get("overrides")
     if overrides:
