@@ -179,7 +179,8 @@ def test_extreme_products_everywhere_at_the_int32_bound():
 
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("swapped", [False, True])
-@pytest.mark.parametrize("R,K,N", [(1, 256, 128), (2, 7, 5), (3, 130, 200), (4, 1, 64), (5, 9, 70), (9, 33, 130)])
+@pytest.mark.parametrize("R,K,N", [(1, 256, 128), (1, 9, 330), (2, 7, 5), (2, 13, 270), (3, 130, 200), (4, 1, 64),
+                                   (5, 9, 70), (9, 33, 130)])
 def test_gemv_kernel_equals_oracle(width, swapped, R, K, N):
     """Unpacked-weight kernel: K odd and K < 4 (padded copy of the last rows), N tails
     (padded copy of the last columns), 1–9 rows (kernels of 5/4/3/2/1 rows), both operand

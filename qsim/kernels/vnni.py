@@ -183,10 +183,11 @@ def gemv_column_position(c: int, lanes: int) -> int:
     return ((c % 16) // 4) * lanes + 4 * (c // 16) + c % 4
 
 
-def _make_rows_kernel(rows: int, lanes: int, swapped: bool = False):
+def _make_rows_kernel(rows: int, lanes: int, swapped: bool = False, chunks: int = 1):
     """Intrinsic kernel(pa, lda, pb, ldb, nq, pout, ldo, first, pf), integer addresses/strides.
 
-    For r < rows and the chunk of cw = 4·lanes columns starting at pb:
+    For r < rows and each of the `chunks` adjacent chunks of cw = 4·lanes columns from pb
+    (chunk h's accumulators at out columns h·cw + pos(c)):
         out[r, pos(c)] = (0 if first else out[r, pos(c)]) + Σ_{q<nq, t<4} a'[r, 4q+t]·b'[4q+t, c]
     with a' bytes (uint8) at pa + r·lda + 4q + t, the weight (int8, row-major) at
     pb + (4q + t)·ldb + c, pos = `gemv_column_position`, out int32 rows `ldo` apart.
@@ -213,9 +214,11 @@ def _make_rows_kernel(rows: int, lanes: int, swapped: bool = False):
             is_first = builder.icmp_signed("!=", first, _c(0))
             zero = ir.Constant(va, [0] * lanes)
             arow = [builder.gep(pa_p, [builder.mul(_c(r), lda)]) for r in range(rows)]
-            optr = [[builder.bitcast(builder.gep(po_p, [builder.add(builder.mul(_c(r), ldo), _c(lanes * g))]),
-                                     va.as_pointer()) for g in range(4)] for r in range(rows)]
-            init = [[builder.select(is_first, zero, builder.load(optr[r][g], align=4)) for g in range(4)]
+            nacc = 4 * chunks
+            optr = [[builder.bitcast(builder.gep(po_p, [builder.add(builder.mul(_c(r), ldo),
+                                                                    _c(nb * (g // 4) + lanes * (g % 4)))]),
+                                     va.as_pointer()) for g in range(nacc)] for r in range(rows)]
+            init = [[builder.select(is_first, zero, builder.load(optr[r][g], align=4)) for g in range(nacc)]
                     for r in range(rows)]
             ldb4 = builder.mul(ldb, _c(4))
             entry = builder.block
@@ -229,41 +232,43 @@ def _make_rows_kernel(rows: int, lanes: int, swapped: bool = False):
             accs = []
             for r in range(rows):
                 row = []
-                for g in range(4):
+                for g in range(nacc):
                     ph = builder.phi(va)
                     ph.add_incoming(init[r][g], entry)
                     row.append(ph)
                 accs.append(row)
             builder.cbranch(builder.icmp_signed("<", iv, nq), body, done)
             builder.position_at_end(body)
-            base = builder.gep(pb_p, [builder.mul(iv, ldb4)])
-            x = [builder.load(builder.bitcast(builder.gep(base, [builder.mul(_c(t), ldb)]), vrow.as_pointer()),
-                              align=1) for t in range(4)]
-            lo01 = builder.bitcast(builder.shuffle_vector(x[0], x[1], m_bl), vw)
-            hi01 = builder.bitcast(builder.shuffle_vector(x[0], x[1], m_bh), vw)
-            lo23 = builder.bitcast(builder.shuffle_vector(x[2], x[3], m_bl), vw)
-            hi23 = builder.bitcast(builder.shuffle_vector(x[2], x[3], m_bh), vw)
-            quads = [builder.shuffle_vector(lo01, lo23, m_wl), builder.shuffle_vector(lo01, lo23, m_wh),
-                     builder.shuffle_vector(hi01, hi23, m_wl), builder.shuffle_vector(hi01, hi23, m_wh)]
+            base0 = builder.gep(pb_p, [builder.mul(iv, ldb4)])
             aoff = builder.mul(iv, _c(4))
-            if swapped:
-                flip = ir.Constant(vw, [-32640] * (nb // 2))          # 0x8080: every byte's top bit
-                quads = [builder.xor(qv, flip) for qv in quads]
-            new = []
-            for r in range(rows):
-                w = builder.load(builder.bitcast(builder.gep(arow[r], [aoff]), _i32.as_pointer()), align=1)
-                s = _splat(builder, w, lanes)
-                new.append([dp(accs[r][g], quads[g], s) if swapped else dp(accs[r][g], s, quads[g])
-                            for g in range(4)])
+            splats = [_splat(builder, builder.load(builder.bitcast(builder.gep(arow[r], [aoff]), _i32.as_pointer()),
+                                                   align=1), lanes) for r in range(rows)]
+            new = [[] for _ in range(rows)]
+            for h in range(chunks):
+                base = builder.gep(base0, [_c(nb * h)])
+                x = [builder.load(builder.bitcast(builder.gep(base, [builder.mul(_c(t), ldb)]), vrow.as_pointer()),
+                                  align=1) for t in range(4)]
+                lo01 = builder.bitcast(builder.shuffle_vector(x[0], x[1], m_bl), vw)
+                hi01 = builder.bitcast(builder.shuffle_vector(x[0], x[1], m_bh), vw)
+                lo23 = builder.bitcast(builder.shuffle_vector(x[2], x[3], m_bl), vw)
+                hi23 = builder.bitcast(builder.shuffle_vector(x[2], x[3], m_bh), vw)
+                quads = [builder.shuffle_vector(lo01, lo23, m_wl), builder.shuffle_vector(lo01, lo23, m_wh),
+                         builder.shuffle_vector(hi01, hi23, m_wl), builder.shuffle_vector(hi01, hi23, m_wh)]
+                if swapped:
+                    flip = ir.Constant(vw, [-32640] * (nb // 2))          # 0x8080: every byte's top bit
+                    quads = [builder.xor(qv, flip) for qv in quads]
+                for r in range(rows):
+                    new[r] += [dp(accs[r][4 * h + g], quads[g], splats[r]) if swapped
+                               else dp(accs[r][4 * h + g], splats[r], quads[g]) for g in range(4)]
             latch = builder.block
             iv.add_incoming(builder.add(iv, _c(1)), latch)
             for r in range(rows):
-                for g in range(4):
+                for g in range(nacc):
                     accs[r][g].add_incoming(new[r][g], latch)
             builder.branch(loop)
             builder.position_at_end(done)
             for r in range(rows):
-                for g in range(4):
+                for g in range(nacc):
                     builder.store(accs[r][g], optr[r][g], align=4)
             return context.get_dummy_value()
 
@@ -277,6 +282,9 @@ _Y_TILE = _make_tile_kernel(*YMM_TILE)
 _Z_ROWS4, _Z_ROWS2, _Z_ROWS1 = (_make_rows_kernel(r, 16) for r in (4, 2, 1))
 _Y_ROWS2, _Y_ROWS1 = (_make_rows_kernel(r, 8) for r in (2, 1))
 _ZS_ROWS4, _ZS_ROWS2, _ZS_ROWS1 = (_make_rows_kernel(r, 16, True) for r in (4, 2, 1))
+# one or two rows: 4 or 2 chunks (256 / 128 columns) per call, so each weight row is read in longer runs
+_Z_ROWS1X4, _ZS_ROWS1X4 = _make_rows_kernel(1, 16, False, 4), _make_rows_kernel(1, 16, True, 4)
+_Z_ROWS2X2, _ZS_ROWS2X2 = _make_rows_kernel(2, 16, False, 2), _make_rows_kernel(2, 16, True, 2)
 _YS_ROWS2, _YS_ROWS1 = (_make_rows_kernel(r, 8, True) for r in (2, 1))
 
 
@@ -609,13 +617,30 @@ def _z_pass(ap, k0, bc, nq, out, n0, ncols, swapped):
     pa0 = np.int64(ap.ctypes.data) + k0
     pb0 = np.int64(bc.ctypes.data)
     po0 = np.int64(out.ctypes.data)
-    for q0 in range(0, nq, GEMV_KB):
-        nb = min(nq - q0, GEMV_KB)
-        for c0 in range(0, ncols, 64):
+    wide = 256 if R == 1 else 128
+    kb = GEMV_KB if R > 2 else GEMV_KB // 2   # fewer weight-row streams where fewer rows use them
+    for q0 in range(0, nq, kb):
+        nb = min(nq - q0, kb)
+        c0 = 0
+        if R <= 2:                            # one or two rows: several chunks per call
+            while c0 + wide <= ncols:
+                pa, pb, po = pa0 + 4 * q0, pb0 + 4 * q0 * ldb + c0, po0 + 4 * (n0 + c0)
+                if R == 1:
+                    if swapped:
+                        _ZS_ROWS1X4(pa, Kp, pb, ldb, nb, po, Nc, 0, 0)
+                    else:
+                        _Z_ROWS1X4(pa, Kp, pb, ldb, nb, po, Nc, 0, 0)
+                elif swapped:
+                    _ZS_ROWS2X2(pa, Kp, pb, ldb, nb, po, Nc, 0, 0)
+                else:
+                    _Z_ROWS2X2(pa, Kp, pb, ldb, nb, po, Nc, 0, 0)
+                c0 += wide
+        while c0 < ncols:
             r = 0
             while r < R:
                 r += _z_rows(R - r, pa0 + r * Kp + 4 * q0, Kp, pb0 + 4 * q0 * ldb + c0, ldb, nb,
                              po0 + 4 * (r * Nc + n0 + c0), Nc, swapped)
+            c0 += 64
 
 
 @njit(cache=True)
