@@ -8,7 +8,8 @@ integer kernels run (`qsim.train.deploy`):
   the learned step size `s` (rounded to the spec's `scale_dtype`, as stored) and the fixed
   zero point; the gradient is the straight-through estimator for `w` (zero where clipped)
   and LSQ's `round(w/s) − w/s` (inside) or the clip level (outside) for `s`, times LSQ's
-  gradient scale 1/sqrt(N·Q_p). Step sizes are learned as log s (Adam on a positive
+  gradient scale 1/sqrt(N·Q_p). "Clipped" means beyond half a step outside the code range
+  (where the clamp, not the rounding, sets the level). Step sizes are learned as log s (Adam on a positive
   quantity); the first step size of each slice is the better (lower weight MSE) of the
   spec's calibrated scale and LSQ's 2·E|w|/sqrt(Q_p).
 * weights of every other scheme (binary XNOR-Net α = mean|w|, TWN ternary, pow2, the MX /
@@ -192,7 +193,7 @@ class WeightQuantizer:
         s_full, z_full = _expand(s, w2.shape, self.spec), _expand(self.z, w2.shape, self.spec)
         qmin, qmax = self.spec.qrange
         v = w2 / s_full.astype(np.float32)                       # qsim's fp32 division
-        inside = (v >= qmin - z_full) & (v <= qmax - z_full)
+        inside = (v >= qmin - z_full - 0.5) & (v <= qmax - z_full + 0.5)   # clipping changes the level
         levels = qt.q.astype(np.float64) - z_full                  # round(clip(v)) as integers
         return wq, s, (inside, levels - np.where(inside, v, 0.0), s)
 
@@ -228,7 +229,7 @@ class ActQuantizer:
         s = np.float32(self.scale())
         v = np.asarray(h, np.float32) / s
         lo, hi = self.qmin - self.z, self.qmax - self.z
-        inside = (v >= lo) & (v <= hi)
+        inside = (v >= lo - 0.5) & (v <= hi + 0.5)   # outside: clipping changes the level
         levels = np.rint(np.clip(v, lo, hi))
         return (levels * s).astype(np.float32), (v, levels, inside, float(s), h[0].size)
 
