@@ -16,8 +16,12 @@ dense fp32 network; `quantized` is the pruned, quantized one (its `sqnr_db` and 
   weights (values, sparse indices / bitmask / N:M metadata, scales, zero points, codebooks,
   Huffman tables), biases excluded; `compression_ratio`: fp32 weight bytes / weight_bytes;
 * `pruning`: pattern, fine-tuning, the pruned float network's metric, and per layer the
-  storage format with its parts and the error analysis (weight and output SQNR/MSE after
-  pruning and after quantization).
+  storage format with its parts and the error analysis: `weight_sqnr_db_pruning` /
+  `weight_mse_pruning` (dense fp32 weight vs the pruned, fine-tuned one), `weight_sqnr_db_quant`
+  / `weight_mse_quant` (pruned weight vs the quantized — with `deep`, shared — weight the
+  kernels run), `sqnr_db_pruning` / `mse_pruning` (the layer's float output, dense network vs
+  pruned network — with `deep`, the shared weights in float), while the per-layer `sqnr_db`
+  stays what `evaluate` reports: integer pipeline vs that pruned float network.
 """
 
 from __future__ import annotations
@@ -172,6 +176,9 @@ def evaluate_pruned(name, wspec, aspec, *, sparsity=None, sparsity_pattern=None,
         dc = pipeline.deep_compressed(net, sparsity, pattern, wspec.bits, prune_seed, fine_tune_epochs, steps=steps,
                                       layers=layers)
         params, masks, achieved = dc.params, dc.masks, dc.sparsity
+        # the weights before sharing: "after pruning" in the error analysis (cached, no recomputation)
+        before_quant = pipeline.pruned_model(net, sparsity, pattern, prune_seed, fine_tune_epochs, steps=steps,
+                                             layers=layers).params
         wexec = QuantSpec(bits=pipeline.CODEBOOK_BITS, scheme="symmetric", restricted=True, granularity="tensor")
         key = pipeline.cache_key(net, "deep-eval", sparsity=sparsity, pattern=pattern, seed=prune_seed,
                                  fine_tune_epochs=fine_tune_epochs, steps=steps, bits=wspec.bits, layers=layers)
@@ -179,6 +186,7 @@ def evaluate_pruned(name, wspec, aspec, *, sparsity=None, sparsity_pattern=None,
         dc = None
         pm = pipeline.pruned_model(net, sparsity, pattern, prune_seed, fine_tune_epochs, steps=steps, layers=layers)
         params, masks, achieved = pm.params, pm.masks, pm.sparsity
+        before_quant = params
         wexec = wspec
         key = pipeline.cache_key(net, "prune-eval", sparsity=sparsity, pattern=pattern, seed=prune_seed,
                                  fine_tune_epochs=fine_tune_epochs, steps=steps, layers=layers)
@@ -202,7 +210,7 @@ def evaluate_pruned(name, wspec, aspec, *, sparsity=None, sparsity_pattern=None,
         qt = _quantized_layer(net_d, op, wexec)
         st = _layer_storage(op, pattern, qt, masks[op.name], compress, dc)
         w0 = np.asarray(dense_w[f"{op.name}.w"], np.float64).reshape(qt.shape)
-        wp = np.asarray(params[f"{op.name}.w"], np.float64).reshape(qt.shape)
+        wp = np.asarray(before_quant[f"{op.name}.w"], np.float64).reshape(qt.shape)
         wq = qt.dequantize(np.float64)
         o0, op_ = ref_dense.outputs[op.name][:n], ref_pruned.outputs[op.name][:n]
         mk = masks[op.name]
