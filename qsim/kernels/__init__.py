@@ -8,6 +8,12 @@ When no partial sum can leave the accumulator (bound from the dtypes or the data
 result is computed exactly through float BLAS on provably exact blocks or small Numba
 kernels; otherwise a sequential Numba kernel emulates every addition. The int64 NumPy
 oracles live in `qsim.kernels.reference`.
+
+The vector kernels are chosen once at import from the CPU (`backend()`, see
+`qsim.kernels.cpu`): "avx512vnni" / "avxvnni" (`vpdpbusd` in `qsim.kernels.vnni`, exact for
+any 8-bit data), "avx2" (`qsim.kernels.madd8` / `madd16`) or "portable" (float-BLAS blocks
+and plain loops only); `QSIM_KERNEL_BACKEND` forces one, and a backend the CPU lacks is a
+ValueError at import. Every backend gives the same integers.
 """
 
 from qsim.kernels.binary import matmul_binary, matmul_ternary  # noqa: F401 - XNOR-popcount / ternary

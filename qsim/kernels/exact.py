@@ -15,7 +15,8 @@ byte multiply-add kernel of `qsim.kernels.madd8` (packs both operands per call).
 On a VNNI host (`qsim.kernels.cpu.backend()` "avx512vnni" / "avxvnni") every product of
 two 8-bit operands with K ≤ `qsim.kernels.vnni.K_MAX` takes the `vpdpbusd` kernels of
 `qsim.kernels.vnni` first (exact for any 8-bit data: no int16 pairs, int32 sums bounded
-from the dtypes). The "portable" backend uses none of the hand-written vector kernels.
+from the dtypes), except 1–4 rows, where the madd16 GEMV (also exact) read a weight that
+other processes share the L3 with faster than the VNNI GEMV in the benchmarks. The "portable" backend uses none of the hand-written vector kernels.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from qsim.kernels.madd16 import MADD16_ROWS, madd16_fits, madd16_matmul
 from qsim.kernels.vnni import vnni_fits, vnni_matmul
 
 VNNI_WIDTH = {"avx512vnni": 512, "avxvnni": 256}.get(backend(), 0)   # 0: no VNNI kernels here
+VNNI_MIN_ROWS = 5   # fewer rows: the int16 pair GEMV (madd16) streams a shared-cache weight better (measured)
 SIMD = backend() != "portable"     # the hand-written AVX2 kernels (madd8, madd16) may run
 
 F32_EXACT = 1 << 24
@@ -119,7 +121,9 @@ def exact_matmul(a, b, za, zb, max_a: int, max_b: int, out_dtype=np.int64, bias=
     bound |operand − zp|.
 
     out_dtype int32 is allowed when |bias| + K·max_a·max_b < 2^31 (the caller's bound check)."""
-    if VNNI_WIDTH and vnni_fits(a, b) and min(a.shape[0], a.shape[1], b.shape[1]) > 0:
+    M = a.shape[0]
+    if VNNI_WIDTH and vnni_fits(a, b) and min(M, a.shape[1], b.shape[1]) > 0 \
+            and not (M < VNNI_MIN_ROWS and madd16_fits(M, a.shape[1], b, max_a)):
         return vnni_matmul(a, b, za, zb, VNNI_WIDTH, out_dtype, _scratch, bias)   # bias in the int32 epilogue
     acc = _exact_matmul(a, b, za, zb, max_a, max_b, out_dtype)
     if bias is not None:

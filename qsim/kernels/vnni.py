@@ -6,30 +6,40 @@ a' = a + ca as unsigned bytes (ca = 128 for int8 activations, else 0) and b' = b
 signed bytes (cb = 128 for a uint8 weight, else 0), every running int32 sum is exact as
 long as Kp·max a'·max|b'| ≤ Kp·255·128 < 2^31 (Kp = K rounded up to 4), i.e. for any
 8-bit data with K ≤ `K_MAX`: `vnni_fits` checks it from the dtypes, no data pass needed.
-The caller's zero points are applied exactly afterwards in int64 (as in `madd8`):
+The caller's zero points (and bias) are applied exactly afterwards:
 
     Σ (a − za)(b − zb) = Σ a'b' − za'·Σ_k b' − zb'·Σ_k a' + K·za'·zb',
-    za' = za + ca,  zb' = zb − cb.
+    za' = za + ca,  zb' = zb − cb,
+
+in the micro-kernel's epilogue in wrapping int32 when the caller knows the exact result
+fits int32 (then the value mod 2^32 is the value), else in int64 (`finish_raw`).
 
 Two kernels, both LLVM IR emitted by Numba intrinsics:
 
-- **packed GEMM** (M > `GEMV_ROWS`): the weight is packed per call into panels of `nr`
-  columns × 4 k (b'[4q + t, p·nr + c] at bp[p, q, 4c + t], zero padded), a' into rows
-  padded to the tile height; a micro-kernel keeps `rows` × `nr` int32 accumulators in
-  registers (12 × 32 in zmm, 6 × 16 in ymm), broadcasting 4 bytes of a' per row and step.
-  Loops are blocked over K (`KC`) and N (`NC`) so a weight block stays in L2 while
-  row strips of a' stream through it.
+- **packed GEMM / conv** (M > `GEMV_ROWS`): the weight is packed per call into panels of
+  `nr` columns × 4 k (b'[4q + t, p·nr + c] at byte 4c + t of panel p, step q, zero padded),
+  a' into strips of `rows` rows × 4 k — for a conv straight from the (padded) input image,
+  no im2col copy (`pack_a_conv`; k order (c, i, j)). The micro-kernel keeps `rows` × `nr`
+  int32 accumulators in registers (12 × 32 in zmm, 6 × 16 in ymm), broadcasting 4 bytes of
+  a' per row and step; loops are blocked over K (`KC`) and N (`NC`) so a weight block
+  stays in L2 while strips of a' stream through it. `vnni512_i32` / `vnni256_i32` pack,
+  multiply and finish in one Numba call.
 - **GEMV / small M** (M ≤ `GEMV_ROWS`): the (K, N) weight is read as given (no packing):
   4 rows × 4·lanes columns are interleaved in registers into the quad layout (byte
-  unpacks) and multiplied with up to 4 broadcast rows of a'. The column sums Σ_k b' the
-  zero-point correction needs come from one extra row of a' holding za' (its product row
-  *is* za'·Σ_k b'), so the weight is read once. Results land in a scratch array whose
-  columns are permuted within each 4·lanes chunk (`gemv_column_position`); the finish
-  step reads them back in order.
+  unpacks) and multiplied with up to 4 broadcast rows (one or two rows: 4 or 2 column
+  chunks per call). When every a − za fits a signed byte (u8 with za = 128, int8 with
+  za = 0), d = a − za is the signed operand and the flipped weight b' + 128 the unsigned
+  one: Σ d·(b − zb) = raw − (128 + zb')·Σ_k d, no weight sums. Otherwise the column sums
+  Σ_k b' come from one extra row of a' holding za' (its products *are* za'·Σ_k b'), so
+  the weight is still read once. Results land in a scratch array whose columns are
+  permuted within each 4·lanes chunk (`gemv_column_position`); `finish_gemv` reads them
+  back in order.
 
 Integer additions are associative, so the kernels' order cannot change the value; each
 has a NumPy twin below. Only call the zmm (ymm) functions on a host with AVX-512 VNNI
-(AVX-VNNI): `qsim.kernels.cpu` decides.
+(AVX-VNNI): `qsim.kernels.cpu` decides, and the two widths never share a Numba function
+(the ymm path compiles on a CPU without AVX-512). Work arrays whose addresses the kernels
+use are always arguments of the function running the kernel, so they stay alive.
 """
 
 from __future__ import annotations
