@@ -27,7 +27,9 @@ ACT_MODES = ("static", "dynamic_tensor", "dynamic_token")
 SEQUENTIAL_ONLY = {"cle": "CLE needs consecutive MAC layers joined by a ReLU (positively homogeneous); the "
                           "transformers have GELU/SiLU, LayerNorm/RMSNorm and residuals between their linear layers",
                    "adaround": "AdaRound's per-weight optimisation over 36-210 layers of 384-1536 inputs is too slow "
-                               "for this NumPy simulator; use gptq (the same output-error objective, closed form)"}
+                               "for this NumPy simulator; use gptq (the same output-error objective, closed form)",
+                   "bias_correction": "bias correction is wired into the sequential networks' executor only; the "
+                                      "transformers' GPTQ/AWQ already minimise the output error including its mean"}
 TRANSFORMER_ONLY = {"awq": "AWQ's per-input-channel scales must fold into the op before the layer; qsim applies "
                            "it to the transformers' linear layers (minilm, smollm2)",
                     "smoothquant": "SmoothQuant targets activation outlier channels of transformer linear layers "

@@ -1,0 +1,93 @@
+"""PTQ of transformer linear layers (MiniLM, SmolLM2): calibration statistics per linear input,
+then per layer the transform (SmoothQuant / AWQ scaling, rotation) and the codes (RTN or GPTQ).
+
+The executors (`qsim.nets.minilm`, `qsim.nets.smollm2`) share one `Quantizer`: this module fills
+its `qweights` (the weight `QTensor` the integer kernels consume, and the effective float weight
+of the weight-only path) and its `pre` transforms (what happens to a layer's float input before
+the activation quantizer: x/s for SmoothQuant/AWQ, x·Q for a rotation).
+
+GPTQ and AWQ see the float model's inputs of every layer (one calibration pass), not the inputs
+of the partly quantized model (AutoGPTQ's sequential mode): one pass is what keeps the whole PTQ
+of SmolLM2 within minutes here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from qsim.ptq.awq import awq_scales, clip_search
+from qsim.ptq.core import Grid, rtn
+from qsim.ptq.gptq import gptq_codes
+from qsim.ptq.rotation import rotation_matrix
+from qsim.ptq.smoothquant import smooth_scales
+
+MAX_ROWS = 8192   # calibration rows kept per layer for the error searches
+
+
+class Stats:
+    """Accumulates, per linear layer, H = XᵀX/n, mean |x|, max |x|, mean x of its float input."""
+
+    def __init__(self):
+        self.sxx, self.n, self.absmax, self.abssum, self.sum = {}, {}, {}, {}, {}
+
+    def __call__(self, name: str, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+        if name not in self.n:
+            k = x.shape[1]
+            self.sxx[name], self.n[name] = np.zeros((k, k)), 0
+            self.absmax[name], self.abssum[name], self.sum[name] = np.zeros(k), np.zeros(k), np.zeros(k)
+        self.sxx[name] += x.T @ x
+        self.n[name] += len(x)
+        self.absmax[name] = np.maximum(self.absmax[name], np.abs(x).max(0))
+        self.abssum[name] += np.abs(x).sum(0)
+        self.sum[name] += x.sum(0)
+
+    def H(self, name):
+        return self.sxx[name] / max(self.n[name], 1)
+
+    def absmean(self, name):
+        return self.abssum[name] / max(self.n[name], 1)
+
+
+def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: list[list[str]] = (),
+                    seed: int = 0, alpha: float = 0.5) -> dict:
+    """Fill `q.qweights` / `q.pre` for every layer in `weights` ({name: (out, K) float weight}).
+
+    `share`: groups of layers that read the same input (SmoothQuant uses one scale per group,
+    as when it is folded into the norm before them). Returns notes for the result's config."""
+    t0 = time.perf_counter()
+    group_of = {n: g for g in share for n in g}
+    notes = {}
+    for name, w in weights.items():
+        W = np.asarray(w, np.float64)
+        H = stats.H(name)
+        pre = None
+        if "smoothquant" in methods:
+            grp = group_of.get(name, [name])
+            s = smooth_scales(stats.absmax[name], [weights[n] for n in grp], alpha)
+            W, H, pre = W * s, H / np.outer(s, s), ("div", s)
+        elif "rotation" in methods:
+            R = rotation_matrix(W.shape[1], seed)
+            W, H, pre = W @ R, R.T @ H @ R, ("mat", R)
+        elif "awq" in methods:
+            s, a, _ = awq_scales(W, H, stats.absmean(name), q.wspec)
+            W, H, pre = W * s, H / np.outer(s, s), ("div", s)
+            notes.setdefault("awq_alpha", {})[name] = a
+        grid = clip_search(W, H, q.wspec) if "awq" in methods else Grid.of(W, q.wspec)
+        if "gptq" in methods:
+            qt = grid.qtensor(gptq_codes(W, H, grid))
+        elif "awq" in methods:
+            qt = grid.qtensor(grid.codes(W))
+        else:
+            qt = rtn(W, q.wspec)
+        eff = qt.dequantize(np.float64)
+        if pre is not None:
+            eff = eff / pre[1] if pre[0] == "div" else eff @ pre[1].T
+            if q.aspec is not None:
+                q.pre[name] = pre
+        q.qweights[name] = qt
+        q.qweights[name + ".dequantized_t"] = np.ascontiguousarray(eff.T.astype(np.float32))
+    notes["ptq_seconds"] = round(time.perf_counter() - t0, 3)
+    return notes
