@@ -879,6 +879,8 @@ _NO_ROW = np.zeros(0, np.int32)
 def _ro(x: np.ndarray) -> np.ndarray:
     """A read-only C-contiguous view (a copy only if x is not contiguous): the kernels get
     one array type whatever the caller's flags, so Numba compiles them once."""
+    if not x.flags.writeable and x.flags.c_contiguous:
+        return x
     v = np.ascontiguousarray(x).view()
     v.flags.writeable = False
     return v
@@ -924,7 +926,7 @@ def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.i
     sa, sb, so = packed_shapes(M, K, N, tile)
     ap = get("vnni_a", sa, np.uint8)
     bp = get("vnni_b", sb, np.int8)
-    pack_a_strips(au, fa, ap.view(np.uint32), _NO_ROW, False)
+    pack_a_strips(_ro(au), fa, ap.view(np.uint32), _NO_ROW, False)
     pack_b_panels(bu, fb, bp.view(np.uint32))
     bsum = np.zeros(N, np.int32)
     if za_:
