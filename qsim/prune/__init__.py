@@ -8,7 +8,7 @@ the NumPy trainer.
 
 For study runners (one call per design point; deterministic, cached on disk under
 `qsim.nets.data.cache_dir()/prune`, keyed by the weights file, every argument, the training
-recipe and the source of qsim/prune and of the trainer):
+recipe and the source of the pruning modules and of the trainer):
 
     from qsim.prune import prune_for_config
     params = prune_for_config("mnist_mlp", sparsity=0.9, pattern="unstructured", seed=0,

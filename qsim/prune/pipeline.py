@@ -17,7 +17,8 @@
 
 Results are cached in `qsim.nets.data.cache_dir()/prune/` under a key of everything that
 determines them: the network's weights file, the arguments, the training recipe, the
-fine-tuning constants, the source of `qsim/prune` and of the trainer, and NumPy's version.
+fine-tuning constants, the source of the modules that compute them (`masks`, `finetune`, `pipeline`
+and the trainer), and NumPy's version.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class DeepCompressed:
 def _source_hash() -> str:
     h = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for p in sorted(here.glob("*.py")):
+    for p in (here / "masks.py", here / "finetune.py", here / "pipeline.py"):   # what determines the weights
         h.update(p.name.encode())
         h.update(p.read_bytes())
     h.update(inspect.getsource(inspect.getmodule(finetune.trainer_grads())).encode())

@@ -11,24 +11,31 @@ from __future__ import annotations
 
 import os
 
+
+
+def _dc(sparsity, epochs, steps=1):
+    return dict(sparsity=sparsity, sparsity_pattern="global", fine_tune_epochs=epochs, steps=steps, compress="deep")
+
+
 # (network, label, wspec kwargs, pruning kwargs)
 ROWS = [
     ("mnist_mlp", "int8 per channel, dense", dict(bits=8, granularity="channel"), None),
     ("mnist_mlp", "2:4 + int8 per channel", dict(bits=8, granularity="channel"),
      dict(sparsity_pattern="2:4", fine_tune_epochs=4)),
-    ("mnist_mlp", "Deep Compression", dict(bits=5),
-     dict(sparsity=0.9, sparsity_pattern="global", fine_tune_epochs=6, compress="deep")),
-    ("mnist_mlp", "Deep Compression", dict(bits=4),
-     dict(sparsity=0.92, sparsity_pattern="global", fine_tune_epochs=6, compress="deep")),
-    ("mnist_mlp", "Deep Compression", dict(bits=4),
-     dict(sparsity=0.95, sparsity_pattern="global", fine_tune_epochs=6, steps=3, compress="deep")),
+    ("mnist_mlp", "Deep Compression", dict(bits=5), _dc(0.9, 6)),
+    ("mnist_mlp", "Deep Compression", dict(bits=4), _dc(0.92, 6)),
+    ("mnist_mlp", "Deep Compression", dict(bits=4), _dc(0.95, 6, 3)),
     ("mnist_cnn", "int8 per channel, dense", dict(bits=8, granularity="channel"), None),
-    ("mnist_cnn", "Deep Compression", dict(bits=5),
-     dict(sparsity=0.8, sparsity_pattern="global", fine_tune_epochs=6, steps=3, compress="deep")),
-    ("mnist_dwsep", "Deep Compression", dict(bits=5),
-     dict(sparsity=0.8, sparsity_pattern="global", fine_tune_epochs=6, steps=3, compress="deep")),
-    ("digits_cnn", "Deep Compression", dict(bits=5),
-     dict(sparsity=0.8, sparsity_pattern="global", fine_tune_epochs=6, steps=3, compress="deep")),
+    ("mnist_cnn", "Deep Compression", dict(bits=5), _dc(0.8, 6, 3)),
+    ("mnist_cnn", "Deep Compression", dict(bits=4), _dc(0.85, 6, 3)),
+    ("mnist_cnn", "Deep Compression", dict(bits=4), _dc(0.9, 6, 3)),
+    ("mnist_dwsep", "Deep Compression", dict(bits=5), _dc(0.8, 6, 3)),
+    ("mnist_dwsep", "Deep Compression", dict(bits=4), _dc(0.85, 6, 3)),
+    ("digits_cnn", "Deep Compression", dict(bits=5), _dc(0.8, 6, 3)),
+    ("digits_cnn", "Deep Compression", dict(bits=4), _dc(0.85, 6, 3)),
+    ("fashion_cnn", "Deep Compression", dict(bits=5), _dc(0.8, 6, 3)),
+    ("mnist1d_cnn", "Deep Compression", dict(bits=5), _dc(0.5, 20, 3)),
+    ("mnist1d_cnn", "Deep Compression", dict(bits=5), _dc(0.7, 20, 3)),
 ]
 
 
