@@ -125,6 +125,9 @@ class Quantizer:
     ranges: dict = field(default_factory=dict)
     qweights: dict = field(default_factory=dict)
     overflows: dict = field(default_factory=dict)
+    act_mode: str = "static"                            # static | dynamic_tensor | dynamic_token (qsim.ptq)
+    pre: dict = field(default_factory=dict)             # layer → ("div", s) or ("mat", Q): input transform (qsim.ptq)
+    record: object = None                               # callable(layer, float input): calibration statistics
 
     def observe(self, site: str, x: np.ndarray) -> None:
         from qsim.quant.calibration import make_observer
@@ -137,12 +140,28 @@ class Quantizer:
         self.ranges = {site: obs.range() for site, obs in self.observers.items()}
         self.calibrating = False
 
-    def act(self, site: str, x: np.ndarray):
-        """Integer codes of an activation tensor (calibrated range, per-tensor)."""
+    def act(self, site: str, x: np.ndarray, per_token: bool = False):
+        """Integer codes of an activation tensor (calibrated range, per-tensor; or ranges at run time:
+        dynamic_tensor = this tensor's own min/max, dynamic_token = symmetric per row where `per_token`)."""
+        if self.act_mode != "static":
+            if self.calibrating:
+                return None
+            if self.act_mode == "dynamic_token" and per_token:
+                from dataclasses import replace
+
+                return quantize(x, replace(self.aspec, scheme="symmetric", granularity="channel"), axis=0)
+            return quantize(x, self.aspec)
         if self.calibrating:
             self.observe(site, x)
             return None
         return quantize(x, self.aspec, value_range=self.ranges[site])
+
+    def transform(self, site: str, x: np.ndarray) -> np.ndarray:
+        """A layer's float input as its activation quantizer sees it (SmoothQuant/AWQ x/s, rotation x·Q)."""
+        t = self.pre.get(site)
+        if t is None:
+            return x
+        return (x / t[1] if t[0] == "div" else x @ t[1]).astype(np.float32)
 
     def weight(self, name: str, w: np.ndarray):
         if name not in self.qweights:
@@ -167,7 +186,7 @@ def _int_linear(qa, qw, q: Quantizer, site: str) -> np.ndarray:
 
     if qw.codebook is not None or qw.spec.is_block_format:
         return (qa.dequantize(np.float32) @ q.dequantized_t(site, None)).astype(np.float32)
-    a_scale, a_zp = float(qa.scale), int(qa.zero_point)
+    a_scale, a_zp = (float(qa.scale), int(qa.zero_point)) if qa.scale.ndim == 0 else (qa.scale, 0)  # per token
     if qw.spec.granularity == "group":
         parts, ov = matmul_int_grouped(qa.q, qw.q.T, qw.spec.group_size, a_zp, qw.zero_point.T,
                                        acc_bits=q.acc_bits, overflow=q.overflow)
@@ -175,7 +194,7 @@ def _int_linear(qa, qw, q: Quantizer, site: str) -> np.ndarray:
         return rescale_groups(parts, a_scale, qw.scale.T).astype(np.float32)
     acc, ov = matmul_int(qa.q, qw.q.T, a_zp, qw.zero_point, acc_bits=q.acc_bits, overflow=q.overflow)
     q.count(site, ov)
-    return (acc * (a_scale * qw.scale)).astype(np.float32)
+    return (acc * (a_scale[:, None] * qw.scale if np.ndim(a_scale) else a_scale * qw.scale)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=None)
@@ -186,12 +205,14 @@ def _weight_t(name: str) -> np.ndarray:
 
 def _linear(x, W, name, q: Quantizer | None):
     w, b = W[name + ".weight"], W[name + ".bias"]
+    if q is not None and q.record is not None:
+        q.record(name, x)
     if q is None or q.wspec is None:
         return (x.reshape(-1, x.shape[-1]) @ _weight_t(name)).reshape(*x.shape[:-1], -1) + b
     if q.aspec is None:  # weight-only: float activations, quantized weights
         return (x.reshape(-1, x.shape[-1]) @ q.dequantized_t(name, w)).reshape(*x.shape[:-1], -1) + b
     flat = x.reshape(-1, x.shape[-1])
-    qa = q.act(name, flat)
+    qa = q.act(name, q.transform(name, flat), per_token=True)
     if qa is None:  # calibrating: float path
         return (flat @ _weight_t(name)).reshape(*x.shape[:-1], -1) + b
     y = _int_linear(qa, q.weight(name, w), q, name)
@@ -327,7 +348,8 @@ def float_result(task: str):
 
 def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = None, *, task: str = "sick",
                     calib_size: int = 256, acc_bits: int = 32, overflow: str = "wrap", per_layer: bool = True,
-                    policy: str = "fp32_rne", overrides=None, eval_size: int | None = None) -> dict:
+                    policy: str = "fp32_rne", overrides=None, eval_size: int | None = None, ptq: tuple = (),
+                    act_mode: str = "static", seed: int = 0) -> dict:
     """Float and quantized correlation on a similarity task, output SQNR and overflow counts.
 
     `per_layer` also runs the float network in lockstep to measure each block's output
@@ -355,8 +377,18 @@ def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = No
                          "overflow": overflow, "nonlinear_ops": "float (softmax, LayerNorm, GELU)"}}
     if wspec is None:
         return result
-    q = Quantizer(wspec=wspec, aspec=aspec, acc_bits=acc_bits, overflow=overflow)
-    if aspec is not None:
+    q = Quantizer(wspec=wspec, aspec=aspec, acc_bits=acc_bits, overflow=overflow, act_mode=act_mode)
+    if ptq:  # qsim.ptq: calibration statistics of every linear input, then the PTQ'd weights
+        from qsim.ptq.transformer import Stats, prepare_linears
+
+        stats = Stats()
+        embed(calib_texts[:calib_size], Quantizer(None, None, record=stats))
+        names = linear_names()
+        W = load_weights()
+        share = [names[i:i + 3] for i in range(0, len(names), 6)]
+        result["config"].update(prepare_linears(q, {n: W[n + ".weight"] for n in names}, stats, tuple(ptq),
+                                                share=share, seed=seed))
+    if aspec is not None and act_mode == "static":
         q.calibrating = True
         embed(calib_texts[:calib_size], q)
         q.finish_calibration()

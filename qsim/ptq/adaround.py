@@ -34,7 +34,7 @@ def adaround_codes(w: np.ndarray, H: np.ndarray, grid: Grid, *, iters: int = 300
     H = np.asarray(H, np.float64)
     out = W.shape[0]
     # normalise the reconstruction term so λ has the same meaning for every layer
-    norm = max(float(np.einsum("ok,kl,ol->", W, H, W) / out), 1e-30)
+    norm = max(float(np.sum((W @ H) * W) / out), 1e-30)
     m = np.zeros_like(V)
     v = np.zeros_like(V)
     b1, b2, eps = 0.9, 0.999, 1e-8

@@ -46,7 +46,7 @@ def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(
     for r in ratios:
         g = Grid.of(W, spec, value_range=(lo * r, hi * r))
         d = g.dequant(g.codes(W)) - W
-        e = np.einsum("ok,kl,ol->o", d, H, d)
+        e = np.sum((d @ H) * d, axis=1)
         if not per_row:
             e = np.array([e.sum()])
         better = e < best_err

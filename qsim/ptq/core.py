@@ -83,7 +83,7 @@ def second_moment(x: np.ndarray) -> np.ndarray:
 def layer_error(w: np.ndarray, w_hat: np.ndarray, H: np.ndarray) -> float:
     """Mean squared output error E‖x(W − Ŵ)ᵀ‖² / out = tr(ΔHΔᵀ) / out."""
     d = np.asarray(w_hat, np.float64) - np.asarray(w, np.float64)
-    return float(np.einsum("ok,kl,ol->", d, H, d) / d.shape[0])
+    return float(np.sum((d @ H) * d) / d.shape[0])
 
 
 def check_weight_spec(spec: QuantSpec, method: str) -> None:
