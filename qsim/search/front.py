@@ -142,8 +142,11 @@ def dominance(front: list[dict], uniform_pts: list[dict], cost: str) -> dict:
             w = min(wins, key=lambda f: f[cost])
             beaten.append({"uniform": u["config"], "by": w["hash"], "saving": 1 - w[cost] / u[cost]})
     n = len(uniform_pts)
+    savings = [b["saving"] for b in beaten]
     return {"dominated": len(beaten), "uniform_points": n, "fraction": len(beaten) / n if n else 0.0,
-            "dominates": 2 * len(beaten) >= n, "beaten": beaten}
+            "dominates": 2 * len(beaten) >= n,
+            "median_saving": float(np.median(savings)) if savings else 0.0,   # a T4's 1e-6 is not a win
+            "beaten": beaten}
 
 
 # -- the driver ----------------------------------------------------------------------------

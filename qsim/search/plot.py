@@ -25,8 +25,13 @@ def plot_front(result: dict, out_stem, title: str | None = None) -> list[Path]:
     uni = result["uniform"]
     ax.scatter([u[col] * k for u in uni], [u["metric"] for u in uni], s=22, c="0.55", marker="o",
                label="uniform W/A configs", zorder=2)
-    top = sorted(uni, key=lambda u: -u["metric"])[:6]
-    for u in top:
+    shown = []   # label the most accurate uniform points, skipping ones that would overlap
+    for u in sorted(uni, key=lambda u: -u["metric"]):
+        if len(shown) == 4:
+            break
+        if all(abs(u[col] - v[col]) > 0.04 * max(v[col], 1e-300) for v in shown):
+            shown.append(u)
+    for u in shown:
         ax.annotate(u["config"].replace("-channel", ""), (u[col] * k, u["metric"]), fontsize=6, color="0.35",
                     xytext=(3, -8), textcoords="offset points")
     g = result.get("greedy_front") or []

@@ -163,7 +163,8 @@ def summary_row(res: dict) -> dict:
     d, g = res["dominance"], res["ilp_vs_greedy"]
     return {"network": res["network"], "profile": res["profile"], "objective": res["objective"],
             "sensitivity": res["sensitivity"]["method"], "uniform_points": d["uniform_points"],
-            "dominated": d["dominated"], "dominates": d["dominates"], "front_points": len(res["front"]),
+            "dominated": d["dominated"], "dominates": d["dominates"],
+            "median_saving": round(d.get("median_saving", 0.0), 6), "front_points": len(res["front"]),
             "budgets": g.get("budgets", 0), "ilp_proxy_better": g.get("ilp_proxy_better", 0),
             "greedy_proxy_better": g.get("greedy_proxy_better", 0),
             "ilp_metric_better": g.get("ilp_metric_better", 0),
