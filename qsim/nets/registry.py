@@ -97,6 +97,26 @@ _NETWORKS["minilm"] = Network(
 )
 
 
+def _smollm2_evaluator(wspec, aspec, **kwargs) -> dict:
+    from qsim.nets.smollm2 import evaluate_smollm2
+
+    return evaluate_smollm2(wspec, aspec, **kwargs)
+
+
+def _smollm2_workload() -> Workload:
+    from qsim.nets.smollm2 import workload
+
+    return workload()
+
+
+# A real small causal LM (GGUF from an optional package); perplexity, lower is better.
+_NETWORKS["smollm2"] = Network(
+    "smollm2", "moby-dick", None, None,
+    "SmolLM2-135M-Instruct causal LM (optional extra, GGUF Q4_1 dequantized), Moby-Dick perplexity",
+    metric="perplexity", evaluator=_smollm2_evaluator, workload_builder=_smollm2_workload,
+)
+
+
 def register_network(net: Network) -> None:
     """Add a network (e.g. one with its own `evaluator`). A name is registered once per process:
     the executors cache per name, so replacing a network would serve stale results."""
