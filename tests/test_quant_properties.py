@@ -149,3 +149,11 @@ def test_global_uses_shared_range():
 def test_all_zero_tensor(scheme):
     qt = quantize(np.zeros((2, 3), np.float32), QuantSpec(scheme=scheme, granularity="channel"))
     assert np.all(qt.dequantize() == 0)
+
+
+def test_kmeans_gives_each_value_its_own_centroid_when_there_are_few():
+    """Few distinct values: the codebook holds them exactly, so quantizing is lossless and idempotent."""
+    x = np.array([[-740.0, -760.0, -782.0, -258.0]])  # a hypothesis counterexample of the Lloyd path
+    qt = quantize(x, QuantSpec(bits=3, scheme="kmeans"))
+    np.testing.assert_array_equal(qt.dequantize(), x)
+    assert qt.codebook.size == 8

@@ -224,6 +224,12 @@ def _kmeans(x, spec) -> QTensor:
                          f"'global', got {spec.granularity!r}")
     flat = x.astype(np.float64).ravel()
     k = 1 << spec.bits
+    distinct = np.unique(flat)
+    if distinct.size <= k:  # every value gets its own centroid: exact, and re-quantizing reproduces it
+        codebook = np.concatenate([distinct, np.full(k - distinct.size, distinct[-1])]).astype(np.float32)
+        idx = _nearest(flat, codebook.astype(np.float64)).reshape(x.shape)
+        return QTensor(q=idx.astype(_code_dtype(0, k - 1)), scale=np.ones(()), zero_point=np.zeros((), np.int64),
+                       spec=spec, axis=None, qmin=0, qmax=k - 1, codebook=codebook)
     centroids = np.linspace(flat.min(), flat.max(), k)
     for _ in range(30):
         idx = _nearest(flat, centroids)
