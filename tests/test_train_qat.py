@@ -236,3 +236,24 @@ def test_fashion_mnist_subset_and_network():
     assert net.weights_meta()["test_accuracy"] > 0.85
     res = evaluate("fashion_cnn", eval_size=500)
     assert res["float"]["metric"] > 0.8
+
+
+def test_study_training_axis():
+    from qsim.study.runner import config_label, evaluate_config
+    from qsim.study.spec import StudySpecError, parse_study
+
+    spec = parse_study({"name": "t", "network": "mnist_cnn", "eval_size": 200, "profiles": ["jetson-agx-orin"],
+                        "grid": {"wbits": [2], "granularity": "tensor", "training": ["ptq", "qat", "qat_kd"],
+                                 "epochs": [1], "lr": [1e-3], "seed": [0, 1]}})
+    labels = [config_label(c) for c in spec.configs()]
+    assert labels == ["W2-symmetric-tensor/A8", "W2-symmetric-tensor/A8 qat s0", "W2-symmetric-tensor/A8 qat s1",
+                      "W2-symmetric-tensor/A8 qat_kd s0", "W2-symmetric-tensor/A8 qat_kd s1"]
+    ptq = next(c for c in spec.configs() if c.training == "ptq")
+    assert (ptq.epochs, ptq.lr, ptq.seed) == (None, None, None)
+    qat = next(c for c in spec.configs() if c.training == "qat")
+    rec = evaluate_config("mnist_cnn", qat.as_dict(), 256, 200)
+    base = evaluate_config("mnist_cnn", ptq.as_dict(), 256, 200)
+    assert rec["accuracy"] > base["accuracy"] + 0.2 and rec["numerics"] == "integer kernels"
+    with pytest.raises(StudySpecError, match="grid.training.*grid.lr|grid.lr"):
+        parse_study({"name": "t", "network": "mnist_cnn", "profiles": ["jetson-agx-orin"],
+                     "grid": {"training": ["qat", "distill"], "lr": [0], "epochs": [0]}})

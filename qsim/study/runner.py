@@ -43,10 +43,17 @@ def evaluate_config(network: str, config: dict, calibration_size: int, eval_size
     cfg = DesignConfig(**config)
     if cfg.is_baseline:
         return evaluate_baseline(network, cfg.wfloat, eval_size)
-    res = evaluate(
-        network, wspec=cfg.weight_spec(), aspec=cfg.act_spec(), calib_size=calibration_size, policy=cfg.policy,
-        acc_bits=cfg.acc_bits, eval_size=eval_size,
-    )
+    if cfg.training != "ptq":   # QAT / QAT+KD (qsim.train): trained models cached like accuracies
+        from qsim.train.qat import evaluate_trained
+
+        kw = {k: getattr(cfg, k) for k in ("epochs", "lr", "seed") if getattr(cfg, k) is not None}
+        res = evaluate_trained(network, cfg.weight_spec(), cfg.act_spec(), cfg.training, calib_size=calibration_size,
+                               policy=cfg.policy, acc_bits=cfg.acc_bits, eval_size=eval_size, **kw)
+    else:
+        res = evaluate(
+            network, wspec=cfg.weight_spec(), aspec=cfg.act_spec(), calib_size=calibration_size, policy=cfg.policy,
+            acc_bits=cfg.acc_bits, eval_size=eval_size,
+        )
     q = res["quantized"]
     from qsim.nets.quant_exec import summarize_numerics
 
@@ -331,9 +338,10 @@ def config_label(cfg: DesignConfig) -> str:
     else:
         g = f"g{cfg.group_size}" if cfg.granularity == "group" else cfg.granularity
         w = f"W{cfg.wbits}-{cfg.scheme}-{g}"
+    t = "" if cfg.training == "ptq" else f" {cfg.training}" + (f" s{cfg.seed}" if cfg.seed is not None else "")
     if cfg.abits is not None:
-        return f"{w}/A{cfg.abits}"
-    return f"{w}/Afloat" if (cfg.afloat or "fp16") == "fp16" else f"{w}/A{cfg.afloat}"
+        return f"{w}/A{cfg.abits}{t}"
+    return (f"{w}/Afloat" if (cfg.afloat or "fp16") == "fp16" else f"{w}/A{cfg.afloat}") + t
 
 
 def host_info() -> dict:

@@ -38,7 +38,14 @@ GRID_DEFAULTS: dict[str, list] = {
     "policy": ["fp32_rne"],
     "acc_bits": [32],
     "scale_dtype": ["fp32"],
+    # training (qsim.train): ptq, or QAT / QAT+KD fine-tuned with these epochs (null: the trainer's default),
+    # learning rate and seed; PTQ configs ignore the last three
+    "training": ["ptq"],
+    "epochs": [None],
+    "lr": [None],
+    "seed": [None],
 }
+TRAININGS = ("ptq", "qat", "qat_kd")
 
 
 # Float reference formats: `wbits: fp32` is the unquantized network (a float baseline),
@@ -73,6 +80,10 @@ class DesignConfig:
     scale_dtype: str
     wfloat: str | None = None  # float baseline: unquantized weights and activations in this format
     afloat: str | None = None  # format of float activations (weight-only configs and baselines)
+    training: str = "ptq"      # ptq, qat or qat_kd (qsim.train)
+    epochs: int | None = None  # QAT epochs (None: the trainer's default), learning rate, seed
+    lr: float | None = None
+    seed: int | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -134,12 +145,15 @@ class StudySpec:
             d = dict(zip(GRID_DEFAULTS, values))
             if d["wbits"] in FLOAT_FORMATS:  # one float baseline per format, whatever the other grid keys
                 fmt = d["wbits"]
-                d.update(BASELINE_FIELDS, wbits=FLOAT_FORMATS[fmt], abits=FLOAT_FORMATS[fmt], wfloat=fmt, afloat=fmt)
+                d.update(BASELINE_FIELDS, wbits=FLOAT_FORMATS[fmt], abits=FLOAT_FORMATS[fmt], wfloat=fmt, afloat=fmt,
+                         training="ptq", epochs=None, lr=None, seed=None)
                 cfg = DesignConfig(**d)
                 if cfg not in seen:
                     seen.add(cfg)
                     out.append(cfg)
                 continue
+            if d["training"] == "ptq":
+                d.update(epochs=None, lr=None, seed=None)
             if d["abits"] in FLOAT_FORMATS:
                 d.update(afloat=d["abits"], abits=None)
             if self.tie_bits and d["abits"] is not None and d["abits"] != d["wbits"]:
@@ -263,6 +277,15 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     _check_choices("calibration", grid["calibration"], CALIBRATIONS, problems)
     _check_choices("policy", grid["policy"], POLICIES, problems)
     _check_choices("scale_dtype", grid["scale_dtype"], ("fp32", "fp16", "bf16", "pow2"), problems)
+    _check_choices("training", grid["training"], TRAININGS, problems)
+    _check_ints("epochs", [v for v in grid["epochs"] if v is not None], 1, 10_000, problems, extra=" or null")
+    _check_ints("seed", [v for v in grid["seed"] if v is not None], 0, 2**31, problems, extra=" or null")
+    for v in grid["lr"]:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf")):
+            problems.append(f"grid.lr: {v!r} is not allowed; use a learning rate > 0 or null")
+    if set(grid["training"]) != {"ptq"} and networks and any(n in known_nets and get_arch_less(n) for n in networks):
+        problems.append("grid.training: qat/qat_kd train the sequential CNN/MLP networks only, not "
+                        + ", ".join(n for n in networks if n in known_nets and get_arch_less(n)))
     # Impossible combinations.
     if 1 in grid["abits"] and "affine" in grid["act_scheme"]:
         problems.append("grid.abits/act_scheme: binary (1-bit) activations cannot use the affine scheme; use act_scheme binary")
@@ -313,6 +336,12 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     if problems:
         raise StudySpecError(label, problems)
     return spec
+
+
+def get_arch_less(name: str) -> bool:
+    from qsim.nets import get_network
+
+    return get_network(name).arch is None
 
 
 def _label(cfg: DesignConfig) -> str:

@@ -11,8 +11,9 @@ def add_arguments(pe) -> None:
                          "or qat_kd (QAT + distillation from the fp32 network); reports the integer-kernel metric, "
                          "the fake-quant metric and their top-1 agreement. Trained models are cached in "
                          "$QSIM_CACHE_DIR/qat")
-    pe.add_argument("--epochs", type=int, default=None, help="QAT epochs (default 3)")
-    pe.add_argument("--lr", type=float, default=None, help="QAT learning rate (default 3e-4)")
+    pe.add_argument("--epochs", type=int, default=None,
+                    help="QAT epochs (default: about 600 Adam steps over the training split, at least 3)")
+    pe.add_argument("--lr", type=float, default=None, help="QAT learning rate (default 1e-3)")
     pe.add_argument("--seed", type=int, default=None, help="QAT seed (default 0)")
     pe.add_argument("--kd-lambda", type=float, default=None, help="distillation weight λ (qat_kd: default 1.0)")
     pe.add_argument("--kd-temperature", type=float, default=None, help="distillation temperature T (default 4)")

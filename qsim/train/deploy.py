@@ -170,7 +170,7 @@ def integer_forward(arch, layers: list[DeployedLayer], cfg, x: np.ndarray, *, ro
 
 
 def evaluate_deployed(name, wspec, aspec, training, qcfg, *, calib_size=256, policy="fp32_rne", acc_bits=32,
-                      overflow="wrap", eval_size=None, cache=True, log=None) -> dict:
+                      overflow="wrap", overrides=None, eval_size=None, cache=True, log=None) -> dict:
     from qsim.nets.data import load_dataset
     from qsim.nets.metrics import accuracy, sqnr_db
     from qsim.nets.quant_exec import (QuantConfig, evaluate, float_reference, layer_numerics, one_blas_thread,
@@ -184,14 +184,15 @@ def evaluate_deployed(name, wspec, aspec, training, qcfg, *, calib_size=256, pol
                          f"small CNN/MLP networks")
     if wspec is None:
         raise ValueError("--training needs a quantized network (a weight QuantSpec); got float only")
-    cfg = QuantConfig.build(net, wspec, aspec, policy=policy, acc_bits=acc_bits, overflow=overflow)
+    cfg = QuantConfig.build(net, wspec, aspec, policy=policy, acc_bits=acc_bits, overflow=overflow,
+                            overrides=overrides)
     train_info = None
     if training == "ptq":
         result = evaluate(name, wspec, aspec, calib_size=calib_size, policy=policy, acc_bits=acc_bits,
-                          overflow=overflow, eval_size=eval_size)
+                          overflow=overflow, overrides=overrides, eval_size=eval_size)
         layers = deploy_ptq(net, cfg, calib_size)
     else:
-        state = trained(net, wspec, aspec, qcfg, calib_size=calib_size, cache=cache, log=log)
+        state = trained(net, wspec, aspec, qcfg, calib_size=calib_size, cache=cache, overrides=overrides, log=log)
         layers = deploy_qat(net, state)
         train_info = {"seconds": round(state.seconds, 2), "cached": state.cached,
                       "loss_history": [round(v, 5) for v in state.history]}
@@ -214,7 +215,7 @@ def evaluate_deployed(name, wspec, aspec, training, qcfg, *, calib_size=256, pol
             per_layer.append({"layer": d.op.name, "sqnr_db": sqnr_db(ref.outputs[d.op.name][:n], out),
                               "overflows": int(ovf), "path": "float" if aspec is None else d.pw.path,
                               "numerics": layer_numerics(d.pw, aspec is None), "w": d.pw.label,
-                              "a": None if aspec is None else aspec.label()})
+                              "a": None if d.act is None else cfg.a_for(d.op.name).label()})
         result = {"network": net.name, "metric": net.metric, "float": {"metric": accuracy(ref.logits[:n], labels)},
                   "config": config,
                   "quantized": {"metric": accuracy(logits, labels), "sqnr_db": sqnr_db(ref.logits[:n], logits),

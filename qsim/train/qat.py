@@ -75,7 +75,7 @@ class QATConfig:
     """Everything (besides the network, its weights and the quant specs) that determines a trained model."""
 
     epochs: int = 3
-    lr: float = 3e-4
+    lr: float = 1e-3
     seed: int = 0
     batch_size: int = 64
     kd_lambda: float = 0.0
@@ -167,8 +167,11 @@ class WeightQuantizer:
                 qp = max(qmax, 1)
                 s_lsq = np.maximum(2.0 * _reduce(np.abs(w2), spec) / _slice_count(w2.shape, spec) / math.sqrt(qp),
                                    1e-8)
-                err = lambda sc: _reduce((quantize(w2, spec, self.axis, scale=sc, zero_point=self.z).dequantize(  # noqa: E731
-                    np.float32) - w2) ** 2, spec)
+
+                def err(sc):
+                    fq = quantize(w2, spec, self.axis, scale=sc, zero_point=self.z).dequantize(np.float32)
+                    return _reduce((fq - w2) ** 2, spec)
+
                 s = np.where(err(round_scale(s_lsq, spec.scale_dtype)) < err(s_cal), s_lsq, s_cal)
             self.log_s = np.log(np.asarray(s, np.float64))
             self.grad_scale = 1.0 / math.sqrt(_slice_count(w2.shape, spec) * max(qmax - int(np.max(self.z)), 1))
@@ -386,27 +389,35 @@ class QATState:
     cached: bool = False
 
 
-def make_quantizers(net, params: dict, wspec, aspec, cfg: QATConfig, calib_size: int = 256) -> dict:
-    from qsim.nets.quant_exec import act_params, check_act_spec, check_spec
+def make_quantizers(net, params: dict, wspec, aspec, cfg: QATConfig, calib_size: int = 256,
+                    overrides=None) -> dict:
+    """Per MAC layer (WeightQuantizer or None, ActQuantizer or None); `overrides` as `QuantConfig.build`."""
+    from qsim.nets.quant_exec import QuantConfig, act_params, check_act_spec
 
-    if not cfg.quantize:
+    if not cfg.quantize or (wspec is None and aspec is None):
         return {}
-    if wspec is not None:
-        check_spec(wspec, "wspec")
-    if aspec is not None:
-        check_act_spec(aspec, "aspec")
-        if aspec.granularity != "tensor":
-            raise ValueError(f"QAT activations: granularity must be 'tensor' (one learned step size per layer "
-                             f"input), got {aspec.granularity!r}")
+    if wspec is None:
+        raise ValueError("QAT of activations alone: give a weight QuantSpec too")
+    qc = QuantConfig.build(net, wspec, aspec, overrides=overrides)
     out = {}
     for op in net.arch.mac_ops:
-        wq = WeightQuantizer(op.name, wspec, params[f"{op.name}.w"]) if wspec is not None else None
+        w, a = qc.w_for(op.name), qc.a_for(op.name)
+        wq = WeightQuantizer(op.name, w, params[f"{op.name}.w"])
         aq = None
-        if aspec is not None:
-            a = act_params(net.name, int(calib_size), op.name, aspec)
-            aq = ActQuantizer(op.name, aspec, a.scale, a.zero_point, cfg.act_learning)
+        if a is not None:
+            check_act_spec(a, "aspec")
+            if a.granularity != "tensor":
+                raise ValueError(f"QAT activations: granularity must be 'tensor' (one learned step size per layer "
+                                 f"input), got {a.granularity!r}")
+            ap = act_params(net.name, int(calib_size), op.name, a)
+            aq = ActQuantizer(op.name, a, ap.scale, ap.zero_point, cfg.act_learning)
         out[op.name] = (wq, aq)
     return out
+
+
+def default_epochs(n_train: int, batch_size: int, steps: int = 600) -> int:
+    """Enough epochs for about `steps` Adam steps, at least 3 (small data sets get more epochs)."""
+    return max(3, math.ceil(steps / -(-n_train // batch_size)))
 
 
 def _nonfinite_where(arch, outputs: dict, grads: dict | None) -> str:
@@ -421,7 +432,7 @@ def _nonfinite_where(arch, outputs: dict, grads: dict | None) -> str:
 
 
 def train_qat(net, wspec: QuantSpec | None, aspec: QuantSpec | None, cfg: QATConfig, *, calib_size: int = 256,
-              params: dict | None = None, x=None, y=None, log=None) -> QATState:
+              params: dict | None = None, x=None, y=None, overrides=None, log=None) -> QATState:
     """Fine-tune `net` (from its fp32 weights, or `params`) with fake quantization and/or distillation."""
     from threadpoolctl import threadpool_limits
 
@@ -438,7 +449,7 @@ def train_qat(net, wspec: QuantSpec | None, aspec: QuantSpec | None, cfg: QATCon
         x, y = x[:cfg.train_size], y[:cfg.train_size]
     teacher_params = {k: np.asarray(v, np.float32) for k, v in (params or net.weights()).items()}
     params = {k: np.array(v, np.float32) for k, v in teacher_params.items()}
-    quantizers = make_quantizers(net, params, wspec, aspec, cfg, calib_size)
+    quantizers = make_quantizers(net, params, wspec, aspec, cfg, calib_size, overrides)
     t0 = time.perf_counter()
     with threadpool_limits(1):
         teacher = float_exec.forward(net.arch, teacher_params, x, batch_size=512) if cfg.kd_lambda > 0 else None
@@ -448,7 +459,8 @@ def train_qat(net, wspec: QuantSpec | None, aspec: QuantSpec | None, cfg: QATCon
                 opt[f"{name}.w_log_s"] = wq.log_s
             if aq is not None:
                 opt[f"{name}.a_log_s"] = aq.log_s
-        m = {k: np.zeros_like(np.asarray(v, np.float64 if k.endswith("_log_s") else np.float32)) for k, v in opt.items()}
+        m = {k: np.zeros_like(np.asarray(v, np.float64 if k.endswith("_log_s") else np.float32))
+             for k, v in opt.items()}
         v2 = {k: np.zeros_like(a) for k, a in m.items()}
         rng = np.random.default_rng(cfg.seed + 2000)
         steps = -(-len(x) // cfg.batch_size)
@@ -508,10 +520,11 @@ def weights_digest(params: dict) -> str:
     return h.hexdigest()
 
 
-def cache_key(net, wspec, aspec, cfg: QATConfig, calib_size: int) -> str:
+def cache_key(net, wspec, aspec, cfg: QATConfig, calib_size: int, overrides=None) -> str:
+    ovr = {k: {r: _spec_dict(v) for r, v in sorted(d.items())} for k, d in sorted((overrides or {}).items())}
     doc = {"format": QAT_FORMAT, "network": net.name, "weights": weights_digest(net.weights()),
            "wspec": _spec_dict(wspec), "aspec": _spec_dict(aspec), "calib_size": int(calib_size),
-           "train": asdict(cfg), "dataset": net.dataset}
+           "overrides": ovr, "train": asdict(cfg), "dataset": net.dataset}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -521,19 +534,20 @@ def _cache_path(net, key):
     return cache_dir() / "qat" / f"{net.name}-{key}.npz"
 
 
-def trained(net, wspec, aspec, cfg: QATConfig, *, calib_size: int = 256, cache: bool = True, log=None) -> QATState:
+def trained(net, wspec, aspec, cfg: QATConfig, *, calib_size: int = 256, cache: bool = True, overrides=None,
+            log=None) -> QATState:
     """`train_qat`, cached on disk (keyed by network weights, specs, calibration size and QATConfig)."""
     import os
     import tempfile
 
-    key = cache_key(net, wspec, aspec, cfg, calib_size)
+    key = cache_key(net, wspec, aspec, cfg, calib_size, overrides)
     path = _cache_path(net, key)
     if cache and path.exists():
         try:
             with np.load(path, allow_pickle=False) as d:
                 params = {k[2:]: d[k] for k in d.files if k.startswith("p:")}
                 quantizers = make_quantizers(net, {k: v.copy() for k, v in params.items()}, wspec, aspec, cfg,
-                                             calib_size)
+                                             calib_size, overrides)
                 for name, (wq, aq) in quantizers.items():
                     if wq is not None and wq.lsq:
                         wq.log_s = d[f"s:{name}.w"]
@@ -543,7 +557,7 @@ def trained(net, wspec, aspec, cfg: QATConfig, *, calib_size: int = 256, cache: 
             return QATState(net.name, wspec, aspec, params, quantizers, cfg, meta["history"], meta["seconds"], True)
         except (OSError, KeyError, ValueError):
             pass   # a damaged cache entry is retrained
-    state = train_qat(net, wspec, aspec, cfg, calib_size=calib_size, log=log)
+    state = train_qat(net, wspec, aspec, cfg, calib_size=calib_size, overrides=overrides, log=log)
     if cache:
         arrays = {f"p:{k}": v for k, v in state.params.items()}
         for name, (wq, aq) in state.quantizers.items():
@@ -563,13 +577,17 @@ def trained(net, wspec, aspec, cfg: QATConfig, *, calib_size: int = 256, cache: 
     return state
 
 
-def evaluate_trained(name, wspec=None, aspec=None, training: str = "qat", *, epochs: int = 3, lr: float = 3e-4,
-                     seed: int = 0, batch_size: int = 64, kd_lambda: float | None = None, kd_temperature: float = 4.0,
-                     act_learning: str = "lsq", train_size: int | None = None, calib_size: int = 256,
-                     policy: str = "fp32_rne", acc_bits: int = 32, overflow: str = "wrap", eval_size=None,
-                     cache: bool = True, log=None) -> dict:
+def evaluate_trained(name, wspec=None, aspec=None, training: str = "qat", *, epochs: int | None = None,
+                     lr: float = 1e-3, seed: int = 0, batch_size: int = 64, kd_lambda: float | None = None,
+                     kd_temperature: float = 4.0, act_learning: str = "lsq", train_size: int | None = None,
+                     calib_size: int = 256, policy: str = "fp32_rne", acc_bits: int = 32, overflow: str = "wrap",
+                     overrides=None, eval_size=None, cache: bool = True, log=None) -> dict:
     """`qsim.nets.evaluate`'s result for a PTQ, QAT or QAT+KD model, with the integer-kernel metric
-    (`quantized.metric`), the fake-quant metric and their top-1 agreement beside it."""
+    (`quantized.metric`), the fake-quant metric and their top-1 agreement beside it.
+
+    epochs=None: `default_epochs` of the network's training split (about 600 steps, at least 3)."""
+    from qsim.nets.data import load_dataset
+    from qsim.nets.registry import get_network
     from qsim.train.deploy import evaluate_deployed
 
     check_training(training)
@@ -577,9 +595,14 @@ def evaluate_trained(name, wspec=None, aspec=None, training: str = "qat", *, epo
         kd_lambda = 1.0 if training == "qat_kd" else 0.0
     if training == "qat" and kd_lambda:
         raise ValueError(f"training 'qat' has no distillation; use 'qat_kd' for kd_lambda={kd_lambda}")
+    if epochs is None:
+        net = get_network(name)
+        n = len(load_dataset(net.dataset).x_train) if net.arch is not None else 1
+        epochs = default_epochs(n if train_size is None else min(n, int(train_size)), batch_size)
     cfg = QATConfig(epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, kd_lambda=float(kd_lambda),
                     kd_temperature=kd_temperature, act_learning=act_learning, train_size=train_size)
     if training == "qat_kd" and cfg.kd_lambda <= 0:
         raise ValueError(f"training 'qat_kd' needs kd_lambda > 0, got {kd_lambda!r}")
     return evaluate_deployed(name, wspec, aspec, training, cfg, calib_size=calib_size, policy=policy,
-                             acc_bits=acc_bits, overflow=overflow, eval_size=eval_size, cache=cache, log=log)
+                             acc_bits=acc_bits, overflow=overflow, overrides=overrides, eval_size=eval_size,
+                             cache=cache, log=log)

@@ -1,0 +1,123 @@
+"""QAT benchmark: training time per network on one core, and the PTQ / QAT / QAT+KD accuracy table.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_qat.py --speed            # seconds per QAT run
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_qat.py --table --jobs 2   # README table (3 seeds)
+
+Every number is measured: integer-kernel accuracy of the deployed model (`quantized.metric`),
+mean over the seeds with the spread (min–max) beside it; the fake-quant agreement is checked.
+Trained models are cached ($QSIM_CACHE_DIR/qat), so a rerun only evaluates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+NETS = ("mnist_cnn", "mnist1d_cnn", "mnist_mlp", "fashion_cnn")
+CONFIGS = ("W4A4 ch", "W2A8 ch", "W2A8 tensor", "ternary A8", "binary A1")
+TRAININGS = ("ptq", "qat", "qat_kd")
+
+
+def specs(config: str, net_name: str):
+    """(wspec, aspec, overrides) of a table column. Binary nets: 1-bit weights (XNOR-Net α per channel) and
+    1-bit activations {0, s} after every ReLU; the network input stays 8-bit (as XNOR-Net keeps the image)."""
+    from qsim.nets import get_network
+    from qsim.quant import QuantSpec
+
+    a8 = QuantSpec(bits=8, scheme="affine")
+    if config == "W4A4 ch":
+        return QuantSpec(bits=4, granularity="channel"), QuantSpec(bits=4, scheme="affine"), None
+    if config == "W2A8 ch":
+        return QuantSpec(bits=2, granularity="channel"), a8, None
+    if config == "W2A8 tensor":
+        return QuantSpec(bits=2, granularity="tensor"), a8, None
+    if config == "ternary A8":
+        return QuantSpec(scheme="ternary", granularity="channel"), a8, None
+    if config == "binary A1":
+        first = get_network(net_name).arch.mac_ops[0].name
+        return QuantSpec(scheme="binary", granularity="channel"), QuantSpec(bits=1, scheme="affine"), {first: {"a": a8}}
+    raise ValueError(config)
+
+
+def run_one(job):
+    from qsim.train.qat import evaluate_trained
+
+    net, config, training, seed = job
+    w, a, ovr = specs(config, net)
+    t0 = time.perf_counter()
+    res = evaluate_trained(net, w, a, training, seed=seed, overrides=ovr)
+    q = res["quantized"]
+    return {"network": net, "config": config, "training": training, "seed": seed, "fp32": res["float"]["metric"],
+            "int": q["metric"], "fake": q["fake_quant_metric"], "agreement": q["agreement"],
+            "train_seconds": (res.get("training") or {}).get("seconds"), "wall": time.perf_counter() - t0}
+
+
+def table(rows: list[dict], seeds) -> str:
+    import numpy as np
+
+    out = ["| network (fp32) | config | PTQ | QAT | QAT+KD | KD − QAT |", "|---|---|---|---|---|---|"]
+    for net in NETS:
+        fp = next(r["fp32"] for r in rows if r["network"] == net)
+        for c in CONFIGS:
+            cells, means = [], {}
+            for t in TRAININGS:
+                v = np.array([r["int"] for r in rows if (r["network"], r["config"], r["training"]) == (net, c, t)])
+                if not len(v):
+                    cells.append("–")
+                    continue
+                means[t] = v.mean()
+                cells.append(f"{100 * v.mean():.1f}" if t == "ptq" else
+                             f"{100 * v.mean():.1f} ({100 * v.min():.1f}–{100 * v.max():.1f})")
+            kd = f"{100 * (means['qat_kd'] - means['qat']):+.1f}" if {"qat", "qat_kd"} <= set(means) else "–"
+            out.append(f"| {net} ({100 * fp:.1f}) | {c} | " + " | ".join(cells) + f" | {kd} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--speed", action="store_true", help="time one QAT run (W4A4 per channel) per network")
+    p.add_argument("--table", action="store_true", help="the PTQ / QAT / QAT+KD table over --seeds")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--nets", default=",".join(NETS))
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--json", default=None, help="also write the rows here")
+    args = p.parse_args(argv)
+    nets = args.nets.split(",")
+    if args.speed:
+        from qsim.quant import QuantSpec
+        from qsim.train.qat import evaluate_trained
+
+        for net in nets:
+            res = evaluate_trained(net, QuantSpec(bits=4, granularity="channel"), QuantSpec(bits=4, scheme="affine"),
+                                   "qat_kd", cache=False)
+            cfg = res["config"]["training_config"]
+            print(f"{net:12s} QAT+KD W4A4 {cfg['epochs']} epochs: {res['training']['seconds']:.1f} s on one core "
+                  f"(target 120 s)", flush=True)
+    if args.table:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        # seed-major order: a run cut short still has whole seeds
+        jobs = [(n, c, t, s) for s in seeds for n in nets for c in CONFIGS for t in TRAININGS
+                if t != "ptq" or s == seeds[0]]
+        rows = []
+        with ProcessPoolExecutor(args.jobs) as ex:
+            futures = [ex.submit(run_one, job) for job in jobs]
+            for fut in as_completed(futures):
+                rows.append(fut.result())
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        print(table(rows, seeds))
+        worst = min(r["agreement"] for r in rows)
+        print(f"\nlowest fake-quant vs integer-kernel top-1 agreement: {100 * worst:.2f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
