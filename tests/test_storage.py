@@ -1,8 +1,8 @@
 """One answer per question: weight storage and API/CLI defaults agree.
 
 * `CostQuant.w_storage_bits` equals `QTensor.storage_bits` for every scheme on every layer of
-  the runnable networks, and the cost model's `memory_bytes` equals it wherever its per-element
-  amortisation is exact (k-means codebooks included);
+  the runnable networks, and so does the cost model's `memory_bytes`, for every scheme (k-means
+  codebooks, ragged last groups and NVFP4's tensor scale included);
 * `qsim simulate --format json` equals `cost_workload` with the API's defaults.
 """
 
@@ -53,11 +53,9 @@ def test_weight_storage_equals_qtensor_storage_bits(net_name):
         for op in net.arch.mac_ops:
             qt, (n_out, k) = _layer_qtensor(params[f"{op.name}.w"], spec)
             assert q.w_storage_bits(n_out, k) == qt.storage_bits, (net_name, op.name, spec.label())
-            ragged = spec.granularity == "group" and k % spec.group_size != 0
-            if not ragged and spec.scheme != "nvfp4":
-                # the cost model amortises metadata per element: exact whenever every group is full
-                assert cost.loc[op.name, "memory_bytes"] * 8 == pytest.approx(qt.storage_bits, rel=1e-12), \
-                    (net_name, op.name, spec.label())
+            # exact for every scheme, ragged last groups and NVFP4's tensor scale included
+            assert cost.loc[op.name, "memory_bytes"] * 8 == pytest.approx(qt.storage_bits, rel=1e-12), \
+                (net_name, op.name, spec.label())
 
 
 def test_kmeans_codebook_is_counted():

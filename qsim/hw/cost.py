@@ -156,6 +156,8 @@ def _quant_arrays(qs: list[CostQuant]) -> dict:
     return {
         "w_bits": np.array([q.w_bits for q in qs], dtype=float),
         "meta": np.array([q.w_meta_bits_per_group for q in qs], dtype=float),
+        "tsb": np.array([q.tensor_scale_bits if q.granularity != "tensor" and not q.codebook_bits else 0
+                         for q in qs], dtype=float),
         "gran": np.array([_GRAN[q.granularity] for q in qs]),
         "gs": np.array([q.group_size or 1 for q in qs], dtype=float),
         "a_bpe": np.array([q.a_bits_per_element for q in qs], dtype=float),
@@ -173,8 +175,10 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
         L = dict(L, Ng=np.maximum(1.0, np.ceil(L["Ng"] * ck)), N=np.maximum(1.0, np.ceil(L["N"] * ck)),
                  b_el=L["b_el"] * ck, c_el=L["c_el"] * ck, macs=L["macs"] * ck)
     M, Ng, K, GB = L["M"], L["Ng"], L["K"], L["GB"]
-    meta_per_elem = np.where(Q["gran"] == 2, Q["meta"] / Q["gs"],
-                             np.where(Q["gran"] == 1, Q["meta"] / K, Q["meta"] / (L["N"] * K)))
+    # Exact stored metadata (CostQuant.w_storage_bits): one scale (+ zero point) per group — ceil(K / group) groups
+    # per output row, the last one ragged — or per channel, or per tensor; plus a second-level tensor scale (NVFP4).
+    groups = np.where(Q["gran"] == 2, L["N"] * np.ceil(K / Q["gs"]), np.where(Q["gran"] == 1, L["N"], 1.0))
+    meta_per_elem = (groups * Q["meta"] + Q["tsb"]) / (L["N"] * K)
     keep = np.where(L["b_is_w"], P["sp_store_keep"], 1.0)  # compressed sparse weights: kept values + indices
     w_bpe = keep * (Q["w_bits"] + np.where(L["b_is_w"], P["sp_meta_bits"], 0.0)) + meta_per_elem
     ab, accb = Q["a_bpe"] / 8.0, Q["acc"] / 8.0
