@@ -195,3 +195,25 @@ def test_spec_reports_every_problem(tmp_path):
                  "override 'dense' matches no MAC layer"):
         assert part in msg
     assert parse_spec("studies/mixed_precision.yaml")["networks"] == ["mnist_dwsep", "mnist1d_cnn"]
+
+
+# -- study specs: `overrides:` pins layers on every quantized grid config --------------------------
+def test_study_overrides_pin_layers_and_report_the_hash(tmp_path):
+    from qsim.study.runner import run_study
+    from qsim.study.spec import StudySpecError, parse_study
+
+    base = {"name": "pins", "network": NET, "eval_size": 120, "grid": {"wbits": [2], "abits": [8]},
+            "profiles": ["bitfusion"]}
+    plain = run_study(base, tmp_path / "plain", progress=False, plots=False).table.iloc[0]
+    pinned = run_study({**base, "overrides": {"fc": "w8a8"}}, tmp_path / "pinned", progress=False,
+                       plots=False).table.iloc[0]
+    a = assign.expand(NET, {"fc": "w8a8"}, default="w2a8")
+    expect = front.evaluate_assignment(NET, a, eval_size=120)["metric"]
+    assert pinned["accuracy"] == expect and pinned["accuracy"] != plain["accuracy"]
+    assert pinned["memory_bytes"] == assignment_cost(NET, a, "bitfusion")["memory_bytes"] > plain["memory_bytes"]
+    assert json.loads(pinned["overrides"]) == {"fc": assign.LayerChoice(8, 8).compact()}
+    assert pinned["overrides_hash"] == assign.pinned(NET, {"fc": "w8a8"}).hash
+    with pytest.raises(StudySpecError) as exc:
+        parse_study({**base, "overrides": {"conv*": "w4a8", "conv2": "w8a8", "dense": "w8a8"}})
+    assert "conflicting overrides for layer 'conv2'" in str(exc.value)
+    assert "layers are ['conv1', 'conv2', 'fc']" in str(exc.value)

@@ -231,3 +231,31 @@ def owners(network) -> dict:
             owner = layer.name
         out[layer.name] = owner
     return out
+
+
+# -- per-layer pins on top of a uniform grid config (study specs' `overrides:`) ----------------
+def pinned(network, overrides: dict) -> Assignment:
+    """Only the layers the overrides name (names or globs), each with its choice; errors as `expand`."""
+    full = expand(network, overrides)
+    hit = {n for n in full if any(fnmatch.fnmatchcase(n, str(p)) for p in overrides)}
+    return Assignment((n, c) for n, c in full.items() if n in hit)
+
+
+def executor_overrides(network, overrides: dict, weight_only: bool) -> tuple[dict, bool]:
+    """({layer: {"w": QuantSpec[, "a": QuantSpec]}}, needs a 64-bit accumulator) for `qsim.nets.evaluate`:
+    weight-only configs keep float activations, so only the pinned weights apply there."""
+    pins = pinned(network, overrides)
+    out = {}
+    for n, c in pins.items():
+        w, a = c.specs()
+        out[n] = {"w": w} if weight_only else {"w": w, "a": a}
+    return out, pins.needs_wide_accumulator
+
+
+def pinned_cost_dict(network, overrides: dict, default) -> dict:
+    """Per-layer CostQuant dict: pinned MAC layers (and the ReLU/pool layers after them) at their
+    choice, every other layer at `default`."""
+    pins = pinned(network, overrides)
+    out = {layer: pins[owner].cost_quant() for layer, owner in owners(network).items() if owner in pins}
+    out["default"] = default
+    return out

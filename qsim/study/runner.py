@@ -35,8 +35,10 @@ class StudyResult:
 
 
 # -- accuracy -------------------------------------------------------------------
-def evaluate_config(network: str, config: dict, calibration_size: int, eval_size: int | None) -> dict:
-    """One accuracy evaluation (runs in a worker process or on a Dask worker)."""
+def evaluate_config(network: str, config: dict, calibration_size: int, eval_size: int | None,
+                    overrides: dict | None = None) -> dict:
+    """One accuracy evaluation (runs in a worker process or on a Dask worker); `overrides` pins layers
+    (the spec's `overrides:`, see `qsim.search.assign.executor_overrides`)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from qsim.nets import evaluate
 
@@ -50,9 +52,15 @@ def evaluate_config(network: str, config: dict, calibration_size: int, eval_size
         res = evaluate_trained(network, cfg.weight_spec(), cfg.act_spec(), cfg.training, calib_size=calibration_size,
                                policy=cfg.policy, acc_bits=cfg.acc_bits, eval_size=eval_size, **kw)
     else:
+        per_layer, acc_bits = None, cfg.acc_bits
+        if overrides:   # a pinned float layer runs as W16/A16 codes: the whole network on a 64-bit accumulator
+            from qsim.search.assign import executor_overrides
+
+            per_layer, wide = executor_overrides(network, overrides, weight_only=cfg.act_spec() is None)
+            acc_bits = 64 if wide else acc_bits
         res = evaluate(
             network, wspec=cfg.weight_spec(), aspec=cfg.act_spec(), calib_size=calibration_size, policy=cfg.policy,
-            acc_bits=cfg.acc_bits, eval_size=eval_size,
+            acc_bits=acc_bits, eval_size=eval_size, overrides=per_layer,
         )
     q = res["quantized"]
     from qsim.nets.quant_exec import summarize_numerics
@@ -114,7 +122,8 @@ def accuracy_key(net: str, cfg: DesignConfig, spec: StudySpec) -> str:
     """Cache key of one accuracy evaluation: config, sizes, qsim source, the network's weights and data."""
     return stable_hash({"network": net, "config": cfg.as_dict(), "calibration_size": spec.calibration_size,
                         "eval_size": spec.eval_size, "qsim": qsim.__version__, "source": source_hash(),
-                        "inputs": network_fingerprint(net)})
+                        "inputs": network_fingerprint(net),
+                        **({"overrides": spec.overrides} if spec.overrides and not cfg.is_baseline else {})})
 
 
 def _accuracy_tasks(spec: StudySpec, configs: list[DesignConfig]):
@@ -139,7 +148,8 @@ def run_accuracy(spec, configs, cache: ResultCache, jobs: int = 1, dask: str | N
         done[(net, cfg.key)] = rec
         bar.update()
 
-    args = lambda net, cfg: (net, cfg.as_dict(), spec.calibration_size, spec.eval_size)  # noqa: E731
+    args = lambda net, cfg: (net, cfg.as_dict(), spec.calibration_size, spec.eval_size,  # noqa: E731
+                             None if cfg.is_baseline else (spec.overrides or None))
     if dask:
         client, cluster = _dask_client(dask)
         try:
@@ -230,14 +240,21 @@ def run_cost(spec: StudySpec, configs: list[DesignConfig], cache: ResultCache,
             if cfg.key not in skip:
                 views.setdefault(cost_quant(cfg), []).append(cfg)
         quants = list(views)
+        if spec.overrides and is_net:   # pinned layers at their own choice, the rest at the config's
+            from qsim.search.assign import pinned_cost_dict
+
+            quants_in = [q if all(c.is_baseline for c in views[q]) else pinned_cost_dict(target, spec.overrides, q)
+                         for q in quants]
+        else:
+            quants_in = quants
         key = stable_hash({"target": target, "profile": profile_key(prof_name),
-                           "views": stable_hash([repr(q) for q in quants]), "qsim": qsim.__version__,
+                           "views": stable_hash([repr(q) for q in quants_in]), "qsim": qsim.__version__,
                            "source": source_hash()})
         frame = cache.get_frame("cost", key)
         if frame is None:
             computed += 1
             workload = workload_of(target, is_net)
-            frame = cost_batch(workload, quants, load_profile(prof_name)).reset_index(drop=True)
+            frame = cost_batch(workload, quants_in, load_profile(prof_name)).reset_index(drop=True)
             frame = frame.drop(columns=["config", "profile"], errors="ignore").rename(columns={"label": "cost_label"})
             frame.insert(0, "view", range(len(quants)))
             cache.put_frame("cost", key, frame)
@@ -274,6 +291,14 @@ def run_study(spec, out_dir: str | Path | None = None, *, jobs: int = 1, dask: s
 
     cfg_frame = pd.DataFrame([{**c.as_dict(), "config_key": c.key, "label": config_label(c)} for c in configs])
     table = cost.merge(cfg_frame, on="config_key")
+    if spec.overrides and spec.networks:   # the pinned layers and their hash, per network (not on baselines)
+        from qsim.search.assign import pinned
+
+        pins = {n: pinned(n, spec.overrides) for n in spec.networks}
+        quantized = table["wfloat"].isna()
+        table["overrides"] = table["target"].map({n: json.dumps(a.compact(), sort_keys=True) for n, a in pins.items()})
+        table["overrides_hash"] = table["target"].map({n: a.hash for n, a in pins.items()})
+        table.loc[~quantized, ["overrides", "overrides_hash"]] = None
     if spec.networks:
         acc_rows = [{"target": net, "config_key": k, **{c: rec[c] for c in
                      ("accuracy", "float_accuracy", "sqnr_db", "overflows", "numerics", "metric_name")}}

@@ -24,7 +24,7 @@ ACT_SCHEMES = ("affine", "symmetric", "binary")
 OBJECTIVE_COLUMNS = ("accuracy", "energy_j", "latency_s", "memory_bytes", "cycles", "sqnr_db")
 TOP_KEYS = {
     "name", "description", "network", "networks", "workload", "calibration_size", "eval_size", "grid",
-    "profiles", "objectives", "breakdown", "tie_bits",
+    "profiles", "objectives", "breakdown", "tie_bits", "overrides",
 }
 # grid key: default values
 GRID_DEFAULTS: dict[str, list] = {
@@ -127,6 +127,8 @@ class StudySpec:
     raw: dict = field(default_factory=dict, compare=False)
     # {profile: {config key: (label, reason)}}: float baselines a profile cannot run (a note, not an error)
     baseline_skips: dict = field(default_factory=dict, compare=False)
+    # {layer name or glob: choice} pinned on every quantized config (qsim.search.assign), {} = none
+    overrides: dict = field(default_factory=dict, compare=False)
 
     @property
     def hash(self) -> str:
@@ -320,6 +322,8 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     if not isinstance(tie_bits, bool):
         problems.append(f"tie_bits must be true or false (true: only configs with abits == wbits), got {tie_bits!r}")
 
+    overrides = _check_overrides(raw.get("overrides"), [n for n in networks if n in known_nets], workloads, grid,
+                                 problems)
     grid_ok = not any(p.startswith("grid") for p in problems)
     if grid_ok and networks and all(n in known_nets for n in networks):
         _check_group_sizes(networks, grid, problems)
@@ -327,7 +331,7 @@ def parse_study(source: dict | str | Path) -> StudySpec:
         name=name, networks=tuple(networks), workloads=tuple(workloads), calibration_size=calib, eval_size=eval_size,
         grid=grid, profiles=tuple(profiles), objectives=dict(objectives),
         tie_bits=tie_bits if isinstance(tie_bits, bool) else False,
-        description=str(raw.get("description", "")), raw=raw,
+        description=str(raw.get("description", "")), raw=raw, overrides=overrides,
     )
     if grid_ok:
         # Every config and every (config, profile) pair, before any work: all problems at once.
@@ -336,6 +340,28 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     if problems:
         raise StudySpecError(label, problems)
     return spec
+
+
+def _check_overrides(value, networks, workloads, grid, problems) -> dict:
+    """`overrides: {layer or glob: w4a8 | w8a8:tensor | float | {wbits, abits, …}}`: per-layer choices pinned on
+    every quantized grid config (float baselines stay float); checked against each network's layers."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"overrides: a mapping of layer name or glob to a choice (e.g. {{fc: w8a8}}), got {value!r}")
+        return {}
+    if workloads:
+        problems.append("overrides: per-layer choices need a network (accuracy); cost-only workloads take none")
+    if set(grid["training"]) != {"ptq"}:
+        problems.append("overrides: per-layer choices apply to ptq configs only; set grid.training to [ptq]")
+    from qsim.search.assign import pinned
+
+    for n in networks:
+        try:
+            pinned(n, value)
+        except ValueError as exc:
+            problems.append(f"overrides ({n}): {exc}")
+    return dict(value)
 
 
 def get_arch_less(name: str) -> bool:
