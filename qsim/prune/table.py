@@ -54,7 +54,9 @@ def run(rows=ROWS) -> list[dict]:
                     "sparsity": q["sparsity"], "bits": wspec.bits, "steps": pr["steps"],
                     "fine_tune_epochs": pr["fine_tune_epochs"], "accuracy": q["metric"],
                     "pruned_float": pr["pruned_float_metric"], "weight_bytes": q["weight_bytes"],
-                    "ratio": q["compression_ratio"], "formats": sorted({p["format"] for p in q["per_layer"]})})
+                    "ratio": q["compression_ratio"], "formats": sorted({p["format"] for p in q["per_layer"]}),
+                    "numerics": q["numerics"], "overflows": q["overflows"],
+                    "layer_sparsity": {p["layer"]: p["sparsity"] for p in q["per_layer"]}})
     return out
 
 
