@@ -55,6 +55,7 @@ ACT_LEARNING = ("lsq", "pact")
 LSQ_SCHEMES = ("affine", "symmetric")
 QAT_FORMAT = 1           # bump when the training changes what a cached model holds
 CODE_LIMIT = (-(1 << 15), (1 << 16) - 1)
+RECIPE_FRACTION = 0.3    # default QAT epochs: at least this fraction of the network's fp32 recipe
 
 
 def _positive_int(name, v, allow_none=False):
@@ -585,7 +586,8 @@ def evaluate_trained(name, wspec=None, aspec=None, training: str = "qat", *, epo
     """`qsim.nets.evaluate`'s result for a PTQ, QAT or QAT+KD model, with the integer-kernel metric
     (`quantized.metric`), the fake-quant metric and their top-1 agreement beside it.
 
-    epochs=None: `default_epochs` of the network's training split (about 600 steps, at least 3)."""
+    epochs=None: about 600 Adam steps over the network's training split (`default_epochs`, at least 3 epochs),
+    and at least `RECIPE_FRACTION` of the epochs of its fp32 training recipe (mnist1d: 45 of 150)."""
     from qsim.nets.data import load_dataset
     from qsim.nets.registry import get_network
     from qsim.train.deploy import evaluate_deployed
@@ -599,6 +601,8 @@ def evaluate_trained(name, wspec=None, aspec=None, training: str = "qat", *, epo
         net = get_network(name)
         n = len(load_dataset(net.dataset).x_train) if net.arch is not None else 1
         epochs = default_epochs(n if train_size is None else min(n, int(train_size)), batch_size)
+        if net.train_config is not None:   # small data sets trained for many fp32 epochs fine-tune longer too
+            epochs = max(epochs, math.ceil(RECIPE_FRACTION * net.train_config.epochs))
     cfg = QATConfig(epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, kd_lambda=float(kd_lambda),
                     kd_temperature=kd_temperature, act_learning=act_learning, train_size=train_size)
     if training == "qat_kd" and cfg.kd_lambda <= 0:
