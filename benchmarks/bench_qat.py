@@ -20,13 +20,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 NETS = ("mnist_cnn", "mnist1d_cnn", "mnist_mlp", "fashion_cnn")
-CONFIGS = ("W4A4 ch", "W2A8 ch", "W2A8 tensor", "ternary A8", "binary A1")
+CONFIGS = ("W4A4 ch", "W2A8 ch", "W2A8 tensor", "ternary A8", "binary A1", "binary A1, last W8")
 TRAININGS = ("ptq", "qat", "qat_kd")
 
 
 def specs(config: str, net_name: str):
     """(wspec, aspec, overrides) of a table column. Binary nets: 1-bit weights (XNOR-Net α per channel) and
-    1-bit activations {0, s} after every ReLU; the network input stays 8-bit (as XNOR-Net keeps the image)."""
+    1-bit activations {0, s} after every ReLU; the network input stays 8-bit (as XNOR-Net keeps the image);
+    "binary A1, last W8" also keeps the classifier's weights at 8 bits (its input stays 1-bit)."""
     from qsim.nets import get_network
     from qsim.quant import QuantSpec
 
@@ -39,9 +40,12 @@ def specs(config: str, net_name: str):
         return QuantSpec(bits=2, granularity="tensor"), a8, None
     if config == "ternary A8":
         return QuantSpec(scheme="ternary", granularity="channel"), a8, None
-    if config == "binary A1":
-        first = get_network(net_name).arch.mac_ops[0].name
-        return QuantSpec(scheme="binary", granularity="channel"), QuantSpec(bits=1, scheme="affine"), {first: {"a": a8}}
+    if config.startswith("binary A1"):
+        macs = get_network(net_name).arch.mac_ops
+        overrides = {macs[0].name: {"a": a8}}
+        if config.endswith("last W8"):   # XNOR-Net practice: the classifier keeps multi-bit weights
+            overrides[macs[-1].name] = {"w": QuantSpec(bits=8, granularity="channel")}
+        return QuantSpec(scheme="binary", granularity="channel"), QuantSpec(bits=1, scheme="affine"), overrides
     raise ValueError(config)
 
 
