@@ -329,3 +329,13 @@ def test_n_m_on_the_layers_whose_k_allows_it():
     fmt = {p["layer"]: (p["format"], p["sparsity"]) for p in res["quantized"]["per_layer"]}
     assert fmt == {"conv1": ("dense", 0.0), "conv2": ("2:4", 0.5), "fc": ("2:4", 0.5)}
     assert res["quantized"]["numerics"] == "integer kernels"
+
+
+def test_fine_tuning_needs_a_training_recipe():
+    from qsim.nets.registry import Network
+
+    base = get_network("digits_mlp")
+    net = Network("digits_mlp_copy", base.dataset, base.arch, None, params=base.weights())
+    assert pruned_model(net, 0.5, "unstructured").sparsity == 0.5
+    with pytest.raises(ValueError, match="no training recipe"):
+        pruned_model(net, 0.5, "unstructured", 0, 1)

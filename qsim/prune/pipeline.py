@@ -177,6 +177,8 @@ def pruned_model(net, sparsity, pattern="unstructured", seed: int = 0, fine_tune
     seed = _check_int(seed, "seed", 0)
     fine_tune_epochs = _check_int(fine_tune_epochs, "fine_tune_epochs", 0)
     steps = _check_int(steps, "steps", 1)
+    if fine_tune_epochs and net.train_config is None:
+        raise ValueError(f"network {net.name!r} has no training recipe in qsim; fine_tune_epochs must be 0")
     layers = None if layers is None else sorted(layers)
     args = dict(sparsity=sparsity, pattern=pattern, seed=seed, fine_tune_epochs=fine_tune_epochs, steps=steps,
                 layers=layers)
