@@ -292,14 +292,6 @@ def test_pack_a_conv_equals_numpy_twin(fa, need_sum):
         assert np.array_equal(out, want) and np.array_equal(row, row2)
 
 
-def test_to_nchw_equals_numpy_twin():
-    rng = np.random.default_rng(5)
-    acc = rng.integers(-2**31, 2**31, (2 * 3 * 4 + 5, 9)).astype(np.int64)
-    out, want = np.empty((2, 7, 3, 4), np.int64), np.empty((2, 7, 3, 4), np.int64)
-    conv_mod.to_nchw(acc, 2, 3, 4, out)
-    conv_mod.to_nchw_reference(acc[:24], 2, 3, 4, want)
-    assert np.array_equal(out, want)
-
 
 def test_overflow_prone_operands_never_take_vnni(monkeypatch):
     """Wider-than-8-bit codes, K beyond K_MAX, or an accumulator that can overflow go
