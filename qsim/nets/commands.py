@@ -107,6 +107,9 @@ def cmd_eval(args) -> int:
     if "compression_ratio" in q:
         print(f"  pruned     sparsity {100 * q['sparsity']:.1f} % ({q['pruning']['pattern']}), weights "
               f"{q['weight_bytes']:.0f} bytes, compression {q['compression_ratio']:.1f}x vs fp32")
+        if q["pruning"].get("compress") == "deep":
+            print(f"  Deep Compression: {2 ** q['pruning']['index_bits']} shared weights per layer (the W bits below "
+                  f"are the index width), run as int{q['pruning']['codebook_bits']} levels; Huffman-coded CSR")
     print(f"  W {wspec.label()}  A {aspec.label()} ({aspec.calibration}, {cfg['calib_size']} calibration samples)  "
           f"requant {cfg['policy']}  accumulator {cfg['acc_bits']}-bit {cfg['overflow']}")
     for p in with_provenance(res)["quantized"]["per_layer"]:
