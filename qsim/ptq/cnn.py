@@ -5,7 +5,9 @@ pipeline as `qsim.nets.quant_exec` (its `run_mac_layer`, requantization policies
 → calibration of every layer's input on the (equalized) float network → per layer the integer
 codes (RTN, GPTQ or AdaRound on the RTN grid) → bias correction — and returns the float
 parameters, the weight `QTensor`s and the corrected biases. `evaluate_cnn` runs them and
-returns `qsim.nets.evaluate`'s dictionary.
+returns `qsim.nets.evaluate`'s dictionary. `seed` 0 calibrates on the study's calibration set
+(`Dataset.calibration`); other seeds draw another calibration subset of the training split (the
+spread over seeds is the spread over calibration sets: the algorithms themselves are deterministic).
 """
 
 from __future__ import annotations
@@ -62,7 +64,12 @@ def prepare(name, wspec: QuantSpec, methods: tuple, calib_size: int = 256, seed:
     if "cle" in methods:
         params, pairs = equalize(arch, params)
         notes["cle_pairs"] = pairs
-    xcal = load_dataset(net.dataset).calibration(calib_size)
+    ds = load_dataset(net.dataset)
+    if seed == 0:                       # the study's calibration set
+        xcal = ds.calibration(calib_size)
+    else:                               # another seeded draw of calibration samples from the training split
+        pick = np.random.default_rng([seed, 7]).choice(len(ds.x_train), min(int(calib_size), len(ds.x_train)), False)
+        xcal = ds.x_train[np.sort(pick)]
     _, trace = float_exec.forward(arch, params, xcal, record=True)
     rng = np.random.default_rng(seed)
     qweights, biases = {}, {}

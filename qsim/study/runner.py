@@ -58,6 +58,12 @@ def evaluate_config(network: str, config: dict, calibration_size: int, eval_size
 
             per_layer, wide = executor_overrides(network, overrides, weight_only=cfg.act_spec() is None)
             acc_bits = 64 if wide else acc_bits
+        if (cfg.ptq, cfg.act_mode) != ("rtn", "static"):   # qsim.ptq methods / dynamic activation ranges
+            from functools import partial
+
+            from qsim.ptq import evaluate_ptq
+
+            evaluate = partial(evaluate_ptq, ptq=cfg.ptq, act_mode=cfg.act_mode)
         res = evaluate(
             network, wspec=cfg.weight_spec(), aspec=cfg.act_spec(), calib_size=calibration_size, policy=cfg.policy,
             acc_bits=acc_bits, eval_size=eval_size, overrides=per_layer,

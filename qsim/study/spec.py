@@ -44,6 +44,10 @@ GRID_DEFAULTS: dict[str, list] = {
     "epochs": [None],
     "lr": [None],
     "seed": [None],
+    # post-training quantization method(s) (qsim.ptq: rtn, gptq, awq+gptq, cle+bias_correction, …) and
+    # activation ranges (static | dynamic_tensor | dynamic_token)
+    "ptq": ["rtn"],
+    "act_mode": ["static"],
 }
 TRAININGS = ("ptq", "qat", "qat_kd")
 
@@ -84,6 +88,8 @@ class DesignConfig:
     epochs: int | None = None  # QAT epochs (None: the trainer's default), learning rate, seed
     lr: float | None = None
     seed: int | None = None
+    ptq: str = "rtn"           # qsim.ptq method(s), '+'-combined
+    act_mode: str = "static"   # static | dynamic_tensor | dynamic_token
 
     @property
     def is_baseline(self) -> bool:
@@ -148,7 +154,7 @@ class StudySpec:
             if d["wbits"] in FLOAT_FORMATS:  # one float baseline per format, whatever the other grid keys
                 fmt = d["wbits"]
                 d.update(BASELINE_FIELDS, wbits=FLOAT_FORMATS[fmt], abits=FLOAT_FORMATS[fmt], wfloat=fmt, afloat=fmt,
-                         training="ptq", epochs=None, lr=None, seed=None)
+                         training="ptq", epochs=None, lr=None, seed=None, ptq="rtn", act_mode="static")
                 cfg = DesignConfig(**d)
                 if cfg not in seen:
                     seen.add(cfg)
@@ -280,6 +286,16 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     _check_choices("policy", grid["policy"], POLICIES, problems)
     _check_choices("scale_dtype", grid["scale_dtype"], ("fp32", "fp16", "bf16", "pow2"), problems)
     _check_choices("training", grid["training"], TRAININGS, problems)
+    from qsim.ptq import ACT_MODES, parse_ptq
+
+    for v in grid["ptq"]:
+        try:
+            parse_ptq(v)
+        except ValueError as exc:
+            problems.append(f"grid.ptq: {exc}")
+    _check_choices("act_mode", grid["act_mode"], ACT_MODES, problems)
+    if (set(grid["ptq"]) != {"rtn"} or set(grid["act_mode"]) != {"static"}) and set(grid["training"]) != {"ptq"}:
+        problems.append("grid.ptq/act_mode: PTQ methods and dynamic activations apply to training: ptq configs only")
     _check_ints("epochs", [v for v in grid["epochs"] if v is not None], 1, 10_000, problems, extra=" or null")
     _check_ints("seed", [v for v in grid["seed"] if v is not None], 0, 2**31, problems, extra=" or null")
     for v in grid["lr"]:
@@ -459,6 +475,10 @@ def _check_network_config(net, wspec, aspec, cfg: DesignConfig) -> None:
         check_act_spec(aspec, "activations")
     if net.arch is not None:
         QuantConfig.build(net, wspec, aspec, policy=cfg.policy, acc_bits=cfg.acc_bits)
+    if (cfg.ptq, cfg.act_mode) != ("rtn", "static"):
+        from qsim.ptq import check_ptq
+
+        check_ptq(net.name, cfg.ptq, wspec, aspec, cfg.act_mode)
 
 
 def _check_group_sizes(networks, grid, problems) -> None:
