@@ -886,12 +886,23 @@ def _ro(x: np.ndarray) -> np.ndarray:
     return v
 
 
+_ZB_CACHE: dict = {}
+
+
 def _zero_points(za, zb, ca: int, cb: int, N: int):
-    """(za', zb' (N,) int64, whether any zb' ≠ 0)."""
+    """(za', zb' (N,) int64 (read-only), whether any zb' ≠ 0)."""
     if np.ndim(zb) == 0:
         zbi = int(zb) - cb
-        return int(za) + ca, np.full(N, zbi, np.int64), zbi != 0
+        v = _ZB_CACHE.get((N, zbi))
+        if v is None:
+            if len(_ZB_CACHE) > 64:
+                _ZB_CACHE.clear()
+            v = np.full(N, zbi, np.int64)
+            v.flags.writeable = False
+            v = _ZB_CACHE.setdefault((N, zbi), v)
+        return int(za) + ca, v, zbi != 0
     zb_ = np.asarray(zb, np.int64) - cb
+    zb_.flags.writeable = False             # one array type for the kernels (see `_ro`)
     return int(za) + ca, zb_, bool(np.any(zb_ != 0))
 
 
@@ -905,8 +916,8 @@ def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.i
     dtype)` may supply reusable work arrays."""
     M, K = a.shape
     N = b.shape[1]
-    ca = 128 if a.dtype == np.int8 else 0
-    cb = 128 if b.dtype == np.uint8 else 0
+    ca = 128 if a.dtype.kind == "i" else 0          # 8-bit operands (`vnni_fits`): int8 or uint8
+    cb = 128 if b.dtype.kind == "u" else 0
     za_, zb_, need_asum = _zero_points(za, zb, ca, cb, N)
     get = scratch or (lambda name, shape, dtype: np.empty(shape, dtype))
     if M <= GEMV_ROWS:
@@ -991,7 +1002,7 @@ def _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get):
         extra = 0
         ap = np.zeros((M, Kp), np.int8)
         ap[:, :K] = d
-        asum, zrow, zk, zbk = d.sum(axis=1, dtype=np.int64), -1, 0, zb_ + 128
+        asum, zrow, zk, zbk = d.sum(axis=1, dtype=np.int64), -1, 0, _ro(zb_ + 128)
     else:
         extra = 1 if za_ != 0 else 0
         ap = np.zeros((M + extra, Kp), np.uint8)
@@ -1003,5 +1014,5 @@ def _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get):
     raw = get("vnni_gemv", (M + extra, -(-N // cw) * cw), np.int32)
     (gemv_vnni512 if width == 512 else gemv_vnni256)(ap.view(np.uint8), bs, raw, swapped)
     out = np.empty((M, N), out_dtype)
-    finish_gemv(raw, cw, asum, zrow, np.int64(zk), np.ascontiguousarray(zbk, dtype=np.int64), np.int64(K), out)
+    finish_gemv(raw, cw, asum, zrow, np.int64(zk), zbk, np.int64(K), out)
     return out
