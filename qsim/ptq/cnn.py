@@ -73,11 +73,13 @@ def prepare(name, wspec: QuantSpec, methods: tuple, calib_size: int = 256, seed:
     _, trace = float_exec.forward(arch, params, xcal, record=True)
     rng = np.random.default_rng(seed)
     qweights, biases = {}, {}
+    qparams = dict(params)            # the network as quantized so far (dequantized weights, corrected biases)
     for op in arch.mac_ops:
         w = params[f"{op.name}.w"]
         w2 = w.reshape(w.shape[0], -1)
         b = params[f"{op.name}.b"]
         rows = layer_rows(op, trace[op.name][0])
+        mean_f = rows.mean(0, dtype=np.float64)
         if len(rows) > MAX_ROWS:
             rows = rows[np.sort(rng.choice(len(rows), MAX_ROWS, replace=False))]
         qt = rtn(w2, wspec)
@@ -98,10 +100,15 @@ def prepare(name, wspec: QuantSpec, methods: tuple, calib_size: int = 256, seed:
             qt = grid.qtensor(codes)
         if "bias_correction" in methods:
             w_hat = qt.dequantize(np.float64)
+            # the layer's mean input with every earlier layer quantized (weights; activations float)
+            _, tq = float_exec.forward(arch, qparams, xcal, record=True)
+            mean_q = layer_rows(op, tq[op.name][0]).mean(0, dtype=np.float64)
             nb = np.array(b, np.float32)
             for orows, kcols in groups:
-                nb[orows] = corrected_bias(b[orows], w2[orows], w_hat[orows], rows[:, kcols].mean(0, dtype=np.float64))
+                nb[orows] = corrected_bias(b[orows], w2[orows], w_hat[orows], mean_f[kcols], mean_q[kcols])
             b = nb
+        qparams[f"{op.name}.w"] = qt.dequantize(np.float32).reshape(w.shape)
+        qparams[f"{op.name}.b"] = np.asarray(b, np.float32)
         qweights[op.name], biases[op.name] = qt, np.asarray(b, np.float32)
     return Prepared(params, qweights, biases, {k: v[0] for k, v in trace.items()}, notes,
                     time.perf_counter() - t0)
