@@ -66,22 +66,82 @@ def minilm(pairs):
 
 def smollm2(windows):
     rows = []
-    for w in (QuantSpec(bits=3, granularity="group", group_size=128), QuantSpec(bits=4, granularity="channel")):
-        for m in ("rtn", "gptq", "awq"):
-            rows.append(cell("smollm2", w, None, m, eval_size=windows))
+    w3, w4 = QuantSpec(bits=3, granularity="group", group_size=128), QuantSpec(bits=4, granularity="channel")
     w8 = QuantSpec(bits=8, granularity="tensor")
-    for m in ("rtn", "smoothquant"):
-        rows.append(cell("smollm2", w8, A8, m, eval_size=windows))
+    for w, a, m in ((w3, None, "rtn"), (w3, None, "gptq"), (w3, None, "awq"), (w8, A8, "rtn"), (w8, A8, "smoothquant"),
+                    (w4, None, "rtn"), (w4, None, "gptq"), (w4, None, "awq")):
+        rows.append(cell("smollm2", w, a, m, eval_size=windows))
+        _save("smollm2", rows)
     return rows
+
+
+def _save(part, rows):
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"ptq_{part}.json").write_text(json.dumps(rows, indent=1))
+
+
+def plot(path="docs/images/ptq_methods.png"):
+    """One figure from results/ptq/ptq_cnn.json (and the transformer parts if present): each method's metric
+    relative to RTN's gap to float (0 = RTN, 1 = float), mean and min–max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for part in ("cnn", "minilm", "smollm2"):
+        f = OUT / f"ptq_{part}.json"
+        if f.exists():
+            rows += json.loads(f.read_text())
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["network"], r["w"], r["a"]), []).append(r)
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    x, labels, colors = 0, [], {}
+    palette = plt.get_cmap("tab10")
+    for (net, w, a), rs in groups.items():
+        base = next((r for r in rs if r["ptq"] == "rtn"), None)
+        if base is None:
+            continue
+        gap = base["float"] - base["mean"]
+        for r in rs:
+            if r["ptq"] == "rtn" or abs(gap) < 1e-12:
+                continue
+            c = colors.setdefault(r["ptq"], palette(len(colors) % 10))
+            f = lambda v: (v - base["mean"]) / gap  # noqa: E731
+            ax.bar(x, f(r["mean"]), color=c, label=r["ptq"] if r["ptq"] not in labels else None)
+            if len(r["values"]) > 1:
+                lo, hi = sorted((f(r["min"]), f(r["max"])))
+                ax.errorbar(x, f(r["mean"]), yerr=[[max(f(r["mean"]) - lo, 0)], [max(hi - f(r["mean"]), 0)]],
+                            color="k", capsize=2, lw=0.8)
+            labels.append(r["ptq"])
+            x += 1
+        short = w.replace("int", "W").replace("-symmetric-", " ").replace("channel", "ch").replace("tensor", "t")
+        ax.text(x - 0.5 * (len(rs) - 1) - 0.5, -0.12, f"{net}\n{short}{' A8' if a else ''}", ha="center", va="top",
+                fontsize=7, transform=ax.get_xaxis_transform())
+        x += 1
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axhline(1, color="grey", lw=0.8, ls="--")
+    ax.set_xticks([])
+    ax.set_ylim(-1.05, 1.1)
+    ax.set_ylabel("fraction of RTN's gap to float closed")
+    ax.set_title("PTQ methods vs round-to-nearest (same format; 1 = float, 0 = RTN, < 0 = worse than RTN)")
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    fig.subplots_adjust(bottom=0.22)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--plot", action="store_true", help="draw docs/images/ptq_methods.png from results/ptq/")
     ap.add_argument("--part", choices=("cnn", "minilm", "smollm2"), default="cnn")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--pairs", type=int, default=300, help="MiniLM: SICK-R pairs")
     ap.add_argument("--windows", type=int, default=2, help="SmolLM2: 256-token windows")
     args = ap.parse_args()
+    if args.plot:
+        return plot()
     rows = {"cnn": lambda: cnn(tuple(range(args.seeds))), "minilm": lambda: minilm(args.pairs),
             "smollm2": lambda: smollm2(args.windows)}[args.part]()
     OUT.mkdir(parents=True, exist_ok=True)

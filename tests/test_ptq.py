@@ -221,3 +221,17 @@ def test_smollm2_forward_tokenizer_and_w8g32_nearly_lossless():
     assert 5 < f < 150                                              # the half-split RoPE form gives ~5× more
     q = Quantizer(QuantSpec(bits=8, scheme="affine", granularity="group", group_size=32), None)
     assert abs(smollm2.perplexity([doc], q) / f - 1) < 0.05         # 8-bit g32 re-quantization: ~lossless
+
+
+def test_study_axes_ptq_and_act_mode_are_validated_up_front():
+    from qsim.study.spec import StudySpecError, parse_study
+
+    base = {"name": "p", "network": "mnist1d_cnn", "profiles": ["zen3-avx2"]}
+    spec = parse_study({**base, "grid": {"wbits": [3], "ptq": ["rtn", "gptq", "adaround+bias_correction"]}})
+    assert {c.ptq for c in spec.configs()} == {"rtn", "gptq", "adaround+bias_correction"}
+    with pytest.raises(StudySpecError, match="SmoothQuant targets"):
+        parse_study({**base, "grid": {"wbits": [8], "ptq": ["smoothquant"]}})
+    with pytest.raises(StudySpecError, match="unknown method"):
+        parse_study({**base, "grid": {"ptq": ["gptqq"]}})
+    with pytest.raises(StudySpecError, match="act_mode"):
+        parse_study({**base, "grid": {"act_mode": ["dynamic_token"]}})
