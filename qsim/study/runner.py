@@ -64,9 +64,11 @@ def evaluate_config(network: str, config: dict, calibration_size: int, eval_size
             from qsim.ptq import evaluate_ptq
 
             evaluate = partial(evaluate_ptq, ptq=cfg.ptq, act_mode=cfg.act_mode)
+        pruning = {} if not cfg.sparsity else dict(sparsity=cfg.sparsity, sparsity_pattern=cfg.sparsity_pattern,
+                                                   fine_tune_epochs=cfg.fine_tune_epochs)
         res = evaluate(
             network, wspec=cfg.weight_spec(), aspec=cfg.act_spec(), calib_size=calibration_size, policy=cfg.policy,
-            acc_bits=acc_bits, eval_size=eval_size, overrides=per_layer,
+            acc_bits=acc_bits, eval_size=eval_size, overrides=per_layer, **pruning,
         )
     q = res["quantized"]
     from qsim.nets.quant_exec import summarize_numerics
@@ -206,6 +208,8 @@ def cost_quant(cfg: DesignConfig):
     if cfg.abits is None:  # weight-only: float activations (fp16 unless the grid says otherwise)
         fmt = cfg.afloat or "fp16"
         q = replace(q, a_bits=FLOAT_FORMATS[fmt], a_format=fmt)
+    if cfg.sparsity:  # pruned weights: what they buy depends on the profile (qsim.hw.sparsity)
+        q = replace(q, sparsity=cfg.sparsity, sparsity_pattern=cfg.sparsity_pattern)
     return q
 
 
@@ -370,6 +374,9 @@ def config_label(cfg: DesignConfig) -> str:
         g = f"g{cfg.group_size}" if cfg.granularity == "group" else cfg.granularity
         w = f"W{cfg.wbits}-{cfg.scheme}-{g}"
     t = "" if cfg.training == "ptq" else f" {cfg.training}" + (f" s{cfg.seed}" if cfg.seed is not None else "")
+    if cfg.sparsity:
+        t += f" {cfg.sparsity_pattern}" if ":" in cfg.sparsity_pattern else f" {cfg.sparsity_pattern}{cfg.sparsity:.0%}"
+        t += f" ft{cfg.fine_tune_epochs}" if cfg.fine_tune_epochs else ""
     if cfg.abits is not None:
         return f"{w}/A{cfg.abits}{t}"
     return (f"{w}/Afloat" if (cfg.afloat or "fp16") == "fp16" else f"{w}/A{cfg.afloat}") + t

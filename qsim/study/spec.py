@@ -24,7 +24,7 @@ ACT_SCHEMES = ("affine", "symmetric", "binary")
 OBJECTIVE_COLUMNS = ("accuracy", "energy_j", "latency_s", "memory_bytes", "cycles", "sqnr_db")
 TOP_KEYS = {
     "name", "description", "network", "networks", "workload", "calibration_size", "eval_size", "grid",
-    "profiles", "objectives", "breakdown", "tie_bits", "overrides",
+    "profiles", "objectives", "breakdown", "tie_bits", "overrides", "require_sparsity",
 }
 # grid key: default values
 GRID_DEFAULTS: dict[str, list] = {
@@ -48,7 +48,13 @@ GRID_DEFAULTS: dict[str, list] = {
     # activation ranges (static | dynamic_tensor | dynamic_token)
     "ptq": ["rtn"],
     "act_mode": ["static"],
+    # pruning (qsim.prune): fraction of zero weights, how they are spread, fine-tuning epochs after pruning;
+    # an N:M pattern fixes its own sparsity (2:4 = 0.5) whenever the sparsity is not 0
+    "sparsity": [0.0],
+    "sparsity_pattern": ["unstructured"],
+    "fine_tune_epochs": [0],
 }
+SPARSITY_PATTERNS = ("unstructured", "random", "channel", "2:4", "4:8")
 TRAININGS = ("ptq", "qat", "qat_kd")
 
 
@@ -90,6 +96,9 @@ class DesignConfig:
     seed: int | None = None
     ptq: str = "rtn"           # qsim.ptq method(s), '+'-combined
     act_mode: str = "static"   # static | dynamic_tensor | dynamic_token
+    sparsity: float = 0.0      # qsim.prune: fraction of zero weights, their pattern, fine-tuning epochs
+    sparsity_pattern: str = "unstructured"
+    fine_tune_epochs: int = 0
 
     @property
     def is_baseline(self) -> bool:
@@ -154,7 +163,8 @@ class StudySpec:
             if d["wbits"] in FLOAT_FORMATS:  # one float baseline per format, whatever the other grid keys
                 fmt = d["wbits"]
                 d.update(BASELINE_FIELDS, wbits=FLOAT_FORMATS[fmt], abits=FLOAT_FORMATS[fmt], wfloat=fmt, afloat=fmt,
-                         training="ptq", epochs=None, lr=None, seed=None, ptq="rtn", act_mode="static")
+                         training="ptq", epochs=None, lr=None, seed=None, ptq="rtn", act_mode="static",
+                         sparsity=0.0, sparsity_pattern="unstructured", fine_tune_epochs=0)
                 cfg = DesignConfig(**d)
                 if cfg not in seen:
                     seen.add(cfg)
@@ -162,6 +172,12 @@ class StudySpec:
                 continue
             if d["training"] == "ptq":
                 d.update(epochs=None, lr=None, seed=None)
+            d["sparsity"] = float(d["sparsity"])
+            if not d["sparsity"]:   # dense: pattern and fine-tuning mean nothing
+                d.update(sparsity_pattern="unstructured", fine_tune_epochs=0)
+            elif ":" in d["sparsity_pattern"]:
+                n, m = (int(v) for v in d["sparsity_pattern"].split(":"))
+                d["sparsity"] = 1.0 - n / m
             if d["abits"] in FLOAT_FORMATS:
                 d.update(afloat=d["abits"], abits=None)
             if self.tie_bits and d["abits"] is not None and d["abits"] != d["wbits"]:
@@ -286,6 +302,19 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     _check_choices("policy", grid["policy"], POLICIES, problems)
     _check_choices("scale_dtype", grid["scale_dtype"], ("fp32", "fp16", "bf16", "pow2"), problems)
     _check_choices("training", grid["training"], TRAININGS, problems)
+    sexagesimal = [v for v in grid["sparsity_pattern"] if isinstance(v, int) and not isinstance(v, bool)]
+    for v in sexagesimal:  # YAML 1.1 reads an unquoted 2:4 as the base-60 number 124
+        problems.append(f"grid.sparsity_pattern: {v!r} is how YAML reads an unquoted {v // 60}:{v % 60}; "
+                        f"quote it: '{v // 60}:{v % 60}'")
+    _check_choices("sparsity_pattern", [v for v in grid["sparsity_pattern"] if v not in sexagesimal],
+                   SPARSITY_PATTERNS, problems)
+    for v in grid["sparsity"]:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            problems.append(f"grid.sparsity: {v!r} is not allowed; use a fraction of zero weights in [0, 1)")
+    _check_ints("fine_tune_epochs", grid["fine_tune_epochs"], 0, 10_000, problems)
+    if any(v for v in grid["sparsity"] if isinstance(v, (int, float))) and (
+            set(grid["training"]) != {"ptq"} or set(grid["ptq"]) != {"rtn"}):
+        problems.append("grid.sparsity: pruning combines with plain PTQ (training [ptq], ptq [rtn]) only")
     from qsim.ptq import ACT_MODES, parse_ptq
 
     for v in grid["ptq"]:
@@ -353,9 +382,39 @@ def parse_study(source: dict | str | Path) -> StudySpec:
         # Every config and every (config, profile) pair, before any work: all problems at once.
         good_profiles = [p for p in profiles if isinstance(p, str) and (p in known_profiles or Path(p).is_file())]
         _check_configs(spec, [n for n in networks if n in known_nets], good_profiles, problems)
+        _check_sparsity(spec, [n for n in networks if n in known_nets] + list(workloads), good_profiles,
+                        raw.get("require_sparsity", False), problems)
     if problems:
         raise StudySpecError(label, problems)
     return spec
+
+
+def _check_sparsity(spec: StudySpec, targets: list[str], profiles: list[str], require, problems: list[str]) -> None:
+    """N:M patterns must divide every weight layer's reduction (the layer is named); with `require_sparsity:
+    true`, every pruned config must be exploited by every profile (qsim.hw.sparsity says how, or that it is not)."""
+    from qsim.hw import CostQuant, load_profile
+    from qsim.hw.sparsity import plan
+    from qsim.study.runner import workload_of
+
+    if not isinstance(require, bool):
+        problems.append(f"require_sparsity must be true or false, got {require!r}")
+        require = False
+    pruned = sorted({(c.sparsity, c.sparsity_pattern) for c in spec.configs() if c.sparsity})
+    for sp, pattern in pruned:
+        if ":" in pattern:
+            m = int(pattern.split(":")[1])
+            for t in targets:
+                bad = [f"{layer.name} (K={layer.gemm.K})" for layer in workload_of(t, t not in spec.workloads).layers
+                       if layer.gemm is not None and layer.gemm.b_is_weight and layer.gemm.K % m]
+                if bad:
+                    problems.append(f"grid.sparsity_pattern: {pattern} needs every weight layer's reduction K divisible "
+                                    f"by {m}; {t}: {', '.join(bad)}")
+        if require:
+            for name in profiles:
+                used = plan(load_profile(name), CostQuant(sparsity=sp, sparsity_pattern=pattern))["used"]
+                if used.startswith("none"):
+                    problems.append(f"require_sparsity: profile {name!r} does not exploit {pattern} sparsity "
+                                    f"({sp:.0%}): {used}")
 
 
 def _check_overrides(value, networks, workloads, grid, problems) -> dict:
