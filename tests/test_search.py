@@ -82,7 +82,7 @@ def test_patterns_hash_and_errors():
     with pytest.raises(ValueError, match="not a layer choice"):
         assign.parse_choice("w4")
     with pytest.raises(ValueError, match="no sequential architecture"):
-        assign.mac_layers("minilm")
+        assign.mac_layers("smollm2")
 
 
 def test_per_layer_costs_add_up():
@@ -243,3 +243,20 @@ def test_minilm_takes_per_layer_weight_specs():
         evaluate("minilm", w8, None, overrides={"fc": {"w": w8}})
     with pytest.raises(ValueError, match="per-layer weight specs only"):
         evaluate("minilm", w8, QuantSpec(bits=8, scheme="affine"), overrides={names[0]: {"a": w8}})
+
+
+def test_minilm_layers_costs_and_one_activation_width():
+    layers = assign.mac_layers("minilm")
+    assert len(layers) == 36 and layers[0] == "encoder.layer.0.attention.self.query"
+    owners = assign.owners("minilm")
+    assert owners["l0.q"] == layers[0] and owners["l5.ffn2"] == layers[-1] and owners["l0.qk"] is None
+    choices = [assign.parse_choice(c) for c in ("w2a8", "w8a8")]
+    T = layer_cost_table("minilm", choices, "bitfusion")
+    idx = np.arange(36) % 2
+    a = assign.Assignment((n, choices[k]) for n, k in zip(layers, idx))
+    for m, v in assignment_cost("minilm", a, "bitfusion").items():
+        assert T[m][np.arange(36), idx].sum() == pytest.approx(v, rel=1e-9)
+    kw = assign.executor_args(a, "minilm")
+    assert set(kw["overrides"][layers[0]]) == {"w"} and kw["overrides"][layers[0]]["w"].bits == 2
+    with pytest.raises(ValueError, match="same abits"):
+        assign.executor_args(assign.expand("minilm", {"*query": "w4a4"}), "minilm")

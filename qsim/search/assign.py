@@ -154,7 +154,11 @@ def mac_layers(network) -> list[str]:
     """Names of a network's MAC layers in execution order (the layers an assignment covers)."""
     from qsim.nets import get_network
 
+    from qsim.search import transformer
+
     net = get_network(network)
+    if net.arch is None and transformer.is_transformer(net):
+        return transformer.layers()
     if net.arch is None:
         raise ValueError(f"network {net.name!r} has no sequential architecture: its evaluator does not take "
                          f"per-layer overrides, so mixed precision cannot run on it")
@@ -203,10 +207,19 @@ def from_compact(network, compact: dict) -> Assignment:
     return expand(network, compact)
 
 
-def executor_args(assignment: Assignment) -> dict:
-    """kwargs for `qsim.nets.evaluate` / `QuantConfig.build`: default specs, overrides, accumulator."""
+def executor_args(assignment: Assignment, network=None) -> dict:
+    """kwargs for `qsim.nets.evaluate` / `QuantConfig.build`: default specs, overrides, accumulator.
+    MiniLM (`network`) takes per-layer weight specs only: every layer must share one activation width."""
+    from qsim.search import transformer
+
     first = next(iter(assignment.values()))
     wspec, aspec = first.specs()
+    if network is not None and transformer.is_transformer(network):
+        if len({c.specs()[1] for c in assignment.values()}) > 1 or first.is_float:
+            raise ValueError("network 'minilm' shares one activation spec across layers: give every layer the "
+                             "same abits (and no float layer)")
+        return {"wspec": wspec, "aspec": aspec, "overrides": {n: {"w": c.specs()[0]} for n, c in assignment.items()},
+                "acc_bits": 32}
     overrides = {n: dict(zip(("w", "a"), c.specs())) for n, c in assignment.items()}
     return {"wspec": wspec, "aspec": aspec, "overrides": overrides,
             "acc_bits": 64 if assignment.needs_wide_accumulator else 32}
@@ -214,8 +227,10 @@ def executor_args(assignment: Assignment) -> dict:
 
 def cost_dict(network, assignment: Assignment) -> dict:
     """Per-workload-layer CostQuant dict: each non-MAC layer (ReLU, pooling) takes the choice of
-    the MAC layer it follows (see `owners`)."""
-    return {layer: assignment[owner].cost_quant() for layer, owner in owners(network).items()}
+    the MAC layer it follows (see `owners`); layers without an owner (MiniLM's attention matmuls,
+    norms) stay at W8A8."""
+    fixed = LayerChoice().cost_quant()
+    return {layer: assignment[owner].cost_quant() if owner else fixed for layer, owner in owners(network).items()}
 
 
 def owners(network) -> dict:
@@ -223,6 +238,10 @@ def owners(network) -> dict:
     pooling layer the MAC layer before it (the first MAC layer for anything before it)."""
     from qsim.nets import get_network
 
+    from qsim.search import transformer
+
+    if transformer.is_transformer(network):
+        return dict(transformer.cost_owners())
     layers = get_network(network).workload.layers
     macs = [l.name for l in layers if l.gemm is not None]
     out, owner = {}, macs[0]
@@ -244,7 +263,13 @@ def pinned(network, overrides: dict) -> Assignment:
 def executor_overrides(network, overrides: dict, weight_only: bool) -> tuple[dict, bool]:
     """({layer: {"w": QuantSpec[, "a": QuantSpec]}}, needs a 64-bit accumulator) for `qsim.nets.evaluate`:
     weight-only configs keep float activations, so only the pinned weights apply there."""
+    from qsim.search import transformer
+
     pins = pinned(network, overrides)
+    if transformer.is_transformer(network):   # per-layer weights only (one activation spec)
+        if any(c.is_float for c in pins.values()):
+            raise ValueError("network 'minilm': a float layer cannot be pinned (one activation spec for all layers)")
+        return {n: {"w": c.specs()[0]} for n, c in pins.items()}, False
     out = {}
     for n, c in pins.items():
         w, a = c.specs()
@@ -256,6 +281,6 @@ def pinned_cost_dict(network, overrides: dict, default) -> dict:
     """Per-layer CostQuant dict: pinned MAC layers (and the ReLU/pool layers after them) at their
     choice, every other layer at `default`."""
     pins = pinned(network, overrides)
-    out = {layer: pins[owner].cost_quant() for layer, owner in owners(network).items() if owner in pins}
+    out = {layer: pins[owner].cost_quant() for layer, owner in owners(network).items() if owner and owner in pins}
     out["default"] = default
     return out

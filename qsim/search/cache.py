@@ -55,8 +55,14 @@ def arrays_hash(arrays) -> str:
 def weights_hash(network: str) -> str:
     """Content hash of a network's fp32 weights (names and values)."""
     from qsim.nets import get_network
+    from qsim.search import transformer
 
-    w = get_network(network).weights()
+    if transformer.is_transformer(network):
+        from qsim.nets.minilm import load_weights
+
+        w = load_weights()
+    else:
+        w = get_network(network).weights()
     return arrays_hash([np.frombuffer(k.encode(), np.uint8) for k in sorted(w)] + [w[k] for k in sorted(w)])
 
 

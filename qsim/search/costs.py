@@ -46,8 +46,9 @@ def layer_cost_table(network, choices: list[LayerChoice], profile) -> dict[str, 
                 out[m][:, k] = np.nan
             continue
         for name, *vals in df[["name", *METRICS]].itertuples(index=False):
+            r = row[own[name]] if own[name] else 0     # fixed-cost layers: a constant, booked on the first row
             for m, v in zip(METRICS, vals):
-                out[m][row[own[name]], k] += float(v)
+                out[m][r, k] += float(v)
     return out
 
 

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from qsim.search import transformer
 from qsim.search.assign import FLOAT, Assignment, LayerChoice, executor_args, expand, mac_layers, parse_choice, uniform
 from qsim.search.cache import JsonCache, NoCache, code_hash, stable_hash, weights_hash
 from qsim.search.costs import METRICS, assignment_cost, float_cost, layer_cost_table, metric_column
@@ -106,10 +107,24 @@ def evaluate_assignment(network: str, assignment: Assignment, *, calib_size: int
                        "calib_size": calib_size, "eval_size": eval_size, "code": code_hash()})
     rec = cache.get("evaluation", key)
     if rec is None:
-        res = evaluate(network, **executor_args(assignment), calib_size=calib_size, eval_size=eval_size)
+        res = evaluate(network, **executor_args(assignment, network), calib_size=calib_size, eval_size=eval_size)
         q = res["quantized"]
         rec = {"metric": q["metric"], "float_metric": res["float"]["metric"], "sqnr_db": q["sqnr_db"],
                "numerics": q.get("numerics", ""), "metric_name": res.get("metric", "accuracy")}
+        cache.put("evaluation", key, rec)
+    return rec
+
+
+def float_metric(network: str, eval_size, cache: JsonCache) -> dict:
+    """{"float_metric", "metric_name"} of the fp32 network on the evaluated samples (cached)."""
+    from qsim.nets import evaluate
+
+    key = stable_hash({"network": network, "weights": weights_hash(network), "eval_size": eval_size,
+                       "code": code_hash(), "float": True})
+    rec = cache.get("evaluation", key)
+    if rec is None:
+        res = evaluate(network, eval_size=eval_size)
+        rec = {"float_metric": res["float"]["metric"], "metric_name": res.get("metric", "accuracy")}
         cache.put("evaluation", key, rec)
     return rec
 
@@ -192,6 +207,8 @@ def mixed_precision(network: str, profile: str, budget: str | tuple | None = Non
     load_profile(profile)   # an unknown profile fails before any work
     cache = cache if cache is not None else NoCache()
     settings = {"eval_size": eval_size, "calib_size": calib_size, "sens_samples": sens_samples}
+    if abits is None and transformer.is_transformer(network):
+        abits = [8]      # MiniLM's activations share one spec: A8 on every layer, weights per layer
     choices = candidate_choices(parse_bits(bits), None if abits is None else parse_bits(abits), granularity,
                                 allow_float=allow_float)
     w8 = assignment_cost(network, uniform(network, LayerChoice()), profile)
@@ -251,8 +268,7 @@ def mixed_precision(network: str, profile: str, budget: str | tuple | None = Non
     ilp_pts = [p for p in points.values() if "ilp" in p["solvers"]]
     greedy_pts = [p for p in points.values() if "greedy" in p["solvers"]]
     front = pareto(ilp_pts, col)
-    fp = evaluate_assignment(network, uniform(network, FLOAT), calib_size=calib_size, eval_size=eval_size,
-                             cache=cache)
+    fp = float_metric(network, eval_size, cache)
     result = {
         "network": network, "profile": profile, "objective": col,
         "uniform": uni,

@@ -46,6 +46,9 @@ class SensitivityTable:
     info: dict = field(default_factory=dict)
 
     def describe(self) -> str:
+        if self.network == "minilm":
+            return ("measured: Δ embedding noise ratio ‖e_q − e_fp32‖²/‖e_fp32‖² on calibration-corpus sentences "
+                    "outside the calibration subset, only that layer changed, others W8A8")
         if self.method == "hessian":
             return ("Hessian proxy (HAWQ-V3): ½·Tr(H_l)/n_l·‖ΔW_l‖² from Hutchinson traces "
                     f"({self.info.get('probes')} probes) + measured activation KL")
@@ -99,10 +102,17 @@ def measure(network: str, layers_choices, *, samples: int = 512, calib_size: int
     from qsim.nets.metrics import accuracy
     from qsim.nets.quant_exec import one_blas_thread
 
+    from qsim.search import transformer
+
     cache = cache or NoCache()
     net = get_network(network)
-    x, y = sensitivity_samples(network, samples, calib_size)
-    base = {"network": network, "weights": weights_hash(network), "samples": arrays_hash([x, y]),
+    if transformer.is_transformer(net):   # sentences outside the calibration subset; embedding noise ratio
+        x = y = None
+        data = stable_hash(transformer.sensitivity_texts(samples, calib_size))
+    else:
+        x, y = sensitivity_samples(network, samples, calib_size)
+        data = arrays_hash([x, y])
+    base = {"network": network, "weights": weights_hash(network), "samples": data,
             "calib_size": calib_size, "reference": REFERENCE.compact(), "code": code_hash()}
     float_logits = None
     names = mac_layers(network)
@@ -110,8 +120,14 @@ def measure(network: str, layers_choices, *, samples: int = 512, calib_size: int
 
     def one(layer, choice):
         nonlocal float_logits
+        if choice == REFERENCE and layer is not None and None in out:   # the reference itself
+            return out[None]
         key = stable_hash({**base, "layer": layer, "choice": None if choice is None else choice.compact()})
         rec = cache.get("sensitivity", key)
+        if rec is None and x is None:
+            a = Assignment((n, choice if n == layer else REFERENCE) for n in names)
+            rec = {"kl": transformer.noise_ratio(a, samples, calib_size), "metric": float("nan")}
+            cache.put("sensitivity", key, rec)
         if rec is None:
             if float_logits is None:
                 with one_blas_thread():

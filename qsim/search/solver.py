@@ -15,7 +15,10 @@ assignments of equal objective are broken by the solver, not by cost.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +61,26 @@ def min_cost_choice(C) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argmin(C, axis=1))
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """HiGHS's C++ core sometimes prints debug lines straight to file descriptor 1, which would corrupt
+    `--format json` output: point fd 1 at /dev/null for the duration of a solve."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):   # captured / replaced stdout: nothing to protect
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def solve_ilp(S, C, budget: float, *, time_limit: float = 30.0) -> Solution:
     """Exact: min Σ S·x s.t. Σ C·x ≤ budget, one choice per layer (scipy.optimize.milp / HiGHS)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -80,8 +103,9 @@ def solve_ilp(S, C, budget: float, *, time_limit: float = 30.0) -> Solution:
     # answer over the true budget is re-solved against a budget shrunk by 1e-6, 1e-5, 1e-4 of itself.
     for shrink in (0.0, 1e-6, 1e-5, 1e-4):
         constraints = [LinearConstraint(one_per_layer, 1, 1), LinearConstraint(c[None, :], -np.inf, 1.0 - shrink)]
-        res = milp(s, integrality=np.ones(L * K), bounds=Bounds(0, allowed.ravel().astype(float)),
-                   constraints=constraints, options={"time_limit": time_limit, "mip_rel_gap": 0.0})
+        with _quiet_stdout():
+            res = milp(s, integrality=np.ones(L * K), bounds=Bounds(0, allowed.ravel().astype(float)),
+                       constraints=constraints, options={"time_limit": time_limit, "mip_rel_gap": 0.0})
         if res.status != 0 or res.x is None:
             if res.status == 2 and shrink == 0.0:   # proven infeasible
                 return _result(S, C, None, "ilp")
