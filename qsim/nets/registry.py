@@ -34,6 +34,8 @@ class Network:
     evaluator: Callable | None = None
     workload_builder: Callable | None = None
     params: dict | None = field(default=None, compare=False, repr=False)   # in-memory weights (e.g. from ONNX)
+    # QAT defaults where the generic ones (about 600 Adam steps, lr 1e-3; qsim.train.qat) fall short
+    qat_recipe: dict | None = field(default=None, compare=False, repr=False)
 
     @property
     def workload(self) -> Workload:
@@ -65,7 +67,8 @@ _NETWORKS = {
                 TrainConfig(epochs=15, batch_size=64, lr=2e-3, weight_decay=1e-4), "MNIST-10k MLP: 784 → 128 → 10"),
         Network("mnist1d_cnn", "mnist1d", models.mnist1d_cnn(),
                 TrainConfig(epochs=150, batch_size=100, lr=1e-2),
-                "mnist1d paper 1-D CNN: 3 strided convs (25 ch) → linear"),
+                "mnist1d paper 1-D CNN: 3 strided convs (25 ch) → linear",
+                qat_recipe={"epochs": 150, "lr": 3e-3}),
         Network("digits_mlp", "digits", models.digits_mlp(), TrainConfig(epochs=40, batch_size=32, lr=3e-3),
                 "scikit-learn digits MLP: 64 → 64 → 10"),
         Network("digits_cnn", "digits", models.digits_cnn(), TrainConfig(epochs=40, batch_size=32, lr=3e-3),

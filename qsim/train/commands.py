@@ -12,9 +12,9 @@ def add_arguments(pe) -> None:
                          "the fake-quant metric and their top-1 agreement. Trained models are cached in "
                          "$QSIM_CACHE_DIR/qat")
     pe.add_argument("--epochs", type=int, default=None,
-                    help="QAT epochs (default: about 600 Adam steps over the training split, at least 3 "
-                         "and at least 30 %% of the network's fp32 training epochs)")
-    pe.add_argument("--lr", type=float, default=None, help="QAT learning rate (default 1e-3)")
+                    help="QAT epochs (default: the network's QAT recipe, else about 600 Adam steps over "
+                         "the training split, at least 3)")
+    pe.add_argument("--lr", type=float, default=None, help="QAT learning rate (default: the network's QAT recipe, else 1e-3)")
     pe.add_argument("--seed", type=int, default=None, help="QAT seed (default 0)")
     pe.add_argument("--kd-lambda", type=float, default=None, help="distillation weight λ (qat_kd: default 1.0)")
     pe.add_argument("--kd-temperature", type=float, default=None, help="distillation temperature T (default 4)")

@@ -55,7 +55,7 @@ ACT_LEARNING = ("lsq", "pact")
 LSQ_SCHEMES = ("affine", "symmetric")
 QAT_FORMAT = 1           # bump when the training changes what a cached model holds
 CODE_LIMIT = (-(1 << 15), (1 << 16) - 1)
-RECIPE_FRACTION = 0.3    # default QAT epochs: at least this fraction of the network's fp32 recipe
+DEFAULT_LR = 1e-3
 
 
 def _positive_int(name, v, allow_none=False):
@@ -579,15 +579,15 @@ def trained(net, wspec, aspec, cfg: QATConfig, *, calib_size: int = 256, cache: 
 
 
 def evaluate_trained(name, wspec=None, aspec=None, training: str = "qat", *, epochs: int | None = None,
-                     lr: float = 1e-3, seed: int = 0, batch_size: int = 64, kd_lambda: float | None = None,
+                     lr: float | None = None, seed: int = 0, batch_size: int = 64, kd_lambda: float | None = None,
                      kd_temperature: float = 4.0, act_learning: str = "lsq", train_size: int | None = None,
                      calib_size: int = 256, policy: str = "fp32_rne", acc_bits: int = 32, overflow: str = "wrap",
                      overrides=None, eval_size=None, cache: bool = True, log=None) -> dict:
     """`qsim.nets.evaluate`'s result for a PTQ, QAT or QAT+KD model, with the integer-kernel metric
     (`quantized.metric`), the fake-quant metric and their top-1 agreement beside it.
 
-    epochs=None: about 600 Adam steps over the network's training split (`default_epochs`, at least 3 epochs),
-    and at least `RECIPE_FRACTION` of the epochs of its fp32 training recipe (mnist1d: 45 of 150)."""
+    epochs=None / lr=None: the network's `qat_recipe` (registry; mnist1d_cnn: 150 epochs at 3e-3, as its
+    tiny training split needs), else about 600 Adam steps (`default_epochs`, at least 3 epochs) at 1e-3."""
     from qsim.nets.data import load_dataset
     from qsim.nets.registry import get_network
     from qsim.train.deploy import evaluate_deployed
@@ -597,12 +597,15 @@ def evaluate_trained(name, wspec=None, aspec=None, training: str = "qat", *, epo
         kd_lambda = 1.0 if training == "qat_kd" else 0.0
     if training == "qat" and kd_lambda:
         raise ValueError(f"training 'qat' has no distillation; use 'qat_kd' for kd_lambda={kd_lambda}")
+    net = get_network(name)
+    recipe = getattr(net, "qat_recipe", None) or {}
+    if lr is None:
+        lr = recipe.get("lr", DEFAULT_LR)
     if epochs is None:
-        net = get_network(name)
+        epochs = recipe.get("epochs")
+    if epochs is None:
         n = len(load_dataset(net.dataset).x_train) if net.arch is not None else 1
         epochs = default_epochs(n if train_size is None else min(n, int(train_size)), batch_size)
-        if net.train_config is not None:   # small data sets trained for many fp32 epochs fine-tune longer too
-            epochs = max(epochs, math.ceil(RECIPE_FRACTION * net.train_config.epochs))
     cfg = QATConfig(epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, kd_lambda=float(kd_lambda),
                     kd_temperature=kd_temperature, act_learning=act_learning, train_size=train_size)
     if training == "qat_kd" and cfg.kd_lambda <= 0:
