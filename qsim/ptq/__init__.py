@@ -111,6 +111,11 @@ def evaluate_ptq(name, wspec, aspec, *, ptq="rtn", act_mode="static", seed=0, ca
     from qsim.nets.registry import get_network
 
     net = get_network(name)
+    prune = {k: kw.pop(k) for k in ("sparsity", "sparsity_pattern", "fine_tune_epochs", "compress", "prune_seed")
+             if k in kw}
+    if any(prune.values()):
+        raise ValueError(f"ptq {ptq!r}: PTQ methods do not combine with pruning ({sorted(k for k, v in prune.items() if v)}) "
+                         f"in this version; evaluate them separately")
     methods = check_ptq(net.name, ptq, wspec, aspec, act_mode)
     if overrides:
         raise ValueError("--ptq: per-layer overrides are not supported with PTQ methods; use one wspec/aspec")
