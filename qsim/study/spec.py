@@ -325,9 +325,6 @@ def parse_study(source: dict | str | Path) -> StudySpec:
     _check_choices("act_mode", grid["act_mode"], ACT_MODES, problems)
     if (set(grid["ptq"]) != {"rtn"} or set(grid["act_mode"]) != {"static"}) and set(grid["training"]) != {"ptq"}:
         problems.append("grid.ptq/act_mode: PTQ methods and dynamic activations apply to training: ptq configs only")
-    if set(grid["ptq"]) != {"rtn"} and any(grid.get("sparsity", [0.0])):
-        problems.append("grid.ptq/sparsity: PTQ methods do not combine with pruning in this version; study them "
-                        "separately")
     _check_ints("epochs", [v for v in grid["epochs"] if v is not None], 1, 10_000, problems, extra=" or null")
     _check_ints("seed", [v for v in grid["seed"] if v is not None], 0, 2**31, problems, extra=" or null")
     for v in grid["lr"]:
