@@ -96,7 +96,7 @@ def plot(path="docs/images/ptq_methods.png"):
     groups = {}
     for r in rows:
         groups.setdefault((r["network"], r["w"], r["a"]), []).append(r)
-    fig, ax = plt.subplots(figsize=(12, 4.2))
+    fig, ax = plt.subplots(figsize=(14, 4.6))
     x, labels, colors = 0, [], {}
     palette = plt.get_cmap("tab10")
     for (net, w, a), rs in groups.items():
@@ -104,6 +104,8 @@ def plot(path="docs/images/ptq_methods.png"):
         if base is None:
             continue
         gap = base["float"] - base["mean"]
+        if not [r for r in rs if r["ptq"] != "rtn"]:
+            continue
         for r in rs:
             if r["ptq"] == "rtn" or abs(gap) < 1e-12:
                 continue
@@ -116,9 +118,10 @@ def plot(path="docs/images/ptq_methods.png"):
                             color="k", capsize=2, lw=0.8)
             labels.append(r["ptq"])
             x += 1
-        short = w.replace("int", "W").replace("-symmetric-", " ").replace("channel", "ch").replace("tensor", "t")
-        ax.text(x - 0.5 * (len(rs) - 1) - 0.5, -0.12, f"{net}\n{short}{' A8' if a else ''}", ha="center", va="top",
-                fontsize=7, transform=ax.get_xaxis_transform())
+        short = w.replace("int", "W").replace("-symmetric-", " ").replace("channel", "ch").replace("tensor", "t") \
+            .replace("group", "g")
+        ax.text(x - 0.5 * (len(rs) - 1) - 0.5, -0.04, f"{net}\n{short}{' A8' if a else ''}", ha="center", va="top",
+                fontsize=6.5, rotation=30 if len(rs) < 3 else 0, transform=ax.get_xaxis_transform())
         x += 1
     ax.axhline(0, color="k", lw=0.8)
     ax.axhline(1, color="grey", lw=0.8, ls="--")
@@ -126,8 +129,8 @@ def plot(path="docs/images/ptq_methods.png"):
     ax.set_ylim(-1.05, 1.1)
     ax.set_ylabel("fraction of RTN's gap to float closed")
     ax.set_title("PTQ methods vs round-to-nearest (same format; 1 = float, 0 = RTN, < 0 = worse than RTN)")
-    ax.legend(fontsize=7, ncol=4, loc="lower right")
-    fig.subplots_adjust(bottom=0.22)
+    ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.005, 1.0))
+    fig.subplots_adjust(bottom=0.22, right=0.83, left=0.06)
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 
