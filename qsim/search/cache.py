@@ -4,8 +4,8 @@ Why its own: `qsim.study` owns the study cache and nothing below it may import i
 DESIGN.md). Entries are one file per key, written atomically (temp file + `os.replace`), so
 an interrupted search keeps everything it finished. A key hashes everything an entry
 depends on: the network's weights, the samples, the settings, and the source of the code
-that computes the numbers (`code_hash`: qsim/nets, qsim/kernels, qsim/quant and the search modules that build the
-executor's inputs),
+that computes the numbers (`code_hash`: qsim/kernels, qsim/quant, the executors in qsim/nets and the search modules
+that build their inputs),
 so an edit to the executor never serves a stale sensitivity.
 """
 
@@ -21,8 +21,11 @@ from pathlib import Path
 import numpy as np
 
 QSIM_ROOT = Path(__file__).resolve().parent.parent
-CODE_DIRS = ("nets", "kernels", "quant")
-CODE_FILES = ("search/assign.py", "search/sensitivity.py")   # the solver and driver do not change a number
+CODE_DIRS = ("kernels", "quant")
+# the executors and what feeds them (not every network module: another network's edit changes no number here)
+CODE_FILES = ("nets/quant_exec.py", "nets/float_exec.py", "nets/models.py", "nets/data.py", "nets/metrics.py",
+              "nets/registry.py", "nets/train.py", "nets/minilm.py", "nets/tokenizer.py",
+              "search/assign.py", "search/sensitivity.py", "search/transformer.py")
 DEFAULT_DIR = Path("results") / ".search_cache"
 
 
