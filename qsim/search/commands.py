@@ -143,7 +143,8 @@ def _run_spec(args) -> int:
         return 0
     for r in out["summary"]:
         print(f"{r['network']:12s} {r['profile']:10s} {r['objective']:12s} dominated {r['dominated']:2d}/"
-              f"{r['uniform_points']} (median saving {100 * r['median_saving']:.2g} %)  ILP proxy better on {r['ilp_proxy_better']}/{r['budgets']} budgets "
+              f"{r['uniform_points']} (median saving {100 * r['median_saving']:.2g} %)  "
+              f"ILP proxy better on {r['ilp_proxy_better']}/{r['budgets']} budgets "
               f"(greedy {r['greedy_proxy_better']}), metric better {r['ilp_metric_better']} / worse "
               f"{r['greedy_metric_better']}  {r['seconds']:.1f} s")
     print(f"wrote {out['out_dir']} ({out['manifest']['seconds']} s)")

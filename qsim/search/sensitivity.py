@@ -10,7 +10,8 @@ Hessian proxy (`method="hessian"`, HAWQ-V3): the NumPy-trained networks have exa
 (`qsim.nets.train.loss_and_grads`), so Tr(H_l) of each layer's weight block is estimated by
 Hutchinson's method (Rademacher probes v, Hv by central differences of gradients in float64)
 and the expected loss increase of quantizing W_l at a choice is ½·Tr(H_l)/n_l·‖Q(W_l) − W_l‖²
-(nats, like KL); a negative trace estimate is clipped to 0. The Hessian says nothing about activations, so the activation part of a choice
+(nats, like KL); a negative trace estimate is clipped to 0. The Hessian says nothing about
+activations, so the activation part of a choice
 is the measured KL of that layer's input at `abits` with W8 weights. The report names the method.
 
 Samples: a seeded subset of the TRAINING split disjoint from the calibration subset — never

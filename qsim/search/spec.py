@@ -109,7 +109,8 @@ def parse_spec(source) -> dict:
             except ValueError as exc:
                 problems.append(f"overrides ({n}): {exc}")
     if problems:
-        raise ValueError(f"{label}: {len(problems)} problem(s) in the spec:\n" + "\n".join(f"  - {p}" for p in problems))
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ValueError(f"{label}: {len(problems)} problem(s) in the spec:\n{lines}")
     return {"name": name, "description": raw.get("description", ""), "networks": nets, "profiles": profiles,
             "objectives": cols, "bits": bits, "abits": abits, "granularity": gran, "sensitivity": method,
             "budgets": raw.get("budgets", 16), "calibration_size": raw.get("calibration_size", 256),
