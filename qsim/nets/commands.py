@@ -50,6 +50,8 @@ def cmd_list(args) -> int:
 
 
 def _fmt_db(v) -> str:
+    if v is None:
+        return "     n/a"
     return "     inf" if v == float("inf") else f"{v:8.2f}"
 
 
@@ -92,13 +94,14 @@ def cmd_eval(args) -> int:
         print(json.dumps(_finite(with_provenance(res)), indent=2))
         return 0
     cfg = res["config"]
-    print(f"network {res['network']} ({cfg['dataset']}, {cfg['eval_size']} test samples), metric {res['metric']}")
-    print(f"  float      {100 * res['float']['metric']:6.2f} %")
+    samples = cfg.get("eval_size", cfg.get("pairs", "?"))
+    print(f"network {res['network']} ({cfg.get('dataset', '?')}, {samples} test samples), metric {res['metric']}")
+    print(f"  float      {_metric_text(res['metric'], res['float']['metric'])}")
     q = res["quantized"]
     if q is None:
         return 0
-    print(f"  quantized  {100 * q['metric']:6.2f} %   output SQNR {_fmt_db(q['sqnr_db'])} dB   "
-          f"overflows {q['overflows']}")
+    print(f"  quantized  {_metric_text(res['metric'], q['metric'])}   output SQNR {_fmt_db(q.get('sqnr_db'))} dB   "
+          f"overflows {q.get('overflows')}")
     if "fake_quant_metric" in q:
         trained = f", trained {res['training']['seconds']} s{' (cached)' if res['training']['cached'] else ''}" \
             if res.get("training") else ""
@@ -110,13 +113,23 @@ def cmd_eval(args) -> int:
         if q["pruning"].get("compress") == "deep":
             print(f"  Deep Compression: {2 ** q['pruning']['index_bits']} shared weights per layer (the W bits below "
                   f"are the index width), run as int{q['pruning']['codebook_bits']} levels; Huffman-coded CSR")
-    print(f"  W {wspec.label()}  A {aspec.label()} ({aspec.calibration}, {cfg['calib_size']} calibration samples)  "
-          f"requant {cfg['policy']}  accumulator {cfg['acc_bits']}-bit {cfg['overflow']}")
-    for p in with_provenance(res)["quantized"]["per_layer"]:
+    a_text = f"A {aspec.label()} ({aspec.calibration}, " if aspec is not None else "A float (weight-only, "
+    print(f"  W {wspec.label()}  {a_text}{cfg.get('calib_size')} calibration samples)  "
+          f"requant {cfg.get('policy')}  accumulator {cfg.get('acc_bits')}-bit {cfg.get('overflow', '')}")
+    for p in with_provenance(res)["quantized"].get("per_layer", []):
         ovf = "n/a (float)" if p["overflows"] is None else p["overflows"]
         why = f"  [{p['numerics']}]" if p.get("numerics", "").startswith("float") else ""
         print(f"    {p['layer']:10s} {p.get('path', ''):12s} SQNR {_fmt_db(p['sqnr_db'])} dB  overflows {ovf}{why}")
     return 0
+
+
+def _metric_text(metric: str, value) -> str:
+    """Accuracy as a percentage; correlations and perplexity as the numbers they are."""
+    if value is None:
+        return "n/a"
+    if metric == "accuracy":
+        return f"{100 * value:6.2f} %"
+    return f"{value:.4f} ({metric})" if metric != "perplexity" else f"{value:.2f} (perplexity, lower is better)"
 
 
 def cmd_train(args) -> int:
