@@ -99,3 +99,16 @@ def test_profile_sparsity_section_is_validated_with_the_field_path():
     raw["sparsity"] = {"structured": {"2:4": 2.0}, "weight_formats": []}
     with pytest.raises(ProfileError, match="needs 'nm' in weight_formats"):
         validate_profile_dict(raw, source="gpu.yaml")
+
+
+def test_dynamic_activation_ranges_cost_one_more_pass_over_the_input():
+    layer = Dense("d", in_features=1024, out_features=1024, batch=64)
+    prof = load_profile("h100").model_copy(update={"keep_activations_on_chip": False})
+    static = cost_layer(layer, CostQuant(8, 8), prof)
+    for mode in ("dynamic_tensor", "dynamic_token"):
+        dyn = cost_layer(layer, CostQuant(8, 8, act_mode=mode), prof)
+        assert dyn["bytes_dram"] - static["bytes_dram"] == 64 * 1024 * 2  # the fp16 input read once more
+        assert dyn["bytes_l2"] - static["bytes_l2"] == 64 * 1024 * 2
+        assert dyn["energy_j"] > static["energy_j"]
+    with pytest.raises(ValueError, match="act_mode must be one of"):
+        CostQuant(act_mode="per_channel")

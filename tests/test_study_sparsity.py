@@ -58,3 +58,9 @@ def test_pruned_study_runs_and_reports_what_sparsity_bought(tmp_path):
     cpu = t[(t["profile"] == "zen3-avx2")].set_index("sparsity")
     assert cpu.loc[0.5, "memory_bytes"] == cpu.loc[0.0, "memory_bytes"]  # runs dense on the CPU
     assert abs(a100.loc[0.5, "accuracy"] - a100.loc[0.0, "accuracy"]) < 10
+
+
+def test_dynamic_activation_modes_are_costed_with_their_extra_pass():
+    s = parse_study(spec(act_mode=["static", "dynamic_token"]))
+    q = {c.act_mode: cost_quant(c) for c in s.configs()}
+    assert q["static"].act_mode == "static" and q["dynamic_token"].act_mode == "dynamic_token"

@@ -31,7 +31,7 @@ from qsim.hw.energy import mac_energy_pj
 from qsim.hw.fusion import fusion_plan
 from qsim.hw.memory import activation_capacity, hierarchy_traffic, level_bandwidths, mapping_text, pe_local_levels
 from qsim.hw.profiles import load_profile
-from qsim.hw.quant import CostQuant
+from qsim.hw.quant import DYNAMIC_SOURCE_BYTES, CostQuant
 from qsim.hw.schema import PRECISION_BITS
 
 FAMILY_MODELS = {
@@ -162,6 +162,7 @@ def _quant_arrays(qs: list[CostQuant]) -> dict:
         "gs": np.array([q.group_size or 1 for q in qs], dtype=float),
         "a_bpe": np.array([q.a_bits_per_element for q in qs], dtype=float),
         "a_bits": np.array([q.a_bits for q in qs], dtype=float),
+        "dyn": np.array([q.act_mode != "static" for q in qs], dtype=bool),
         "acc": np.array([q.acc_bits for q in qs], dtype=float),
     }
 
@@ -207,8 +208,12 @@ def _evaluate(profile, L: dict, Q: dict, P: dict, F: dict) -> dict:
     mem_cycles = {}
     holds = {m.name: set(m.holds) for m in profile.memory}
     local = pe_local_levels(profile)
+    # dynamic activation ranges: one more read of each MAC layer's fp16 input (a min/max or per-token reduction)
+    dyn_read = np.where(is_mac & Q["dyn"], L["a_el"] * DYNAMIC_SOURCE_BYTES, 0.0)
     for name, (rd, w) in per_level.items():
         r = rd["inputs"] + rd["weights"] + rd["outputs"]
+        if name == "dram" or "inputs" in holds[name]:
+            r = r + (np.where(resident, 0.0, dyn_read) if name == "dram" else dyn_read)
         if name == "dram":
             nm_r = np.where(resident, np.where(fused, 0.0, L["w_el"] * 2.0), nm_read)
             nm_w = np.where(resident, 0.0, nm_write)

@@ -28,6 +28,8 @@ _WIDE_FLOAT_HOSTS = {"fp16": ["fp16", "tf32", "fp32"], "bf16": ["bf16", "tf32", 
 
 
 SPARSITY_PATTERNS = ("unstructured", "random", "channel", "2:4", "4:8")
+ACT_MODES = ("static", "dynamic_tensor", "dynamic_token")
+DYNAMIC_SOURCE_BYTES = 2  # the unquantized activation a dynamic range is computed from: fp16
 
 
 def nm_pattern(pattern: str) -> tuple[int, int] | None:
@@ -57,6 +59,8 @@ class CostQuant:
     sparsity       fraction of zero weights (0 = dense); sparsity_pattern: how they are spread —
                    unstructured, random, channel (whole filters gone), 2:4 / 4:8 (N kept of every M
                    along the reduction); act_sparsity: fraction of zero activations (for zero gating)
+    act_mode       static (calibrated activation ranges) or dynamic_tensor / dynamic_token (ranges computed at
+                   run time: one more pass over each MAC layer's fp16 input before it is quantized)
     """
 
     w_bits: int = 8
@@ -75,8 +79,11 @@ class CostQuant:
     sparsity: float = 0.0
     sparsity_pattern: str = "unstructured"
     act_sparsity: float = 0.0
+    act_mode: str = "static"
 
     def __post_init__(self):
+        if self.act_mode not in ACT_MODES:
+            raise ValueError(f"act_mode must be one of {ACT_MODES}, got {self.act_mode!r}")
         for name in ("sparsity", "act_sparsity"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:

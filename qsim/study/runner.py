@@ -210,6 +210,8 @@ def cost_quant(cfg: DesignConfig):
         q = replace(q, a_bits=FLOAT_FORMATS[fmt], a_format=fmt)
     if cfg.sparsity:  # pruned weights: what they buy depends on the profile (qsim.hw.sparsity)
         q = replace(q, sparsity=cfg.sparsity, sparsity_pattern=cfg.sparsity_pattern)
+    if cfg.act_mode != "static" and cfg.abits is not None:  # run-time ranges: one more pass over each input
+        q = replace(q, act_mode=cfg.act_mode)
     return q
 
 
