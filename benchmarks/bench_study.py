@@ -39,7 +39,8 @@ def sweep(spec) -> tuple[int, float]:
     t0 = time.perf_counter()
     configs = spec.configs()
     with tempfile.TemporaryDirectory() as d:
-        points = len(run_cost(spec, configs, ResultCache(Path(d)), progress=False))
+        table, _ = run_cost(spec, configs, ResultCache(Path(d)), progress=False)
+        points = len(table)
     return points, time.perf_counter() - t0
 
 
