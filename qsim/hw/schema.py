@@ -286,8 +286,6 @@ class _Core(_Strict):
     @model_validator(mode="after")
     def _technology(self):
         """Energies not given come from the technology tables at this profile's node and voltage."""
-        from qsim.hw import tech
-
         if self.mac_energy_pj and not self.mac_energy_source:
             raise ValueError("mac_energy_pj overrides the technology table: add mac_energy_source naming its "
                              "document, or remove it")

@@ -125,14 +125,14 @@ def _mnist1d() -> Dataset:
         # Offline and deterministic (a few seconds); get_dataset() would download.
         full = make_dataset(args)
         d = {k: np.asarray(full[k]) for k in names}
-        _write_cache(path, d)
+        save_npz_atomic(path, d)
     as_signal = lambda a: np.asarray(a, dtype=np.float32).reshape(len(a), 1, 1, -1)  # noqa: E731
     return Dataset("mnist1d", as_signal(d["x"]), np.asarray(d["y"], np.int64), as_signal(d["x_test"]),
                    np.asarray(d["y_test"], np.int64))
 
 
-def _write_cache(path: Path, arrays: dict) -> None:
-    """Atomic write; an unwritable cache directory just means no cache."""
+def save_npz_atomic(path: Path, arrays: dict) -> None:
+    """Atomic .npz write (temp file + rename); an unwritable cache directory just means no cache."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

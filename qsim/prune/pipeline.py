@@ -26,14 +26,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from qsim.prune import finetune, masks as masks_mod
+from qsim.nets.data import save_npz_atomic
 
 CODEBOOK_BITS = 8            # shared values are stored as int8 levels × one fp32 scale per layer
 KMEANS_ITERS = 50
@@ -104,14 +103,7 @@ def _load(path: Path) -> dict | None:
 
 
 def _save(path: Path, arrays: dict) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    save_npz_atomic(path, arrays)
 
 
 # -- checks -------------------------------------------------------------------------------

@@ -48,7 +48,6 @@ from qsim.nets import float_exec
 from qsim.nets.models import Conv, Flatten, Linear, MaxPool
 from qsim.quant import QuantSpec, quantize
 from qsim.quant.quantize import round_scale
-from qsim.quant.spec import BLOCK_FORMATS
 
 TRAININGS = ("ptq", "qat", "qat_kd")
 ACT_LEARNING = ("lsq", "pact")
@@ -538,9 +537,6 @@ def _cache_path(net, key):
 def trained(net, wspec, aspec, cfg: QATConfig, *, calib_size: int = 256, cache: bool = True, overrides=None,
             log=None) -> QATState:
     """`train_qat`, cached on disk (keyed by network weights, specs, calibration size and QATConfig)."""
-    import os
-    import tempfile
-
     key = cache_key(net, wspec, aspec, cfg, calib_size, overrides)
     path = _cache_path(net, key)
     if cache and path.exists():
@@ -567,14 +563,9 @@ def trained(net, wspec, aspec, cfg: QATConfig, *, calib_size: int = 256, cache: 
             if aq is not None:
                 arrays[f"s:{name}.a"] = aq.log_s
         arrays["meta"] = np.array(json.dumps({"history": state.history, "seconds": state.seconds, "key": key}))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        from qsim.nets.data import save_npz_atomic
+
+        save_npz_atomic(path, arrays)
     return state
 
 
