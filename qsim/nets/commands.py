@@ -8,15 +8,17 @@ import math
 from qsim.nets.data import MissingDependency
 
 
-def _finite(obj):
+def json_safe(obj):
     """JSON-safe copy: ±inf/NaN (e.g. the SQNR of an exact layer) become null."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
+
+
 
 
 def _specs(args):
@@ -91,7 +93,7 @@ def cmd_eval(args) -> int:
     except MissingDependency as exc:
         raise ValueError(str(exc)) from None
     if args.format == "json":
-        print(json.dumps(_finite(with_provenance(res)), indent=2))
+        print(json.dumps(json_safe(with_provenance(res)), indent=2))
         return 0
     cfg = res["config"]
     samples = cfg.get("eval_size", cfg.get("pairs", "?"))

@@ -174,13 +174,7 @@ def summary_row(res: dict) -> dict:
 
 
 def _finite(obj):
-    """JSON-safe copy: ±inf/NaN become null."""
-    import math
+    """JSON-safe copy: ±inf/NaN become null (the nets commands' rule)."""
+    from qsim.nets.commands import json_safe
 
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+    return json_safe(obj)
