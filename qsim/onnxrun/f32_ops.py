@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from qsim.onnxrun.f32gemm import _fma32, sgemm
+from qsim.onnxrun.ops import matmul_operands, matmul_squeeze
 from qsim.onnxrun.spatial import _pad, _patches, window
 
 F32 = np.float32
@@ -183,14 +184,7 @@ def matmul(ctx, inputs, attrs):
             return [np.matmul(a.astype(wide), b.astype(wide)).astype(a.dtype)]
         except ValueError as exc:
             raise ctx.error(f"A {a.shape} and B {b.shape}: {exc}") from None
-    a2 = a[None, :] if a.ndim == 1 else a
-    b2 = b[:, None] if b.ndim == 1 else b
-    if a2.shape[-1] != b2.shape[-2]:
-        raise ctx.error(f"inner dimensions differ: A {a.shape} and B {b.shape}")
-    try:
-        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-    except ValueError:
-        raise ctx.error(f"batch dimensions of A {a.shape} and B {b.shape} do not broadcast") from None
+    a2, b2, batch = matmul_operands(ctx, a, b)
     packed = _const(ctx, 1) and b2.ndim == 2
     if packed or b2.ndim == 2:
         # ORT folds A's batch dimensions into M when B is a single matrix
@@ -201,11 +195,7 @@ def matmul(ctx, inputs, attrs):
         b3 = np.broadcast_to(b2, batch + b2.shape[-2:]).reshape((-1,) + b2.shape[-2:])
         y = np.stack([sgemm(a3[i], b3[i], packed=False) for i in range(a3.shape[0])])
         y = y.reshape(batch + (a2.shape[-2], b2.shape[-1]))
-    if a.ndim == 1:
-        y = y[..., 0, :]
-    if b.ndim == 1:
-        y = y[..., 0]
-    return [y]
+    return [matmul_squeeze(y, a, b)]
 
 
 # -- pools ------------------------------------------------------------------------------------

@@ -278,8 +278,8 @@ def _per_column(ctx, v, n: int, what: str):
     return v.reshape(n)
 
 
-def _batched(ctx, a: np.ndarray, b: np.ndarray, fn) -> np.ndarray:
-    """ONNX/NumPy matmul broadcasting around a 2-D kernel call `fn(a2, b2) -> (acc, overflows)`."""
+def matmul_operands(ctx, a: np.ndarray, b: np.ndarray):
+    """ONNX/NumPy matmul broadcasting: (A as ≥2-D, B as ≥2-D, broadcast batch shape), or a clear node error."""
     if a.ndim == 0 or b.ndim == 0:
         raise ctx.error("MatMul inputs must have at least one dimension")
     a2 = a[None, :] if a.ndim == 1 else a
@@ -290,6 +290,21 @@ def _batched(ctx, a: np.ndarray, b: np.ndarray, fn) -> np.ndarray:
         batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     except ValueError:
         raise ctx.error(f"batch dimensions of A {a.shape} and B {b.shape} do not broadcast") from None
+    return a2, b2, batch
+
+
+def matmul_squeeze(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Drop the dimensions a 1-D operand gained (NumPy matmul semantics)."""
+    if a.ndim == 1:
+        y = y[..., 0, :]
+    if b.ndim == 1:
+        y = y[..., 0]
+    return y
+
+
+def _batched(ctx, a: np.ndarray, b: np.ndarray, fn) -> np.ndarray:
+    """ONNX/NumPy matmul broadcasting around a 2-D kernel call `fn(a2, b2) -> (acc, overflows)`."""
+    a2, b2, batch = matmul_operands(ctx, a, b)
     a3 = np.broadcast_to(a2, batch + a2.shape[-2:]).reshape((-1,) + a2.shape[-2:])
     b3 = np.broadcast_to(b2, batch + b2.shape[-2:]).reshape((-1,) + b2.shape[-2:])
     outs = []
@@ -297,12 +312,7 @@ def _batched(ctx, a: np.ndarray, b: np.ndarray, fn) -> np.ndarray:
         acc, ovf = fn(np.ascontiguousarray(a3[i]), np.ascontiguousarray(b3[i]))
         ctx.overflows += int(ovf)
         outs.append(acc)
-    y = np.stack(outs).reshape(batch + (a2.shape[-2], b2.shape[-1]))
-    if a.ndim == 1:
-        y = y[..., 0, :]
-    if b.ndim == 1:
-        y = y[..., 0]
-    return y
+    return matmul_squeeze(np.stack(outs).reshape(batch + (a2.shape[-2], b2.shape[-1])), a, b)
 
 
 def _pair(ctx, a: np.ndarray, b: np.ndarray) -> bool:
