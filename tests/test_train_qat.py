@@ -175,6 +175,36 @@ def test_export_runs_on_the_integer_kernels_and_agrees(cnn):
     assert not other["training"]["cached"]
 
 
+def test_fake_quant_eval_is_the_executors_arithmetic(cnn):
+    """The reported fake-quant forward computes the executor's accumulator and requantization: on a 1-bit-activation
+    net (near-tied codes and logits) it matches the integer kernels bit for bit, and a corrupted export (codes that
+    no longer match the dequantized weights) is still caught."""
+    from dataclasses import replace
+
+    from qsim.nets.quant_exec import QuantConfig
+    from qsim.train.deploy import deploy_qat, fake_quant_forward, integer_forward
+
+    x, y = _batch(512)
+    macs = cnn.arch.mac_ops
+    wb, a1 = QuantSpec(scheme="binary", granularity="channel"), QuantSpec(bits=1, scheme="affine")
+    ovr = {macs[0].name: {"a": A8}}
+    state = train_qat(cnn, wb, a1, QATConfig(epochs=1, lr=1e-3), x=x, y=y, overrides=ovr)
+    layers = deploy_qat(cnn, state)
+    cfg = QuantConfig.build(cnn, wb, a1, overrides=ovr)
+    xt = load_dataset("mnist").x_test[:400]
+    ints, _ = integer_forward(cnn.arch, layers, cfg, xt)
+    exact = fake_quant_forward(cnn.arch, layers, xt, cfg)
+    f32 = fake_quant_forward(cnn.arch, layers, xt)
+    assert np.array_equal(exact, ints)
+    assert np.allclose(f32, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())   # the same model, in float32
+    bad = list(layers)
+    q = bad[1].pw.q.copy()
+    q[: q.shape[0] // 2] *= -1                                     # export bug: half the channels' codes flipped
+    bad[1] = replace(bad[1], pw=replace(bad[1].pw, q=q))
+    wrong, _ = integer_forward(cnn.arch, bad, cfg, xt)
+    assert (np.argmax(wrong, 1) == np.argmax(fake_quant_forward(cnn.arch, bad, xt, cfg), 1)).mean() < 0.95
+
+
 def test_ptq_path_is_the_executors(cnn):
     for spec in (W4, QuantSpec(scheme="ternary", granularity="channel"),
                  QuantSpec(bits=4, granularity="group", group_size=16)):

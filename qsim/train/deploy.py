@@ -9,8 +9,11 @@ builds the same from the executor's own calibrated PTQ pieces. Both then run
 * `integer_forward`: the executor's documented building blocks (`quantize_input`,
   `run_mac_layer` with `QuantConfig`'s policy / accumulator, `maxpool_codes`) — the
   integer kernels, exactly as `qsim nets eval` runs a PTQ model;
-* `fake_quant_forward`: float32 arithmetic on the dequantized weights and fake-quantized
-  activations (what QAT trains), with the int32-rounded bias on the integer path.
+* `fake_quant_forward`: the dequantized weights and fake-quantized activations (what QAT
+  trains), with the int32-rounded bias on the integer path; evaluated in the executor's
+  arithmetic (accumulator in units s_a·s_w, the executor's requantization and rounding) for
+  the reported fake-quant metric and agreement, or in float32 as the training forward runs
+  (`fake_quant_fp32_agreement`, which can differ at near-tied codes and logits).
 
 `evaluate_deployed` reports the integer metric as `quantized.metric` and the fake-quant
 metric and the top-1 agreement of the two beside it.
@@ -103,10 +106,35 @@ def _fake_act(h, a):
     return (np.rint(np.clip(np.asarray(h, np.float32) / s, lo, hi)) * s).astype(np.float32)
 
 
-def fake_quant_forward(arch, layers: list[DeployedLayer], x: np.ndarray) -> np.ndarray:
-    """Float32 forward on dequantized weights and fake-quantized activations (what QAT trains)."""
-    from qsim.nets.quant_exec import int_bias
+def _levels(values, scale) -> np.ndarray:
+    """The integer levels (q − z) of fake-quantized float32 values with step `scale`, as float64
+    (values = fl32((q − z)·s): the quotient is within 2^-9 of the level for 16-bit codes, so rint is exact)."""
+    return np.rint(np.asarray(values, np.float64) / np.asarray(scale, np.float64))
 
+
+def _mac(op, h, w, b):
+    if isinstance(op, Conv):
+        return float_exec.conv_forward(op, h, w, b)[0]
+    return h @ w.T + b
+
+
+def fake_quant_forward(arch, layers: list[DeployedLayer], x: np.ndarray, cfg=None) -> np.ndarray:
+    """The fake-quantized network (dequantized weights, fake-quantized activations) on `x`.
+
+    cfg=None: float32 arithmetic, as the QAT training forward computes it (each layer's float
+    output rounded to the next layer's step by rne(fl32(h / s))).
+    cfg (a `QuantConfig`): the same model in the executor's arithmetic — on the integer path the
+    accumulator in units s_a·s_w (the activation and weight levels multiplied and summed in float64,
+    exact for these sizes, plus the int32-rounded bias), requantized to the next layer's codes by
+    `qsim.kernels.requantize` under `cfg.policy`, the last layer's logits acc·(s_a·s_w) in float64;
+    other paths round their float output to the next layer's codes as the executor does. The two
+    differ only where a value lies within float32 rounding of a rounding boundary (near-tied
+    codes or logits); the integer kernels (`integer_forward`) must then agree with the cfg form."""
+    from qsim.kernels.requant import requantize
+    from qsim.nets.quant_exec import _quantize_to, int_bias
+
+    macs = [d for d in layers]
+    nxt = {d.op.name: (macs[j + 1].act if j + 1 < len(macs) else None) for j, d in enumerate(macs)}
     by = {d.op.name: d for d in layers}
     h = x
     for op in arch.ops:
@@ -115,14 +143,38 @@ def fake_quant_forward(arch, layers: list[DeployedLayer], x: np.ndarray) -> np.n
             b = d.bias
             if d.act is not None:
                 h = _fake_act(h, d.act)
-                if d.pw.path == "int":
+            if cfg is None or d.act is None:
+                if d.act is not None and d.pw.path == "int":
                     unit = d.act.scale * np.asarray(d.pw.scale, np.float64)
                     b = (int_bias(d.bias, d.act.scale, d.pw.scale) * unit).astype(np.float32)
-            if isinstance(op, Conv):
-                out = float_exec.conv_forward(op, h, d.pw.dequantized, b)[0]
+                out = _mac(op, h, d.pw.dequantized, b)
+                h = np.maximum(out, 0) if op.relu else out
+                continue
+            out_act, axis = nxt[op.name], 1 if isinstance(op, Conv) else -1
+            if d.pw.path == "int":
+                s_w = np.asarray(d.pw.scale, np.float64)
+                chan = s_w.reshape((-1,) + (1,) * (d.pw.dequantized.ndim - 1)) if s_w.ndim else s_w
+                acc = _mac(op, _levels(h, d.act.scale), _levels(d.pw.dequantized, chan),
+                           int_bias(d.bias, d.act.scale, d.pw.scale).astype(np.float64))
+                acc = np.rint(acc).astype(np.int64)      # exact: integer products summed in float64
+                if out_act is None:
+                    s = d.act.scale * s_w
+                    if s.ndim and axis == 1:
+                        s = s.reshape(-1, 1, 1)
+                    y = acc.astype(np.float64) * s
+                    h = np.maximum(y, 0) if op.relu else y
+                    continue
+                q = requantize(acc, d.act.scale, d.pw.scale, out_act.scale, out_act.zero_point, policy=cfg.policy,
+                               qmin=out_act.qmin, qmax=out_act.qmax, activation="relu" if op.relu else None,
+                               channel_axis=axis)
             else:
-                out = h @ d.pw.dequantized.T + b
-            h = np.maximum(out, 0) if op.relu else out
+                y = _mac(op, np.asarray(h, np.float64), np.asarray(d.pw.dequantized, np.float64),
+                         np.asarray(d.bias, np.float64))
+                if out_act is None:
+                    h = np.maximum(y, 0) if op.relu else y
+                    continue
+                q = _quantize_to(y, out_act, op.relu)
+            h = out_act.dequantize(np.asarray(q))
         elif isinstance(op, MaxPool):
             h = float_exec.maxpool(h, op.size)
         elif isinstance(op, Flatten):
@@ -202,7 +254,8 @@ def evaluate_deployed(name, wspec, aspec, training, qcfg, *, calib_size=256, pol
     labels = ref.labels[:n]
     x = load_dataset(net.dataset).x_test[:n]
     with one_blas_thread():
-        fake = fake_quant_forward(net.arch, layers, x)
+        fake = fake_quant_forward(net.arch, layers, x, cfg)
+        fake32 = fake_quant_forward(net.arch, layers, x)
         if result is None:
             rounding = aspec.rounding if aspec is not None else "nearest_even"
             logits, trace = integer_forward(net.arch, layers, cfg, x, rounding=rounding)
@@ -230,6 +283,8 @@ def evaluate_deployed(name, wspec, aspec, training, qcfg, *, calib_size=256, pol
     q = result["quantized"]
     q["fake_quant_metric"] = accuracy(fake, labels)
     q["agreement"] = float((np.argmax(fake, axis=1) == np.argmax(logits, axis=1)).mean())
+    # the float32 training forward's top-1 agreement (differs only by float32 rounding at near-ties)
+    q["fake_quant_fp32_agreement"] = float((np.argmax(fake32, axis=1) == np.argmax(logits, axis=1)).mean())
     if train_info is not None:
         result["training"] = train_info
     return result
