@@ -16,6 +16,7 @@ from qsim.onnxrun.contrib import MS_DOMAIN, MS_OPS
 from qsim.onnxrun.f32_ops import F32_OPS, unsupported_reason
 from qsim.onnxrun.float_ops import FLOAT_OPS
 from qsim.onnxrun.ops import QUANT_OPS, NodeContext, register_constants
+from qsim.onnxrun.plan import prepare
 from qsim.onnxrun.shape_ops import SHAPE_OPS
 
 OPS = {**QUANT_OPS, **FLOAT_OPS, **F32_OPS, **SHAPE_OPS}
@@ -176,6 +177,7 @@ class OnnxExecutor:
         self.folded_values: dict[str, np.ndarray] = {}
         self._folded, self._fold_deps, self._fold_overflows = self._fold()
         register_constants(list(self.initializers.values()) + list(self.folded_values.values()))
+        self.prepared = prepare(self)
 
     def _op(self, node):
         return OPS[node.op_type] if node.domain in DEFAULT_DOMAINS else MS_OPS[node.op_type]
@@ -239,10 +241,16 @@ class OnnxExecutor:
         self.folded_values = {t: v for t, v in known.items() if t not in self.initializers}
         return folded, deps, overflows
 
-    def run(self, inputs: dict, *, keep_all: bool = False) -> dict[str, np.ndarray]:
-        """Graph outputs by name (every node output too with `keep_all`)."""
-        env = dict(self.initializers)
+    def run(self, inputs: dict, *, keep_all: bool = False, prepared: bool = True) -> dict[str, np.ndarray]:
+        """Graph outputs by name (every node output too with `keep_all`).
+
+        By default the prepared plan (`qsim.onnxrun.plan`) runs; `prepared=False` runs the
+        reference interpreter below (every node through its generic op, names looked up per
+        call), which the prepared plan must equal bit for bit."""
         feeds = self._check_inputs(inputs)
+        if prepared and len(feeds) == len(self.input_names):  # no initializer overridden
+            return self.prepared.run(self, feeds, keep_all)
+        env = dict(self.initializers)
         env.update(feeds)
         use_folded = not (self._fold_deps & set(feeds))  # an overridden initializer: recompute everything
         self.overflows = dict(self._fold_overflows) if use_folded else {}

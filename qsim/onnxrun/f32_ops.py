@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from qsim.onnxrun.f32gemm import _fma32, sgemm
+from qsim.onnxrun.f32gemm import _fma32, sgemm, sgemm_groups
 from qsim.onnxrun.ops import matmul_operands, matmul_squeeze
 from qsim.onnxrun.spatial import _pad, _patches, window
 
@@ -77,30 +77,46 @@ def conv(ctx, inputs, attrs):
     if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != tuple(kernel):
         raise ctx.error(f"kernel_shape {list(attrs['kernel_shape'])} does not match W {w.shape}")
     g = int(attrs.get("group", 1))
-    n, c = x.shape[:2]
+    c = x.shape[1]
     o = w.shape[0]
     if c % g or o % g or w.shape[1] != c // g:
         raise ctx.error(f"input channels {c}, weight {w.shape} and group={g} do not fit")
+    wg = w.astype(F32).reshape(g, o // g, (c // g) * int(np.prod(kernel)))
+    return conv_prepared(ctx, x, w, wg, None if b is None else b.astype(F32), attrs)
+
+
+def conv_prepared(ctx, x, w, wg, bias, attrs):
+    """Conv of float32 x with the weight already grouped as wg (G, O/G, C/G·kh·kw) float32
+    (the prepared plan builds wg once per model); bias float32 (O,) or None."""
+    g, og = wg.shape[:2]
+    kernel = w.shape[2:]
+    n, c = x.shape[:2]
+    o = g * og
     try:
         win = window(attrs, x.shape[2:], kernel)
     except ValueError as exc:
         raise ctx.error(str(exc)) from None
     kk = int(np.prod(kernel))
     npix = int(np.prod(win.out))
-    wg = w.astype(F32).reshape(g, o // g, (c // g) * kk)
-    y = np.empty((n, g, o // g, npix), F32)
-    if len(kernel) == 2:
+    y = np.empty((n, g, og, npix), F32)
+    if len(kernel) in (1, 2):
+        # 1-D is 2-D with height 1: the same (c, j) K order as the 1-D patches
+        k2 = kernel if len(kernel) == 2 else (1, kernel[0])
+        st = win.strides if len(kernel) == 2 else (1, win.strides[0])
+        dl = win.dilations if len(kernel) == 2 else (1, win.dilations[0])
+        bg = win.begin if len(kernel) == 2 else (0, win.begin[0])
+        out = win.out if len(kernel) == 2 else (1, win.out[0])
         x32 = np.ascontiguousarray(x, F32)
-        pointwise = kernel == (1, 1) and win.strides == (1, 1) and not any(win.begin) and not any(win.end)
+        if len(kernel) == 1:
+            x32 = x32.reshape(n, c, 1, x.shape[2])
+        pointwise = kk == 1 and all(s == 1 for s in win.strides) and not any(win.begin) and not any(win.end)
         for i in range(n):
             if pointwise:  # MLAS multiplies the input directly (same K order)
                 cols = x32[i].reshape(g, c // g, npix)
             else:
-                cols = _im2col2d(x32[i], kernel[0], kernel[1], win.strides[0], win.strides[1], win.dilations[0],
-                                 win.dilations[1], win.begin[0], win.begin[1], win.out[0], win.out[1],
+                cols = _im2col2d(x32[i], k2[0], k2[1], st[0], st[1], dl[0], dl[1], bg[0], bg[1], out[0], out[1],
                                  np.empty((c * kk, npix), F32)).reshape(g, (c // g) * kk, npix)
-            for gi in range(g):
-                y[i, gi] = sgemm(wg[gi], cols[gi], packed=False)
+            sgemm_groups(wg, cols, y[i])
     else:
         xp = _pad(x, win, kernel, F32(0))
         cols = np.stack([p for _, p in _patches(xp, kernel, win)], axis=2)  # (N, C, KK, *out)
@@ -109,8 +125,8 @@ def conv(ctx, inputs, attrs):
             for gi in range(g):
                 y[i, gi] = sgemm(wg[gi], cols[i, gi], packed=False)
     y = y.reshape((n, o) + win.out)
-    if b is not None:
-        y = y + b.astype(F32).reshape((1, o) + (1,) * len(kernel))
+    if bias is not None:
+        y = y + bias.reshape((1, o) + (1,) * len(kernel))
     return [y.astype(F32)]
 
 

@@ -159,3 +159,28 @@ def sgemm(a: np.ndarray, b: np.ndarray, *, packed: bool, init: np.ndarray | None
         return c
     sk = STRIDE_K if (trans_a and not packed and b.shape[1] < a.shape[1]) else stride_k(b.shape[1], a.shape[1], packed)
     return _sgemm(a, b, sk, c, init is not None)
+
+
+@njit(cache=True, nogil=True)
+def _sgemm_groups(wg, cols, sk, y):
+    """y[g] = wg[g] @ cols[g] for every group, each product as `sgemm(packed=False)` computes it."""
+    g_, m_, k_ = wg.shape
+    n_ = cols.shape[2]
+    for g in range(g_):
+        if k_ == 0:
+            y[g, :, :] = np.float32(0.0)
+        elif m_ == 1:
+            _sgemm_m1(wg[g, 0], cols[g], y[g, 0])
+        elif n_ == 1:
+            _sgemm_n1(wg[g], cols[g, :, 0].copy(), y[g, :, 0])
+        else:
+            _sgemm(wg[g], cols[g], sk, y[g], False)
+    return y
+
+
+def sgemm_groups(wg: np.ndarray, cols: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Grouped product in one call: wg (G, M, K), cols (G, K, N) float32 → y (G, M, N), each group
+    exactly `sgemm(wg[g], cols[g], packed=False)` (a convolution's groups; depthwise: M = 1)."""
+    wg = np.ascontiguousarray(wg, np.float32)
+    cols = np.ascontiguousarray(cols, np.float32)
+    return _sgemm_groups(wg, cols, stride_k(cols.shape[2], wg.shape[2], False), y)

@@ -1,0 +1,380 @@
+"""A prepared execution plan per model: what `OnnxExecutor.run` executes by default.
+
+Built once when the executor loads a model (like an ORT `InferenceSession`):
+
+* tensors live in a list indexed by slot numbers fixed at load (no name lookups per call),
+  initializers and constant-folded values are placed in the template once;
+* every node keeps one `NodeContext` and its resolved attributes; a node whose inputs
+  cannot all exist is found at load and reported when the run reaches it;
+* the hot ops get a *specialised* function (`SPECIALIZERS`) built from their constant
+  inputs: scales, zero points and requantization multipliers checked and converted once,
+  float weights reshaped per group once, and the integer work fused into one Numba pass
+  (e.g. QLinearConv's requantization). A specialised function checks the few facts it
+  relies on (dtype, contiguity, shape) on each call and otherwise hands the node to the
+  generic op, so error messages and unusual inputs behave exactly as before.
+
+Every specialised function computes what the generic op computes, bit for bit; the tests
+run each model both ways (`OnnxExecutor.run(..., prepared=False)` is the reference
+interpreter) and compare every tensor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+F32 = np.float32
+_F32 = np.dtype(np.float32)
+
+
+class PreparedPlan:
+    """Slots, the constant template and the per-node steps of one executor's model."""
+
+    def __init__(self, ex):
+        from qsim.onnxrun.ops import NodeContext
+
+        slots: dict[str, int] = {"": 0}
+
+        def slot(name: str) -> int:
+            if name not in slots:
+                slots[name] = len(slots)
+            return slots[name]
+
+        consts = {**ex.initializers, **ex.folded_values}
+        for name in consts:
+            slot(name)
+        for name in ex.input_names:
+            slot(name)
+        available = set(consts) | set(ex.input_names) | {""}
+        steps = []
+        for idx, (name, node, fn, attrs, ins, outs, n_out) in enumerate(ex.steps):
+            if idx in ex._folded:
+                continue
+            missing = next((t for t in ins if t not in available), None)
+            ctx = NodeContext(name, node.op_type, ex.opset, n_outputs=n_out,
+                              constant=tuple(t in consts for t in ins), **ex.options)
+            fast = None
+            if missing is None:
+                fast = specialize(fn, node, attrs, [consts.get(t) if t else None for t in ins], ex)
+            steps.append((fast or fn, ctx, attrs, [slot(t) for t in ins], [slot(t) for t in outs], missing))
+            available.update(t for t in outs if t)
+        self.template = [None] * len(slots)
+        for name, value in consts.items():
+            self.template[slots[name]] = value
+        self.slots = slots
+        self.steps = steps
+        self.input_slots = [(n, slots[n]) for n in ex.input_names]
+        self.output_slots = [(n, slots[n]) for n in ex.output_names]
+        self.all_slots = [(t, slots[t]) for n in ex.model.graph.node for t in n.output if t]
+        self.specialised = [s[1].name for s in steps if getattr(s[0], "specialised", False)]
+
+    def run(self, ex, feeds: dict, keep_all: bool) -> dict[str, np.ndarray]:
+        from qsim.onnxrun.executor import _call
+
+        env = self.template.copy()
+        for name, i in self.input_slots:
+            env[i] = feeds[name]
+        overflows = dict(ex._fold_overflows)
+        for fn, ctx, attrs, ins, outs, missing in self.steps:
+            if missing is not None:
+                raise ctx.error(f"input tensor {missing!r} is not produced by any earlier node")
+            ctx.overflows = 0
+            ctx.integer_node = False
+            values = _call(fn, ctx, [env[i] for i in ins], attrs)
+            for i, v in zip(outs, values):
+                env[i] = v
+            if ctx.integer_node:
+                overflows[ctx.name] = (ctx.op_type, ctx.overflows)
+        env[0] = None
+        ex.overflows = overflows
+        if keep_all:
+            return {t: env[i] for t, i in self.all_slots} | {n: env[i] for n, i in self.output_slots}
+        return {n: env[i] for n, i in self.output_slots}
+
+
+def prepare(ex) -> PreparedPlan:
+    return PreparedPlan(ex)
+
+
+def specialize(generic, node, attrs: dict, consts: list, ex):
+    """A specialised op function for this node, or None (the generic op runs)."""
+    from qsim.onnxrun.executor import DEFAULT_DOMAINS
+
+    domain = "" if node.domain in DEFAULT_DOMAINS else node.domain
+    maker = SPECIALIZERS.get((domain, node.op_type))
+    if maker is None:
+        return None
+    try:
+        fast = maker(generic, node, attrs, consts, ex)
+    except (ValueError, TypeError, KeyError, IndexError):  # the generic op reports what is wrong
+        return None
+    if fast is not None:
+        fast.specialised = True
+    return fast
+
+
+def _scalar_scale(s) -> F32 | None:
+    """A constant per-tensor float32 scale, finite and > 0, else None."""
+    if s is None or not isinstance(s, np.ndarray) or s.dtype != _F32 or s.size != 1 or s.ndim > 1:
+        return None
+    v = F32(s.reshape(()))
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def _scalar_zp(z):
+    """(int value, dtype) of a constant scalar zero point; (0, None) when absent; None if not usable."""
+    if z is None:
+        return 0, None
+    if not isinstance(z, np.ndarray) or z.size != 1 or z.ndim > 1 or z.dtype.kind not in "iu":
+        return None
+    return int(z.reshape(())), z.dtype
+
+
+# -- QuantizeLinear / DequantizeLinear -----------------------------------------------------------------
+_QDTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "uint16", "int16"))
+
+
+def _spec_dequantize(generic, node, attrs, consts, ex):
+    from qsim.onnxrun.ops import _dequantize_tensor
+
+    if len(consts) < 2 or int(attrs.get("block_size", 0)):
+        return None
+    s = _scalar_scale(consts[1])
+    zp = _scalar_zp(consts[2] if len(consts) > 2 else None)
+    if s is None or zp is None:
+        return None
+    z, zdt = zp
+    ok = _QDTYPES + (np.dtype(np.int32),) if zdt is None else (zdt,)
+    if zdt is not None and zdt.name not in ("uint8", "int8", "uint16", "int16"):
+        return None
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype not in ok or not x.flags.c_contiguous:
+            return generic(ctx, args, attrs_)
+        out = np.empty(x.shape, F32)
+        _dequantize_tensor(x.reshape(-1), s, z, out.reshape(-1))
+        return [out]
+
+    return fast
+
+
+def _spec_quantize(generic, node, attrs, consts, ex):
+    from qsim.onnxrun.ops import _quantize_tensor, int_range
+
+    if len(consts) < 3 or consts[2] is None or int(attrs.get("block_size", 0)):
+        return None
+    s = _scalar_scale(consts[1])
+    zp = _scalar_zp(consts[2])
+    if s is None or zp is None or zp[1] not in _QDTYPES:
+        return None
+    z, zdt = zp
+    qmin, qmax = int_range(zdt)
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype != _F32 or not x.flags.c_contiguous:
+            return generic(ctx, args, attrs_)
+        out = np.empty(x.shape, zdt)
+        if _quantize_tensor(x.reshape(-1), s, z, qmin, qmax, out.reshape(-1)):
+            raise ctx.error("input x contains NaN; its quantized code is implementation-defined")
+        return [out]
+
+    return fast
+
+
+# -- float elementwise -----------------------------------------------------------------------------------
+def _spec_binary(ufunc):
+    def maker(generic, node, attrs, consts, ex):
+        def fast(ctx, args, attrs_):
+            a, b = args[0], args[1]
+            if a.dtype != _F32 or b.dtype != _F32:
+                return generic(ctx, args, attrs_)
+            try:
+                y = ufunc(a, b)
+            except ValueError:
+                return generic(ctx, args, attrs_)
+            return [y if type(y) is np.ndarray else np.asarray(y)]
+
+        return fast
+
+    return maker
+
+
+# -- QLinearConv ----------------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def requant_nchw(acc, scale, zp, lo, hi, out):
+    """out[n, c, p] = clamp(rne(fl32(acc[n, c, p]) · scale[c]) + zp, lo, hi): the fp32_rne
+    requantization of `qsim.kernels.requantize` (channel axis 1) in one pass."""
+    n_, c_, p_ = acc.shape
+    for n in range(n_):
+        for c in range(c_):
+            s = scale[c]
+            for p in range(p_):
+                v = np.rint(np.float32(acc[n, c, p]) * s) + zp
+                out[n, c, p] = lo if v < lo else (hi if v > hi else np.int64(v))
+    return out
+
+
+def requant_nchw_reference(acc, scale, zp, lo, hi) -> np.ndarray:
+    """NumPy twin of `requant_nchw` (int64 result)."""
+    y = np.rint(acc.astype(F32) * scale.astype(F32)[None, :, None]).astype(np.float64) + zp
+    return np.clip(y, lo, hi).astype(np.int64)
+
+
+def _spec_qlinear_conv(generic, node, attrs, consts, ex):
+    from qsim.onnxrun.ops import _kernels, int_range
+    from qsim.onnxrun.spatial import window
+
+    if len(consts) < 8 or ex.options["pair_saturate16"]:
+        return None
+    _, xs, xz, w, ws, wz, ys, yz = consts[:8]
+    bias = consts[8] if len(consts) > 8 else None
+    if w is None or w.ndim != 4 or w.dtype.name not in ("uint8", "int8"):
+        return None
+    if len(node.input) > 8 and node.input[8] and bias is None:
+        return None  # a bias computed at run time: the generic op
+    sx, sy = _scalar_scale(xs), _scalar_scale(ys)
+    zx, zy = _scalar_zp(xz), _scalar_zp(yz)
+    if sx is None or sy is None or zx is None or zy is None or zy[1] not in _QDTYPES[:2]:
+        return None
+    o = w.shape[0]
+    if not isinstance(ws, np.ndarray) or ws.dtype != _F32 or not (ws.size == 1 or ws.shape[-1] == ws.size == o) \
+            or not (np.all(np.isfinite(ws)) and np.all(ws > 0)):
+        return None
+    if wz is not None and (not isinstance(wz, np.ndarray) or wz.dtype != w.dtype
+                           or not (wz.size == 1 or wz.shape[-1] == wz.size == o)):
+        return None
+    if bias is not None and (bias.dtype != np.int32 or bias.shape != (o,)):
+        return None
+    xdt = zx[1]
+    if xdt is None or xdt.name not in ("uint8", "int8"):
+        return None
+    groups = int(attrs.get("group", 1))
+    kernel = w.shape[2:]
+    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != tuple(kernel):
+        return None
+    scale = ((F32(sx) * ws.reshape(-1).astype(F32)) / F32(sy)).astype(F32)
+    if not np.all(np.isfinite(scale)):
+        return None
+    scale = np.ascontiguousarray(np.broadcast_to(scale, (o,)))
+    zw = 0 if wz is None else (int(wz.reshape(-1)[0]) if wz.size == 1 else wz.reshape(-1).astype(np.int64))
+    lo, hi = int_range(zy[1])
+    ydt = zy[1]
+    zxv, zyv = zx[0], zy[0]
+    geo_cache: dict = {}
+    k = _kernels()
+    acc_bits, overflow = ex.options["acc_bits"], ex.options["overflow"]
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype != xdt or x.ndim != 4 or x.shape[1] != w.shape[1] * groups:
+            return generic(ctx, args, attrs_)
+        geo = geo_cache.get(x.shape[2:])
+        if geo is None:
+            try:
+                win = window(attrs_, x.shape[2:], kernel)
+            except ValueError:
+                return generic(ctx, args, attrs_)
+            geo = geo_cache[x.shape[2:]] = dict(
+                stride=win.strides, padding=(win.begin[0], win.begin[1], win.end[0], win.end[1]),
+                dilation=win.dilations, groups=groups)
+        ctx.integer_node = True
+        acc, ovf = k.conv2d_int(np.ascontiguousarray(x), w, zxv, zw, bias, acc_bits=acc_bits, overflow=overflow,
+                                **geo)
+        ctx.overflows += int(ovf)
+        acc = np.asarray(acc)
+        out = np.empty(acc.shape, ydt)
+        requant_nchw(acc.reshape(acc.shape[0], acc.shape[1], -1), scale, zyv, lo, hi,
+                     out.reshape(acc.shape[0], acc.shape[1], -1))
+        return [out]
+
+    return fast
+
+
+# -- QLinearAdd / QLinearMul (same-shape operands) -----------------------------------------------------------
+def _spec_qlinear_binary(kind):
+    def maker(generic, node, attrs, consts, ex):
+        from qsim.onnxrun.contrib import _add_kernel, _fma, _mul_kernel
+        from qsim.onnxrun.ops import int_range
+
+        consts = consts + [None] * (8 - len(consts))
+        _, as_, az, _, bs, bz, cs, cz = consts[:8]
+        sa, sb, sc = _scalar_scale(as_), _scalar_scale(bs), _scalar_scale(cs)
+        za, zb, zc = _scalar_zp(az), _scalar_zp(bz), _scalar_zp(cz)
+        if None in (sa, sb, sc, za, zb, zc):
+            return None
+        dts = {d for d in (za[1], zb[1], zc[1]) if d is not None}
+        if len(dts) != 1 or next(iter(dts)) not in _QDTYPES[:2]:
+            return None
+        dt = next(iter(dts))
+        lo, hi = int_range(dt)
+        if kind == "add":
+            r_a, r_b = F32(sa / sc), F32(sb / sc)
+            fixed = F32(F32(zc[0]) - _fma(r_a, F32(za[0]), F32(r_b * F32(zb[0]))))
+        else:
+            ratio = F32(F32(sa * sb) / sc)
+
+        def fast(ctx, args, attrs_):
+            a, b = args[0], args[3]
+            if a.dtype != dt or b.dtype != dt or a.shape != b.shape or a.size <= 1 \
+                    or not a.flags.c_contiguous or not b.flags.c_contiguous:
+                return generic(ctx, args, attrs_)
+            ctx.integer_node = True
+            out = np.empty(a.shape, dt)
+            if kind == "add":
+                _add_kernel(a.reshape(-1).astype(F32), b.reshape(-1).astype(F32), r_a, r_b, fixed, 0, lo, hi,
+                            out.reshape(-1))
+            else:
+                _mul_kernel(a.reshape(-1), b.reshape(-1), za[0], zb[0], ratio, F32(zc[0]), lo, hi, out.reshape(-1))
+            return [out]
+
+        return fast
+
+    return maker
+
+
+# -- float Conv --------------------------------------------------------------------------------------------------
+def _spec_conv(generic, node, attrs, consts, ex):
+    from qsim.onnxrun.f32_ops import conv_prepared
+
+    if len(consts) < 2 or consts[1] is None:
+        return None
+    w = consts[1]
+    b = consts[2] if len(consts) > 2 else None
+    if len(node.input) > 2 and node.input[2] and b is None:
+        return None  # a bias computed at run time: the generic op
+    if w.dtype.kind != "f" or w.ndim not in (3, 4) or (b is not None and b.dtype.kind != "f"):
+        return None
+    g = int(attrs.get("group", 1))
+    o = w.shape[0]
+    if o % g or (b is not None and b.shape != (o,)):
+        return None
+    kernel = w.shape[2:]
+    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != tuple(kernel):
+        return None
+    kk = int(np.prod(kernel))
+    wg = np.ascontiguousarray(w.astype(F32).reshape(g, o // g, w.shape[1] * kk))
+    bias = None if b is None else b.astype(F32)
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype != _F32 or x.ndim != w.ndim or x.shape[1] != w.shape[1] * g:
+            return generic(ctx, args, attrs_)
+        return conv_prepared(ctx, x, w, wg, bias, attrs_)
+
+    return fast
+
+
+SPECIALIZERS = {
+    ("", "DequantizeLinear"): _spec_dequantize,
+    ("", "QuantizeLinear"): _spec_quantize,
+    ("", "Add"): _spec_binary(np.add),
+    ("", "Sub"): _spec_binary(np.subtract),
+    ("", "Mul"): _spec_binary(np.multiply),
+    ("", "Div"): _spec_binary(np.divide),
+    ("", "QLinearConv"): _spec_qlinear_conv,
+    ("", "Conv"): _spec_conv,
+    ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
+    ("com.microsoft", "QLinearMul"): _spec_qlinear_binary("mul"),
+}
