@@ -14,6 +14,9 @@ The vector kernels are chosen once at import from the CPU (`backend()`, see
 any 8-bit data), "avx2" (`qsim.kernels.madd8` / `madd16`) or "portable" (float-BLAS blocks
 and plain loops only); `QSIM_KERNEL_BACKEND` forces one, and a backend the CPU lacks is a
 ValueError at import. Every backend gives the same integers.
+
+A constant weight can be packed once (`pack_weights`, `qsim.kernels.prepack`): the
+`PackedWeights` stands in for the array in `matmul_int` / `conv2d_int`.
 """
 
 from qsim.kernels.binary import matmul_binary, matmul_ternary  # noqa: F401 - XNOR-popcount / ternary
@@ -22,13 +25,14 @@ from qsim.kernels.conv import conv2d_int
 from qsim.kernels.cpu import backend
 from qsim.kernels.gemm import matmul_int, matmul_int_grouped, rescale_groups
 from qsim.kernels.packing import pack_bits, unpack_bits
+from qsim.kernels.prepack import PackedWeights, pack_weights
 from qsim.kernels.requant import (
     POLICIES, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_halfup, quantize_multiplier,
     requantize, rounding_divide_by_pot, srdhm,
 )
 
 __all__ = [
-    "POLICIES", "backend", "conv2d_int", "matmul_blocks", "matmul_int", "matmul_int_grouped", "multiply_by_quantized_multiplier",
-    "multiply_by_quantized_multiplier_halfup", "pack_bits", "quantize_multiplier", "requantize", "rescale_groups",
+    "POLICIES", "PackedWeights", "backend", "conv2d_int", "matmul_blocks", "matmul_int", "matmul_int_grouped", "multiply_by_quantized_multiplier",
+    "multiply_by_quantized_multiplier_halfup", "pack_bits", "pack_weights", "quantize_multiplier", "requantize", "rescale_groups",
     "rounding_divide_by_pot", "srdhm", "unpack_bits",
 ]

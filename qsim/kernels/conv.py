@@ -10,11 +10,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from qsim.kernels._checks import check_acc, check_bias, check_codes, check_product_fits, check_zero_point
+from qsim.kernels._checks import (
+    check_acc, check_bias, check_codes, check_product_fits, check_zero_point, max_abs_shifted, type_max_abs,
+)
 from qsim.kernels.exact import F32_EXACT, VNNI_WIDTH
 from qsim.kernels.vnni import K_MAX as VNNI_K_MAX
 from qsim.kernels.vnni import vnni_conv
 from qsim.kernels.gemm import matmul_core, operand_bounds
+from qsim.kernels.prepack import PackedWeights, packed_conv
+
+
+def bias_max_of(bias) -> int:
+    return 0 if bias is None else int(np.abs(bias).max(initial=0))
 
 
 def _pair(v, name: str, minimum: int) -> tuple[int, int]:
@@ -119,8 +126,9 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
     x_zero_point scalar; w_zero_point scalar or (O,); bias (O,) int32; padding
     (top, left, bottom, right) filled with x_zero_point; groups == C is depthwise (O/C is the
     channel multiplier). Accumulator emulation as in `matmul_int`."""
+    pw = w if isinstance(w, PackedWeights) else None     # `qsim.kernels.pack_weights`: packed once
     x = check_codes(x, "x")
-    w = check_codes(w, "w")
+    w = check_codes(pw.array if pw is not None else w, "w")
     if x.ndim != 4:
         raise ValueError(f"x must be 4-D (N, C, H, W), got shape {x.shape}")
     if w.ndim != 4:
@@ -141,7 +149,12 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
     bits, _, hi = check_acc(acc_bits, overflow)
     w2 = w.reshape(O, Cg * kh * kw)
     vnni = bool(VNNI_WIDTH) and x.dtype.itemsize == 1 and w.dtype.itemsize == 1 and groups == 1
-    max_x, max_w = operand_bounds(x, zx, w2, zw, 1, Cg * kh * kw, bias, hi, not vnni)
+    if pw is not None and vnni and pw.packed and pw.width == VNNI_WIDTH and type_max_abs(x.dtype, zx) is not None:
+        max_x, max_w = type_max_abs(x.dtype, zx), pw.max_abs(zw)            # the weight's range is known
+        if bias_max_of(bias) + Cg * kh * kw * max_x * max_w > hi:
+            max_x = max_abs_shifted(x, zx)
+    else:
+        max_x, max_w = operand_bounds(x, zx, w2, zw, 1, Cg * kh * kw, bias, hi, not vnni)
     check_product_fits(max_x, max_w, hi, bits)
     Og, Kg = O // groups, Cg * kh * kw
     bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))
@@ -150,6 +163,10 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
         return _depthwise_exact(x, w, int(zx), zw, bias, stride, padding, dilation, bits), 0
     if vnni and no_overflow and Kg <= VNNI_K_MAX and bias_max + Kg * max_x * max_w < 1 << 31 and bits <= 32:
         # VNNI: patches packed straight from x (no im2col copy), bias in the int32 epilogue.
+        if pw is not None and pw.packed and pw.width == VNNI_WIDTH:
+            zw_arg = int(zw[0]) if O and np.ndim(w_zero_point) == 0 else zw
+            acc, Ho, Wo = packed_conv(x, pw, int(zx), zw_arg, bias, (kh, kw), stride, padding, dilation)
+            return _nchw(acc, N, Ho, Wo, O), 0
         acc, Ho, Wo = vnni_conv(x, w2, int(zx), zw, bias, (kh, kw), stride, padding, dilation, VNNI_WIDTH)
         return _nchw(acc, N, Ho, Wo, O), 0
     cols, Ho, Wo = im2col(x, kh, kw, stride, padding, dilation, int(zx))

@@ -18,6 +18,7 @@ from qsim.kernels._checks import (
 from qsim.kernels.accumulate import grouped_exact, seq_matmul, seq_matmul_pairsat16
 from qsim.kernels.exact import F32_EXACT, GEMV_ROWS, VNNI_WIDTH, exact_matmul
 from qsim.kernels.madd16 import MADD16_ROWS
+from qsim.kernels.prepack import PackedWeights, packed_matmul
 
 
 def _check_2d(a, b) -> None:
@@ -74,8 +75,16 @@ def matmul_int(a, b, a_zero_point=0, b_zero_point=0, bias=None, *, acc_bits=32, 
     pair_saturate16 reproduces ONNX Runtime's u8×s8 AVX2 kernel: raw-code products of
     adjacent k summed in saturating int16, then the exact zero-point correction as the
     last addition (int16 saturations count as overflow events too).
+    b may be a `PackedWeights` of a (K, N) weight (`qsim.kernels.pack_weights`): same
+    arguments, same result, the weight packed once instead of per call.
     Returns (acc int32 if acc_bits ≤ 32 else int64, number of overflow events).
     """
+    if isinstance(b, PackedWeights):
+        if not pair_saturate16:
+            res = packed_matmul(a, b, a_zero_point, b_zero_point, bias, acc_bits, overflow)
+            if res is not None:
+                return res
+        b = b.array
     a = check_codes(a, "a")
     b = check_codes(b, "b")
     _check_2d(a, b)

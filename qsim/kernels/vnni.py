@@ -1016,3 +1016,154 @@ def _gemv(a, b, ca, cb, za_, zb_, need_asum, width, out_dtype, get):
     out = np.empty((M, N), out_dtype)
     finish_gemv(raw, cw, asum, zrow, np.int64(zk), zbk, np.int64(K), out)
     return out
+
+
+# -- prepacked weights (`qsim.kernels.prepack`) --------------------------------------------
+# Small M over the packed panels: the tile kernel with `rows` = 1, 2, 4 or 8 (zmm; 1, 2, 4 on
+# ymm) runs each 32-column (16 on ymm) panel over the whole K in one call, so the weight is
+# read once as one contiguous stream per panel, the epilogue in the same call. M is padded
+# up to the next variant with zero rows (their results are never read).
+SMALL_ROWS = {512: (1, 2, 4, 8), 256: (1, 2, 4)}
+_ZP1, _ZP2, _ZP4, _ZP8 = (_make_tile_kernel(r, 2, 16) for r in (1, 2, 4, 8))
+_YP1, _YP2, _YP4 = (_make_tile_kernel(r, 2, 8) for r in (1, 2, 4))
+
+
+def small_rows(M: int, width: int) -> int:
+    """The small-M variant (rows) for M rows, 0 when M is too large for one."""
+    return next((r for r in SMALL_ROWS[width] if r >= M), 0)
+
+
+# one Numba function per variant, integer arguments only: each compiles on first use
+@njit(cache=True)
+def panels_z1(pa, pb, pstride, nq, po, ldo, P, pc, pz, pr, last):
+    """Run the 1-row zmm tile kernel over P panels (addresses as in `_make_tile_kernel`)."""
+    for p in range(P):
+        _ZP1(pa, pb + p * pstride, nq, po + 128 * p, ldo, 1, last, pc + 128 * p, pz + 128 * p, pr)
+
+
+@njit(cache=True)
+def panels_z2(pa, pb, pstride, nq, po, ldo, P, pc, pz, pr, last):
+    """`panels_z1` with 2 rows."""
+    for p in range(P):
+        _ZP2(pa, pb + p * pstride, nq, po + 128 * p, ldo, 1, last, pc + 128 * p, pz + 128 * p, pr)
+
+
+@njit(cache=True)
+def panels_z4(pa, pb, pstride, nq, po, ldo, P, pc, pz, pr, last):
+    """`panels_z1` with 4 rows."""
+    for p in range(P):
+        _ZP4(pa, pb + p * pstride, nq, po + 128 * p, ldo, 1, last, pc + 128 * p, pz + 128 * p, pr)
+
+
+@njit(cache=True)
+def panels_z8(pa, pb, pstride, nq, po, ldo, P, pc, pz, pr, last):
+    """`panels_z1` with 8 rows."""
+    for p in range(P):
+        _ZP8(pa, pb + p * pstride, nq, po + 128 * p, ldo, 1, last, pc + 128 * p, pz + 128 * p, pr)
+
+
+@njit(cache=True)
+def panels_y1(pa, pb, pstride, nq, po, ldo, P, pc, pz, pr, last):
+    """`panels_z1` with the ymm kernel (16-column panels); AVX-VNNI."""
+    for p in range(P):
+        _YP1(pa, pb + p * pstride, nq, po + 64 * p, ldo, 1, last, pc + 64 * p, pz + 64 * p, pr)
+
+
+@njit(cache=True)
+def panels_y2(pa, pb, pstride, nq, po, ldo, P, pc, pz, pr, last):
+    """`panels_y1` with 2 rows."""
+    for p in range(P):
+        _YP2(pa, pb + p * pstride, nq, po + 64 * p, ldo, 1, last, pc + 64 * p, pz + 64 * p, pr)
+
+
+@njit(cache=True)
+def panels_y4(pa, pb, pstride, nq, po, ldo, P, pc, pz, pr, last):
+    """`panels_y1` with 4 rows."""
+    for p in range(P):
+        _YP4(pa, pb + p * pstride, nq, po + 64 * p, ldo, 1, last, pc + 64 * p, pz + 64 * p, pr)
+
+
+PANELS = {(512, 1): panels_z1, (512, 2): panels_z2, (512, 4): panels_z4, (512, 8): panels_z8,
+          (256, 1): panels_y1, (256, 2): panels_y2, (256, 4): panels_y4}
+
+
+def small_packed(ap, bp, out, col, nzb, row, width: int, enable: bool) -> None:
+    """out (R, Np) int32 ← Σ_k a'·b' (+ col[n] + row[m]·nzb[n] when enable) for the strip
+    ap (1, Kq, R) uint32 (`pack_a_strips`, R in `SMALL_ROWS[width]`) and the panels bp
+    (P, Kq, nr) uint32 (`pack_b_panels`), every element written. The caller holds every
+    array (the kernels read them by address) and guarantees Kp·max a'·max|b'| < 2^31."""
+    _, Kq, R = ap.shape
+    P, _, nr = bp.shape
+    if P == 0:
+        return
+    if Kq == 0:
+        out[...] = (col[None, :] + row[:R, None] * nzb[None, :]) if enable else 0
+        return
+    PANELS[(width, R)](ap.ctypes.data, bp.ctypes.data, 4 * Kq * nr, Kq, out.ctypes.data, out.shape[1], P,
+                       col.ctypes.data, nzb.ctypes.data, row.ctypes.data, 1 if enable else 0)
+
+
+@njit(cache=True)
+def packed_epilogue(colsum, K, za, zb, bias, col, nzb):
+    """The epilogue vectors from the packed weight's column sums Σ_k b' (colsum, zero
+    padded): col[n] = bias[n] + K·za·zb[n] − za·colsum[n], nzb[n] = −zb[n] in wrapping
+    int32 (zero beyond zb's length); za = za', zb (N,) = zb' int64, bias (N,) int64 or empty."""
+    N = zb.shape[0]
+    has_bias = bias.shape[0] > 0
+    for n in range(col.shape[0]):
+        if n < N:
+            v = K * za * zb[n] - za * np.int64(colsum[n])
+            if has_bias:
+                v += bias[n]
+            col[n] = np.int32(v)
+            nzb[n] = np.int32(-zb[n])
+        else:
+            col[n] = 0
+            nzb[n] = 0
+
+
+def packed_epilogue_reference(colsum, K, za, zb, bias, col, nzb) -> None:
+    """NumPy twin of `packed_epilogue`."""
+    N = zb.shape[0]
+    v = K * za * zb - za * colsum[:N].astype(np.int64)
+    if bias.shape[0]:
+        v = v + bias
+    col[:] = 0
+    nzb[:] = 0
+    col[:N] = v.astype(np.int32)
+    nzb[:N] = (-zb).astype(np.int32)
+
+
+@njit(cache=True)
+def packed_gemm512(src, geom, conv, fa, bp, col, nzb, need_asum):
+    """(out (Mp, Np) int32, row sums Σ_k a' (Mp,) int32) of a'·b' with the packed panels
+    bp (P, Kq, 32) uint32 through `gemm_vnni512`; a' the conv patches of src
+    (`pack_a_conv`) when conv, else src = a (M, K, 1, 1) (`pack_a_strips`). With col, nzb
+    non-empty the int32 epilogue col[n] + row[m]·nzb[n] is added (else the raw sums)."""
+    M = src.shape[0] * geom[6] * geom[7] if conv else src.shape[0]
+    S, Kq = (M + 11) // 12, bp.shape[1]
+    ap = np.empty((S, Kq, 12), np.uint32)
+    row = np.zeros(S * 12, np.int32)
+    out = np.empty((S * 12, bp.shape[0] * 32), np.int32)
+    if conv:
+        pack_a_conv(src, fa, geom, ap.view(np.uint8), row, need_asum)
+    else:
+        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, ap, row, need_asum)
+    gemm_vnni512(ap, bp, out, col, nzb, row)
+    return out, row
+
+
+@njit(cache=True)
+def packed_gemm256(src, geom, conv, fa, bp, col, nzb, need_asum):
+    """`packed_gemm512` with `gemm_vnni256` (6 × 16 tiles, bp (P, Kq, 16)); AVX-VNNI."""
+    M = src.shape[0] * geom[6] * geom[7] if conv else src.shape[0]
+    S, Kq = (M + 5) // 6, bp.shape[1]
+    ap = np.empty((S, Kq, 6), np.uint32)
+    row = np.zeros(S * 6, np.int32)
+    out = np.empty((S * 6, bp.shape[0] * 16), np.int32)
+    if conv:
+        pack_a_conv(src, fa, geom, ap.view(np.uint8), row, need_asum)
+    else:
+        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, ap, row, need_asum)
+    gemm_vnni256(ap, bp, out, col, nzb, row)
+    return out, row
