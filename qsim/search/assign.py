@@ -209,16 +209,17 @@ def from_compact(network, compact: dict) -> Assignment:
 
 def executor_args(assignment: Assignment, network=None) -> dict:
     """kwargs for `qsim.nets.evaluate` / `QuantConfig.build`: default specs, overrides, accumulator.
-    MiniLM (`network`) takes per-layer weight specs only: every layer must share one activation width."""
+    MiniLM (`network`): every linear layer gets its weight and input-activation spec; the attention
+    matmuls' operands take the shared A8 spec (the cost model keeps them at W8A8 too); no float layer."""
     from qsim.search import transformer
 
     first = next(iter(assignment.values()))
     wspec, aspec = first.specs()
     if network is not None and transformer.is_transformer(network):
-        if len({c.specs()[1] for c in assignment.values()}) > 1 or first.is_float:
-            raise ValueError("network 'minilm' shares one activation spec across layers: give every layer the "
-                             "same abits (and no float layer)")
-        return {"wspec": wspec, "aspec": aspec, "overrides": {n: {"w": c.specs()[0]} for n, c in assignment.items()},
+        if any(c.is_float for c in assignment.values()):
+            raise ValueError("network 'minilm': a layer cannot stay float in the integer executor; choose bits")
+        return {"wspec": wspec, "aspec": LayerChoice().specs()[1],
+                "overrides": {n: dict(zip(("w", "a"), c.specs())) for n, c in assignment.items()},
                 "acc_bits": 32}
     overrides = {n: dict(zip(("w", "a"), c.specs())) for n, c in assignment.items()}
     return {"wspec": wspec, "aspec": aspec, "overrides": overrides,
@@ -266,10 +267,12 @@ def executor_overrides(network, overrides: dict, weight_only: bool) -> tuple[dic
     from qsim.search import transformer
 
     pins = pinned(network, overrides)
-    if transformer.is_transformer(network):   # per-layer weights only (one activation spec)
+    if transformer.is_transformer(network):   # per-layer weight and activation specs, no float layer
         if any(c.is_float for c in pins.values()):
-            raise ValueError("network 'minilm': a float layer cannot be pinned (one activation spec for all layers)")
-        return {n: {"w": c.specs()[0]} for n, c in pins.items()}, False
+            raise ValueError("network 'minilm': a float layer cannot be pinned (its integer executor has no "
+                             "float linear layers)")
+        return {n: {"w": c.specs()[0]} if weight_only else dict(zip(("w", "a"), c.specs()))
+                for n, c in pins.items()}, False
     out = {}
     for n, c in pins.items():
         w, a = c.specs()

@@ -107,7 +107,13 @@ def evaluate_assignment(network: str, assignment: Assignment, *, calib_size: int
                        "calib_size": calib_size, "eval_size": eval_size, "code": code_hash()})
     rec = cache.get("evaluation", key)
     if rec is None:
-        res = evaluate(network, **executor_args(assignment, network), calib_size=calib_size, eval_size=eval_size)
+        if transformer.is_transformer(network):   # its own evaluator, without the per-block float run in lockstep
+            from qsim.nets.minilm import evaluate_minilm
+
+            res = evaluate_minilm(**executor_args(assignment, network), calib_size=calib_size, eval_size=eval_size,
+                                  per_layer=False)
+        else:
+            res = evaluate(network, **executor_args(assignment, network), calib_size=calib_size, eval_size=eval_size)
         q = res["quantized"]
         rec = {"metric": q["metric"], "float_metric": res["float"]["metric"], "sqnr_db": q["sqnr_db"],
                "numerics": q.get("numerics", ""), "metric_name": res.get("metric", "accuracy")}
@@ -149,7 +155,10 @@ def pareto(points: list[dict], cost: str) -> list[dict]:
 
 
 def dominance(front: list[dict], uniform_pts: list[dict], cost: str) -> dict:
-    """Uniform points beaten by a mixed point with equal or better metric at strictly lower cost."""
+    """Uniform points beaten by a mixed point with equal or better metric at strictly lower cost.
+
+    Also counted over the uniform points that no other uniform point beats (`efficient`): a grid
+    point such as W8A2 that W4A4 already beats is easy to beat, so this is the stricter count."""
     beaten = []
     for u in uniform_pts:
         wins = [f for f in front if f["metric"] >= u["metric"] and f[cost] < u[cost] * (1 - 1e-9)]
@@ -158,7 +167,10 @@ def dominance(front: list[dict], uniform_pts: list[dict], cost: str) -> dict:
             beaten.append({"uniform": u["config"], "by": w["hash"], "saving": 1 - w[cost] / u[cost]})
     n = len(uniform_pts)
     savings = [b["saving"] for b in beaten]
+    efficient = [u["config"] for u in pareto(uniform_pts, cost)]
+    won = {b["uniform"] for b in beaten}
     return {"dominated": len(beaten), "uniform_points": n, "fraction": len(beaten) / n if n else 0.0,
+            "efficient_points": len(efficient), "efficient_dominated": sum(c in won for c in efficient),
             "dominates": 2 * len(beaten) >= n,
             "median_saving": float(np.median(savings)) if savings else 0.0,   # a T4's 1e-6 is not a win
             "beaten": beaten}
@@ -208,7 +220,7 @@ def mixed_precision(network: str, profile: str, budget: str | tuple | None = Non
     cache = cache if cache is not None else NoCache()
     settings = {"eval_size": eval_size, "calib_size": calib_size, "sens_samples": sens_samples}
     if abits is None and transformer.is_transformer(network):
-        abits = [8]      # MiniLM's activations share one spec: A8 on every layer, weights per layer
+        abits = list(transformer.DEFAULT_ABITS)   # below A4 its per-tensor activations collapse the metric
     choices = candidate_choices(parse_bits(bits), None if abits is None else parse_bits(abits), granularity,
                                 allow_float=allow_float)
     w8 = assignment_cost(network, uniform(network, LayerChoice()), profile)

@@ -49,7 +49,8 @@ class SensitivityTable:
     def describe(self) -> str:
         if self.network == "minilm":
             return ("measured: Δ embedding noise ratio ‖e_q − e_fp32‖²/‖e_fp32‖² on calibration-corpus sentences "
-                    "outside the calibration subset, only that layer changed, others W8A8")
+                    "outside the calibration subset, only that layer changed, others W8A8 (activation ranges "
+                    "of the W8A8 calibration)")
         if self.method == "hessian":
             return ("Hessian proxy (HAWQ-V3): ½·Tr(H_l)/n_l·‖ΔW_l‖² from Hutchinson traces "
                     f"({self.info.get('probes')} probes) + measured activation KL")

@@ -165,6 +165,7 @@ def summary_row(res: dict) -> dict:
     return {"network": res["network"], "profile": res["profile"], "objective": res["objective"],
             "sensitivity": res["sensitivity"]["method"], "uniform_points": d["uniform_points"],
             "dominated": d["dominated"], "dominates": d["dominates"],
+            "efficient_points": d.get("efficient_points"), "efficient_dominated": d.get("efficient_dominated"),
             "median_saving": round(d.get("median_saving", 0.0), 6), "front_points": len(res["front"]),
             "budgets": g.get("budgets", 0), "ilp_proxy_better": g.get("ilp_proxy_better", 0),
             "greedy_proxy_better": g.get("greedy_proxy_better", 0),
