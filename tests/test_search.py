@@ -61,6 +61,18 @@ def test_ilp_on_a_real_instance_matches_brute_force(tmp_path):
         assert solver.solve_greedy(sens.objective, C, b).objective >= ilp.objective - 1e-12
 
 
+def test_dominance_counts_all_and_efficient_uniform_points():
+    pt = lambda name, m, c: {"config": name, "metric": m, "energy_j": c}  # noqa: E731
+    uni = [pt("W8A8", 0.90, 10.0), pt("W4A8", 0.80, 6.0), pt("W8A4", 0.50, 7.0), pt("W2A2", 0.10, 1.0)]
+    mixed = [{"hash": "a", "metric": 0.85, "energy_j": 5.0}, {"hash": "b", "metric": 0.90, "energy_j": 10.0}]
+    d = front.dominance(mixed, uni, "energy_j")
+    # W4A8 and W8A4 are beaten by "a"; W8A8 only tied on cost (not strictly cheaper); W2A2 is the cheapest
+    assert d["dominated"] == 2 and {b["uniform"] for b in d["beaten"]} == {"W4A8", "W8A4"}
+    # W8A4 is already beaten by the uniform W4A8: the efficient uniform points are W2A2, W4A8, W8A8
+    assert (d["efficient_points"], d["efficient_dominated"]) == (3, 1)
+    assert d["beaten"][0]["saving"] == pytest.approx(1 / 6)
+
+
 def test_infeasible_budget_is_reported():
     S, C = np.ones((2, 2)), np.array([[1.0, 2.0], [1.0, 3.0]])
     assert not solver.solve_ilp(S, C, 1.5).feasible and not solver.solve_greedy(S, C, 1.5).feasible

@@ -119,7 +119,8 @@ def cmd_mixed(args) -> int:
         print(f"\nchosen at the budget: {ch['label']}  ({res['metric_name']} {ch['metric']:.4f}, {_fmt(col, ch[col])})")
     d, g = res["dominance"], res["ilp_vs_greedy"]
     print(f"\nuniform points within the budget dominated by the mixed front: {d['dominated']}/{d['uniform_points']} "
-          f"(median cost saving {100 * d.get('median_saving', 0):.2g} %)")
+          f"(median cost saving {100 * d.get('median_saving', 0):.2g} %); of the efficient uniform points (no other "
+          f"uniform point beats them): {d['efficient_dominated']}/{d['efficient_points']}")
     if g.get("budgets"):
         print(f"ILP vs greedy over {g['budgets']} budgets: proxy better {g['ilp_proxy_better']} / worse "
               f"{g['greedy_proxy_better']}; re-evaluated metric better {g['ilp_metric_better']} / worse "
@@ -143,7 +144,8 @@ def _run_spec(args) -> int:
         return 0
     for r in out["summary"]:
         print(f"{r['network']:12s} {r['profile']:10s} {r['objective']:12s} dominated {r['dominated']:2d}/"
-              f"{r['uniform_points']} (median saving {100 * r['median_saving']:.2g} %)  "
+              f"{r['uniform_points']} (median saving {100 * r['median_saving']:.2g} %; of the efficient uniform "
+              f"points {r['efficient_dominated']}/{r['efficient_points']})  "
               f"ILP proxy better on {r['ilp_proxy_better']}/{r['budgets']} budgets "
               f"(greedy {r['greedy_proxy_better']}), metric better {r['ilp_metric_better']} / worse "
               f"{r['greedy_metric_better']}  {r['seconds']:.1f} s")
