@@ -64,6 +64,94 @@ def test_adaround_and_awq_reduce_layer_error():
     assert layer_error(w, w_hat, H) <= err + 1e-12
 
 
+@pytest.mark.parametrize("spec", [QuantSpec(bits=3, granularity="group", group_size=32),
+                                  QuantSpec(bits=4, granularity="channel"),
+                                  QuantSpec(bits=3, granularity="group", group_size=16, scheme="affine"),
+                                  QuantSpec(bits=2, granularity="channel", scheme="affine"),
+                                  QuantSpec(bits=3, granularity="tensor")])
+def test_awq_stacked_candidates_are_bit_exact_rtn(spec):
+    from qsim.ptq.awq import _quant_dequant
+    from qsim.ptq.core import weight_axis
+    from qsim.quant.quantize import observe
+
+    rng = np.random.default_rng(1)
+    Ws = rng.standard_normal((5, 24, 64)) * rng.uniform(0.1, 3, (5, 1, 64))
+    Ws[0, 3] = 0.0                                                  # an all-zero row
+    ref = np.stack([rtn(w, spec).dequantize(np.float64) for w in Ws])
+    np.testing.assert_array_equal(_quant_dequant(Ws, spec), ref)
+    lo, hi = (np.array(v) for v in zip(*[observe(w, spec, weight_axis(spec)) for w in Ws]))
+    ref = np.stack([rtn(w, spec, (l * 0.7, h * 0.8)).dequantize(np.float64) for w, l, h in zip(Ws, lo, hi)])
+    np.testing.assert_array_equal(_quant_dequant(Ws, spec, (lo * 0.7, hi * 0.8)), ref)
+
+
+def test_error_factor_exact_small_low_rank_wide_and_scaled():
+    from qsim.ptq.awq import ErrorFactor
+
+    w, x = _layer(4, out=32, k=96)
+    H = second_moment(x)
+    D = rtn(w, QuantSpec(bits=3, granularity="channel")).dequantize(np.float64) - w
+    exact = np.sum((D @ H) * D, axis=1)
+    f = ErrorFactor(H)                                              # K = 96 ≤ 2·rank: Cholesky, exact
+    assert f.exact
+    np.testing.assert_allclose(f.row_errors(D), exact, rtol=1e-9)
+    s = np.random.default_rng(0).uniform(0.5, 2.0, 96)
+    np.testing.assert_allclose(f.scaled(s).row_errors(D * s), exact, rtol=1e-9)   # H/(s sᵀ) with D·diag(s)
+    # wide input: top-32 eigen-directions + the diagonal of the rest, within a few % of the exact error
+    # on an LLM-like spectrum (outlier channels), and far better than the diagonal alone
+    g = ErrorFactor(H, rank=16)
+    assert not g.exact and g.F.shape == (96, 16)
+    rel = np.abs(g.row_errors(D) / exact - 1)
+    diag_only = np.abs((D * D) @ np.diag(H) / exact - 1)
+    assert rel.mean() < 0.05 and rel.mean() < 0.5 * diag_only.mean()
+    assert np.array_equal(ErrorFactor(H, rank=16).F, g.F)            # seeded
+
+
+def test_stats_share_an_input_between_layers_and_match_float64():
+    from qsim.ptq.transformer import Stats
+
+    rng = np.random.default_rng(5)
+    st = Stats()
+    xs = [rng.standard_normal((b, 7, 40)).astype(np.float32) for b in (3, 5)]
+    for x in xs:
+        st("q", x)
+        st("k", x)                                                  # same array: increments reused
+        st("o", x * 2)
+    X = np.concatenate([x.reshape(-1, 40) for x in xs]).astype(np.float64)
+    np.testing.assert_allclose(st.H("q"), X.T @ X / len(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(st.H("q"), st.H("k"))
+    np.testing.assert_allclose(st.H("o"), 4 * X.T @ X / len(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(st.absmean("k"), np.abs(X).mean(0), rtol=1e-6)
+    np.testing.assert_array_equal(st.min["q"], X.min(0))
+    np.testing.assert_array_equal(st.max["o"], 2 * X.max(0))
+
+
+def _w8a8_error(w, x, s, wspec, aspec):
+    """Real output error of W8A8 per-tensor with smoothing s (x/s quantized on its own min/max)."""
+    from qsim.quant import quantize
+
+    xs = x / s
+    xq = quantize(xs, aspec, value_range=(xs.min(), xs.max())).dequantize(np.float64)
+    wq = rtn(w * s, wspec).dequantize(np.float64)
+    return float(np.sum((xq @ wq.T - x @ w.T) ** 2))
+
+
+def test_smoothquant_alpha_search_smooths_outliers_and_leaves_flat_inputs():
+    from qsim.ptq.smoothquant import search_smoothing
+
+    wspec, aspec = QuantSpec(bits=8, granularity="tensor"), QuantSpec(bits=8, scheme="affine")
+    for outliers in (True, False):
+        w, x = _layer(6, out=64, k=96, outliers=outliers)
+        if outliers:
+            x[:, :2] *= 10.0                                       # LLM-like: two channels ~100× the rest
+        s, a = search_smoothing(np.abs(x).max(0), x.min(0), x.max(0), second_moment(x), [w], wspec, aspec)
+        chosen = _w8a8_error(w, x, s, wspec, aspec)
+        plain = _w8a8_error(w, x, np.ones(96), wspec, aspec)
+        if outliers:
+            assert a is not None and chosen < 0.5 * plain          # smoothing pays off
+        else:
+            assert chosen <= 1.05 * plain                          # never much worse than no smoothing
+
+
 def test_bias_correction_zeroes_mean_output_error():
     w, x = _layer(2, outliers=False)
     x = x + 1.5                                                    # inputs with a mean (post-ReLU-like)

@@ -7,6 +7,12 @@ normalised by sqrt(max·min), with α searched on the grid {0, 1/n_grid, …, (n
 (AutoAWQ's n_grid = 20) for the smallest layer output error tr(ΔHΔᵀ). Then AutoAWQ's clip
 search: each output row's range is shrunk by a ratio in {1, 0.95, …, 0.5} where that lowers
 the row's output error. No backpropagation; deterministic.
+
+Speed: every candidate (α values, clip ratios) is quantized in one stacked call (row-wise
+grids stack along the output axis) and scored in one GEMM against a factor of H
+(`ErrorFactor`): for wide inputs, the top-r eigen-directions of H (randomized subspace
+iteration, seeded) plus the diagonal of the remainder, H ≈ F·Fᵀ + diag(t), so scoring costs
+out·K·r instead of out·K². The factor of one input is shared by the layers that read it.
 """
 
 from __future__ import annotations
@@ -15,46 +21,155 @@ import numpy as np
 
 from qsim.ptq.core import Grid, layer_error, rtn, weight_axis
 from qsim.quant import QuantSpec
-from qsim.quant.quantize import observe
+from qsim.quant.quantize import observe, uniform_params
+
+RANK = 96          # eigen-directions of H kept exactly when scoring candidates (inputs wider than 2·RANK)
 
 
-def awq_scales(w: np.ndarray, H: np.ndarray, x_absmean: np.ndarray, spec: QuantSpec, n_grid: int = 20):
-    """(s (K,), α, error) minimising the output error of Q(W·diag(s))·diag(s)⁻¹."""
+class ErrorFactor:
+    """H ≈ F·Fᵀ + diag(t) for scoring the per-row output error diag(Δ H Δᵀ) of many candidates Δ.
+
+    K ≤ 2·rank: F is H's Cholesky factor (exact, t = 0). Wider: F = U·Λ^½ of the top-`rank`
+    eigenpairs of H (randomized subspace iteration with `iters` power steps, seeded) and
+    t = diag(H − F·Fᵀ) ≥ 0, i.e. the remaining spectrum keeps its per-channel weight but loses its
+    cross-channel correlation."""
+
+    def __init__(self, H: np.ndarray, rank: int = RANK, iters: int = 3, seed: int = 0):
+        H = np.asarray(H, np.float64)
+        K = H.shape[0]
+        if rank is None or K <= 2 * rank:
+            jitter = 1e-10 * max(float(np.mean(np.diag(H))), 1e-30)
+            F = np.linalg.cholesky(H + jitter * np.eye(K))
+            t = np.zeros(K)
+        else:
+            Q = np.linalg.qr(H @ np.random.default_rng(seed).standard_normal((K, rank + 16)))[0]
+            for _ in range(iters):
+                Q = np.linalg.qr(H @ Q)[0]
+            lam, V = np.linalg.eigh(Q.T @ H @ Q)
+            top = np.argsort(lam)[::-1][:rank]
+            F = (Q @ V[:, top]) * np.sqrt(np.maximum(lam[top], 0.0))
+            t = np.maximum(np.diag(H) - np.sum(F * F, axis=1), 0.0)
+        self.exact = not t.any()
+        dt = np.float64 if self.exact else np.float32      # exact (small K): float64, no near-tie flips
+        self.F, self.t = F.astype(dt), t.astype(dt)
+
+    def scaled(self, s: np.ndarray) -> "ErrorFactor":
+        """The factor of diag(s)⁻¹·H·diag(s)⁻¹ (the input moment after dividing the input by s)."""
+        out = object.__new__(ErrorFactor)
+        s = np.asarray(s, np.float64)
+        out.F = (self.F / s[:, None]).astype(self.F.dtype)
+        out.t = (self.t / (s * s)).astype(self.t.dtype)
+        out.exact = self.exact
+        return out
+
+    def row_errors(self, D: np.ndarray) -> np.ndarray:
+        """diag(D H Dᵀ) (≈, see the class) for candidate differences D (..., K), float64."""
+        D = np.asarray(D, self.F.dtype)
+        shp = D.shape[:-1]
+        D = D.reshape(-1, D.shape[-1])
+        P = D @ self.F
+        e = np.einsum("ij,ij->i", P, P, dtype=np.float64)
+        if not self.exact:
+            e += (D * D) @ self.t
+        return e.reshape(shp)
+
+
+def _stackable(spec: QuantSpec) -> bool:
+    """Row-wise grids (per channel, per group along K): candidates stack along the output axis."""
+    return spec.granularity in ("channel", "group")
+
+
+def _quant_dequant(Ws: np.ndarray, spec: QuantSpec, value_range=None) -> np.ndarray:
+    """Dequantized RTN of a stack (n, out, K) of candidate weights (each on its own grid): `rtn`'s
+    scales (`uniform_params` of the same ranges) and its codes for round-to-nearest-even, computed
+    in place on the stack (the general `quantize` path for other roundings / ragged groups)."""
+    n, out, K = Ws.shape
+    if not _stackable(spec):
+        return np.stack([rtn(Ws[i], spec, None if value_range is None else (value_range[0][i], value_range[1][i]))
+                         .dequantize(np.float64) for i in range(n)])
+    flat = Ws.reshape(n * out, K)
+    vr = None if value_range is None else tuple(np.concatenate(list(v)) for v in value_range)
+    g = spec.group_size if spec.granularity == "group" else K
+    if spec.rounding != "nearest_even" or K % g:
+        return rtn(flat, spec, vr).dequantize(np.float64).reshape(n, out, K)
+    if vr is not None:
+        lo, hi = vr
+    elif spec.calibration in ("minmax", "moving_average"):
+        blocks = flat.reshape(n * out, K // g, g)
+        lo, hi = blocks.min(-1), blocks.max(-1)
+        if spec.granularity == "channel":
+            lo, hi = lo.reshape(-1), hi.reshape(-1)
+    else:
+        lo, hi = observe(flat, spec, weight_axis(spec))
+    scale, zp = uniform_params(lo, hi, spec)
+    qmin, qmax = spec.qrange
+    S = np.asarray(scale, np.float64).reshape(n * out, K // g, 1)
+    Z = np.asarray(zp, np.float64).reshape(n * out, K // g, 1)
+    v = flat.reshape(n * out, K // g, g) / S
+    np.rint(v, out=v)
+    if spec.scheme == "affine":
+        v += Z
+        np.clip(v, qmin, qmax, out=v)
+        v -= Z
+    else:
+        np.clip(v, qmin, qmax, out=v)
+    v *= S
+    return v.reshape(n, out, K)
+
+
+def _row_errors(n: int, W: np.ndarray, spec: QuantSpec, diff, factor: ErrorFactor, budget: int = 1 << 17):
+    """(n, out) row output errors of n candidates; `diff(rows)` gives their differences D (n, rows, K) to W.
+    Row-wise grids are processed a few rows at a time (≈ `budget` elements per array: cache-sized,
+    no large allocations); a per-tensor grid needs all rows at once."""
+    out, K = W.shape
+    step = max(1, budget // max(n * K, 1)) if _stackable(spec) else out
+    e = np.empty((n, out))
+    for r0 in range(0, out, step):
+        rows = slice(r0, min(r0 + step, out))
+        e[:, rows] = factor.row_errors(diff(rows))
+    return e
+
+
+def awq_scales(w: np.ndarray, H: np.ndarray, x_absmean: np.ndarray, spec: QuantSpec, n_grid: int = 20,
+               factor: ErrorFactor | None = None):
+    """(s (K,), α, error) minimising the output error of Q(W·diag(s))·diag(s)⁻¹, scored through `factor`
+    (built from H when not given; then the returned error is the exact tr(ΔHΔᵀ)/out, else the factor's)."""
     W = np.asarray(w, np.float64)
+    given = factor is not None
+    factor = factor or ErrorFactor(H)
     xm = np.maximum(np.asarray(x_absmean, np.float64), 1e-8)
-    best = (np.ones(W.shape[1]), 0.0, np.inf)
-    for i in range(n_grid):
-        a = i / n_grid
-        s = xm ** a
-        s = s / np.sqrt(s.max() * s.min())
-        w_hat = rtn(W * s, spec).dequantize(np.float64) / s
-        err = layer_error(W, w_hat, H)
-        if err < best[2]:
-            best = (s, a, err)
-    return best
+    alphas = np.arange(n_grid) / n_grid
+    S = xm[None, :] ** alphas[:, None]
+    S = S / np.sqrt(S.max(1, keepdims=True) * S.min(1, keepdims=True))
+    S3 = S[:, None, :]
+    errs = _row_errors(n_grid, W, spec, lambda r: _quant_dequant(W[None, r] * S3, spec) / S3 - W[None, r],
+                       factor).sum(1)
+    i = int(np.argmin(errs))
+    if given:
+        return S[i], float(alphas[i]), float(errs[i]) / W.shape[0]
+    return S[i], float(alphas[i]), layer_error(W, rtn(W * S[i], spec).dequantize(np.float64) / S[i], H)
 
 
-def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(1.0, 0.49, -0.05)) -> Grid:
+def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(1.0, 0.49, -0.05),
+                factor: ErrorFactor | None = None) -> Grid:
     """Grid of `w` whose per-row range is shrunk by the ratio with the smallest row output error
     (per-tensor grids: one ratio for the whole tensor)."""
     W = np.asarray(w, np.float64)
+    factor = factor or ErrorFactor(H)
     axis = weight_axis(spec)
     lo, hi = observe(W, spec, axis)
-    per_row = spec.granularity != "tensor"
-    best_err = np.full(W.shape[0] if per_row else 1, np.inf)
-    best_lo, best_hi = np.array(lo, copy=True), np.array(hi, copy=True)
-    for r in ratios:
-        g = Grid.of(W, spec, value_range=(lo * r, hi * r))
-        d = g.dequant(g.codes(W)) - W
-        e = np.sum((d @ H) * d, axis=1)
-        if not per_row:
-            e = np.array([e.sum()])
-        better = e < best_err
-        best_err = np.where(better, e, best_err)
-        if per_row:
-            rows = better if lo.ndim == 1 else better[:, None]
-            best_lo = np.where(rows, lo * r, best_lo)
-            best_hi = np.where(rows, hi * r, best_hi)
-        elif better[0]:
-            best_lo, best_hi = lo * r, hi * r
-    return Grid.of(W, spec, value_range=(best_lo, best_hi))
+    ratios = np.asarray(ratios, np.float64)
+    n = len(ratios)
+    rs = ratios.reshape((-1,) + (1,) * np.ndim(lo))
+    if spec.granularity == "tensor":
+        diff = lambda r: _quant_dequant(np.broadcast_to(W, (n,) + W.shape), spec, (lo * rs, hi * rs)) - W[None]  # noqa: E731
+    else:
+        diff = lambda r: _quant_dequant(np.broadcast_to(W[r], (n,) + W[r].shape), spec,  # noqa: E731
+                                        (lo[r] * rs, hi[r] * rs)) - W[None, r]
+    e = _row_errors(n, W, spec, diff, factor)                # (ratios, out)
+    if spec.granularity == "tensor":
+        r = ratios[int(np.argmin(e.sum(1)))]
+    else:
+        r = ratios[np.argmin(e, axis=0)]                     # first (largest) ratio among ties
+        r = r if np.ndim(lo) == 1 else r[:, None]
+    return Grid.of(W, spec, value_range=(lo * r, hi * r))

@@ -17,65 +17,105 @@ import time
 
 import numpy as np
 
-from qsim.ptq.awq import awq_scales, clip_search
+from qsim.ptq.awq import ErrorFactor, awq_scales, clip_search
 from qsim.ptq.core import Grid, rtn
 from qsim.ptq.gptq import gptq_codes
 from qsim.ptq.rotation import rotation_matrix
-from qsim.ptq.smoothquant import smooth_scales
+from qsim.ptq.smoothquant import search_smoothing, smooth_scales
 
 MAX_ROWS = 8192   # calibration rows kept per layer for the error searches
 
 
 class Stats:
-    """Accumulates, per linear layer, H = XᵀX/n, mean |x|, max |x|, mean x of its float input."""
+    """Accumulates, per linear layer, H = XᵀX/n, mean |x|, max |x|, mean x, per-channel min/max of its float input.
+
+    XᵀX is one float32 symmetric rank-k update per batch (BLAS syrk: a quarter of a float64 GEMM's
+    time; batches of ≤ a few thousand rows, summed in float64), and layers that read the same array
+    (q/k/v, gate/up) reuse the increments of the first one instead of recomputing them."""
 
     def __init__(self):
         self.sxx, self.n, self.absmax, self.abssum, self.sum = {}, {}, {}, {}, {}
+        self.min, self.max = {}, {}
+        self._last = (None, None)                        # (input array, its increments)
+
+    def _increments(self, x: np.ndarray):
+        from scipy.linalg.blas import ssyrk
+
+        if self._last[0] is x:
+            return self._last[1]
+        flat = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+        ax = np.abs(flat)
+        inc = (ssyrk(1.0, flat, trans=1).astype(np.float64), len(flat), ax.max(0).astype(np.float64),
+               ax.sum(0, dtype=np.float64), flat.sum(0, dtype=np.float64), flat.min(0).astype(np.float64),
+               flat.max(0).astype(np.float64))
+        self._last = (x, inc)
+        return inc
 
     def __call__(self, name: str, x: np.ndarray) -> None:
-        x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+        sxx, n, amax, asum, xsum, xmin, xmax = self._increments(x)
         if name not in self.n:
-            k = x.shape[1]
+            k = x.shape[-1]
             self.sxx[name], self.n[name] = np.zeros((k, k)), 0
             self.absmax[name], self.abssum[name], self.sum[name] = np.zeros(k), np.zeros(k), np.zeros(k)
-        self.sxx[name] += x.T @ x
-        self.n[name] += len(x)
-        self.absmax[name] = np.maximum(self.absmax[name], np.abs(x).max(0))
-        self.abssum[name] += np.abs(x).sum(0)
-        self.sum[name] += x.sum(0)
+            self.min[name], self.max[name] = xmin, xmax
+        self.sxx[name] += sxx                            # upper triangle (syrk)
+        self.n[name] += n
+        self.absmax[name] = np.maximum(self.absmax[name], amax)
+        self.abssum[name] += asum
+        self.sum[name] += xsum
+        self.min[name], self.max[name] = np.minimum(self.min[name], xmin), np.maximum(self.max[name], xmax)
 
     def H(self, name):
-        return self.sxx[name] / max(self.n[name], 1)
+        u = np.triu(self.sxx[name])
+        return (u + np.triu(u, 1).T) / max(self.n[name], 1)
 
     def absmean(self, name):
         return self.abssum[name] / max(self.n[name], 1)
 
 
 def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: list[list[str]] = (),
-                    seed: int = 0, alpha: float = 0.5) -> dict:
+                    seed: int = 0, alpha: float | str = "search") -> dict:
     """Fill `q.qweights` / `q.pre` for every layer in `weights` ({name: (out, K) float weight}).
 
     `share`: groups of layers that read the same input (SmoothQuant uses one scale per group,
-    as when it is folded into the norm before them). Returns notes for the result's config."""
+    as when it is folded into the norm before them). `alpha`: SmoothQuant's migration strength, a number
+    or "search" (per group, on calibration statistics: `qsim.ptq.smoothquant.search_smoothing`).
+    Returns notes for the result's config."""
     t0 = time.perf_counter()
     group_of = {n: g for g in share for n in g}
-    notes = {}
+    notes, factors = {}, {}
     for name, w in weights.items():
         W = np.asarray(w, np.float64)
         H = stats.H(name)
         pre = None
         if "smoothquant" in methods:
             grp = group_of.get(name, [name])
-            s = smooth_scales(stats.absmax[name], [weights[n] for n in grp], alpha)
+            key = ("sq",) + tuple(grp)
+            if key not in factors:
+                factors.clear()
+                if alpha == "search":
+                    factors[key] = search_smoothing(stats.absmax[name], stats.min[name], stats.max[name], H,
+                                                    [weights[n] for n in grp], q.wspec, q.aspec,
+                                                    factor=ErrorFactor(H, seed=seed))
+                else:
+                    factors[key] = (smooth_scales(stats.absmax[name], [weights[n] for n in grp], alpha), alpha)
+            s, a = factors[key]
+            notes.setdefault("smoothquant_alpha", {})[name] = "none" if a is None else a
             W, H, pre = W * s, H / np.outer(s, s), ("div", s)
         elif "rotation" in methods:
             R = rotation_matrix(W.shape[1], seed)
             W, H, pre = W @ R, R.T @ H @ R, ("mat", R)
         elif "awq" in methods:
-            s, a, _ = awq_scales(W, H, stats.absmean(name), q.wspec)
+            key = tuple(group_of.get(name, [name]))          # layers reading one input share H's factor
+            if key not in factors:
+                factors.clear()
+                factors[key] = ErrorFactor(H, seed=seed)
+            factor = factors[key]
+            s, a, _ = awq_scales(W, H, stats.absmean(name), q.wspec, factor=factor)
             W, H, pre = W * s, H / np.outer(s, s), ("div", s)
+            factor = factor.scaled(s)
             notes.setdefault("awq_alpha", {})[name] = a
-        grid = clip_search(W, H, q.wspec) if "awq" in methods else Grid.of(W, q.wspec)
+        grid = clip_search(W, H, q.wspec, factor=factor) if "awq" in methods else Grid.of(W, q.wspec)
         if "gptq" in methods:
             qt = grid.qtensor(gptq_codes(W, H, grid))
         elif "awq" in methods:
