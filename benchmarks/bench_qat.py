@@ -2,6 +2,8 @@
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_qat.py --speed            # seconds per QAT run
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_qat.py --table --jobs 2   # README table (3 seeds)
+    python benchmarks/bench_qat.py --table --nets mnist1d_cnn --json a.json   # networks apart, then
+    python benchmarks/bench_qat.py --rows a.json b.json                       # one table from the rows
 
 Every number is measured: integer-kernel accuracy of the deployed model (`quantized.metric`),
 mean over the seeds with the spread (min–max) beside it; the fake-quant agreement is checked.
@@ -59,6 +61,7 @@ def run_one(job):
     q = res["quantized"]
     return {"network": net, "config": config, "training": training, "seed": seed, "fp32": res["float"]["metric"],
             "int": q["metric"], "fake": q["fake_quant_metric"], "agreement": q["agreement"],
+            "agreement_fp32": q["fake_quant_fp32_agreement"],
             "train_seconds": (res.get("training") or {}).get("seconds"), "wall": time.perf_counter() - t0}
 
 
@@ -66,7 +69,7 @@ def table(rows: list[dict], seeds) -> str:
     import numpy as np
 
     out = ["| network (fp32) | config | PTQ | QAT | QAT+KD | KD − QAT |", "|---|---|---|---|---|---|"]
-    for net in NETS:
+    for net in [n for n in NETS if any(r["network"] == n for r in rows)]:
         fp = next(r["fp32"] for r in rows if r["network"] == net)
         for c in CONFIGS:
             cells, means = [], {}
@@ -91,6 +94,8 @@ def main(argv=None) -> int:
     p.add_argument("--nets", default=",".join(NETS))
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--rows", nargs="+", default=None,
+                   help="print the table from rows saved by --json (several files: e.g. networks run apart)")
     args = p.parse_args(argv)
     nets = args.nets.split(",")
     if args.speed:
@@ -103,7 +108,10 @@ def main(argv=None) -> int:
             cfg = res["config"]["training_config"]
             print(f"{net:12s} QAT+KD W4A4 {cfg['epochs']} epochs: {res['training']['seconds']:.1f} s on one core "
                   f"(target 120 s)", flush=True)
-    if args.table:
+    if args.rows:
+        rows = [r for path in args.rows for r in json.load(open(path))]
+        print(report(rows))
+    elif args.table:
         seeds = [int(s) for s in args.seeds.split(",")]
         # seed-major order: a run cut short still has whole seeds
         jobs = [(n, c, t, s) for s in seeds for n in nets for c in CONFIGS for t in TRAININGS
@@ -117,10 +125,20 @@ def main(argv=None) -> int:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)
-        print(table(rows, seeds))
-        worst = min(r["agreement"] for r in rows)
-        print(f"\nlowest fake-quant vs integer-kernel top-1 agreement: {100 * worst:.2f} %")
+        print(report(rows))
     return 0
+
+
+def report(rows: list[dict]) -> str:
+    """The table and the lowest agreements (every trained model and PTQ point of `rows`)."""
+    worst = min(rows, key=lambda r: r["agreement"])
+    worst32 = min(rows, key=lambda r: r.get("agreement_fp32", 1.0))
+    return (table(rows, None) +
+            f"\n\nlowest fake-quant vs integer-kernel top-1 agreement: {100 * worst['agreement']:.2f} % "
+            f"({len(rows)} models)\n"
+            f"lowest float32 training-forward vs integer-kernel top-1 agreement: "
+            f"{100 * worst32.get('agreement_fp32', 1.0):.2f} % ({worst32['network']} {worst32['config']} "
+            f"{worst32['training']} seed {worst32['seed']})")
 
 
 if __name__ == "__main__":

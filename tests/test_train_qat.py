@@ -162,6 +162,18 @@ def test_qat_loss_falls_on_small_data(cnn):
     assert all(np.array_equal(state.params[k], again.params[k]) for k in state.params)
 
 
+def test_weight_decay_shrinks_latent_weights_only(cnn):
+    x, y = _batch(256)
+    plain = train_qat(cnn, W4, A4, QATConfig(epochs=1, lr=1e-3), x=x, y=y)
+    decayed = train_qat(cnn, W4, A4, QATConfig(epochs=1, lr=1e-3, weight_decay=1.0), x=x, y=y)
+    for op in cnn.arch.mac_ops:
+        w0, w1 = plain.params[f"{op.name}.w"], decayed.params[f"{op.name}.w"]
+        assert np.linalg.norm(w1) < 0.999 * np.linalg.norm(w0)
+    # biases and step sizes see no decay term: with a tiny decay they move as without it
+    tiny = train_qat(cnn, W4, A4, QATConfig(epochs=1, lr=1e-3, weight_decay=1e-12), x=x, y=y)
+    assert all(np.allclose(tiny.params[k], plain.params[k], atol=1e-5) for k in plain.params if k.endswith(".b"))
+
+
 def test_export_runs_on_the_integer_kernels_and_agrees(cnn):
     res = evaluate_trained("mnist_cnn", W4, A4, "qat_kd", epochs=1, lr=1e-3, train_size=512, eval_size=600)
     q = res["quantized"]
@@ -222,7 +234,7 @@ def test_ptq_path_is_the_executors(cnn):
 
 def test_bad_input_rejected_up_front():
     for kw in ({"epochs": 0}, {"lr": 0.0}, {"lr": -1e-3}, {"lr": float("nan")}, {"kd_temperature": 0},
-               {"act_learning": "adam"}, {"batch_size": 0}):
+               {"act_learning": "adam"}, {"batch_size": 0}, {"weight_decay": -1e-4}, {"weight_decay": float("inf")}):
         with pytest.raises(ValueError, match=next(iter(kw)).split("_")[0]):
             QATConfig(**kw)
     with pytest.raises(ValueError, match="training must be one of"):

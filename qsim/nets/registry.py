@@ -68,7 +68,7 @@ _NETWORKS = {
         Network("mnist1d_cnn", "mnist1d", models.mnist1d_cnn(),
                 TrainConfig(epochs=150, batch_size=100, lr=1e-2),
                 "mnist1d paper 1-D CNN: 3 strided convs (25 ch) → linear",
-                qat_recipe={"epochs": 150, "lr": 3e-3}),
+                qat_recipe={"epochs": 150, "lr": 3e-3, "weight_decay": 5e-4}),
         Network("digits_mlp", "digits", models.digits_mlp(), TrainConfig(epochs=40, batch_size=32, lr=3e-3),
                 "scikit-learn digits MLP: 64 → 64 → 10"),
         Network("digits_cnn", "digits", models.digits_cnn(), TrainConfig(epochs=40, batch_size=32, lr=3e-3),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-TRAINING_FLAGS = ("epochs", "lr", "seed", "kd_lambda", "kd_temperature", "act_learning")
+TRAINING_FLAGS = ("epochs", "lr", "seed", "kd_lambda", "kd_temperature", "act_learning", "weight_decay")
 
 
 def add_arguments(pe) -> None:
@@ -18,6 +18,8 @@ def add_arguments(pe) -> None:
     pe.add_argument("--seed", type=int, default=None, help="QAT seed (default 0)")
     pe.add_argument("--kd-lambda", type=float, default=None, help="distillation weight λ (qat_kd: default 1.0)")
     pe.add_argument("--kd-temperature", type=float, default=None, help="distillation temperature T (default 4)")
+    pe.add_argument("--weight-decay", type=float, default=None,
+                    help="QAT L2 weight decay on the latent weights (default: the network's QAT recipe, else 0)")
     pe.add_argument("--act-learning", choices=("lsq", "pact"), default=None,
                     help="activation step-size learning: lsq (default) or pact")
 
