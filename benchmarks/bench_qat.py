@@ -1,6 +1,7 @@
 """QAT benchmark: training time per network on one core, and the PTQ / QAT / QAT+KD accuracy table.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_qat.py --speed            # seconds per QAT run
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_qat.py --diagnose         # mnist1d W4A4, validation split
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_qat.py --table --jobs 2   # README table (3 seeds)
     python benchmarks/bench_qat.py --table --nets mnist1d_cnn --json a.json   # networks apart, then
     python benchmarks/bench_qat.py --rows a.json b.json                       # one table from the rows
@@ -86,10 +87,67 @@ def table(rows: list[dict], seeds) -> str:
     return "\n".join(out)
 
 
+def diagnose(seeds) -> str:
+    """Where mnist1d W4A4 (per channel) QAT loses accuracy, measured on a VALIDATION split of the training data:
+    an fp32 teacher trained by the registry recipe on the first 3,200 training samples, QAT on those, accuracy
+    (fake-quant forward) on the last 800; the test split is never looked at."""
+    import numpy as np
+
+    from qsim.nets import registry
+    from qsim.nets.data import load_dataset
+    from qsim.nets.registry import Network, get_network
+    from qsim.quant import QuantSpec
+    from qsim.train.core import train
+    from qsim.train.qat import QATConfig, forward_backward, train_qat
+
+    base = get_network("mnist1d_cnn")
+    ds = load_dataset(base.dataset)
+    n_fit = 3200
+    xf, yf, xv, yv = ds.x_train[:n_fit], ds.y_train[:n_fit], ds.x_train[n_fit:], ds.y_train[n_fit:]
+    net = Network("mnist1d_cnn_val", base.dataset, base.arch, None,
+                  params=train(base.arch, xf, yf, base.train_config))
+    registry._NETWORKS[net.name] = net        # calibration (act_params) looks networks up by name
+
+    def acc(params, quantizers):
+        return float((forward_backward(net.arch, params, quantizers, xv, None)[2].argmax(1) == yv).mean())
+
+    w4, a4 = QuantSpec(bits=4, granularity="channel"), QuantSpec(bits=4, scheme="affine")
+    w8, a8 = QuantSpec(bits=8, granularity="channel"), QuantSpec(bits=8, scheme="affine")
+    first = net.arch.mac_ops[0].name
+    recipe = dict(base.qat_recipe)
+    wd = recipe.pop("weight_decay")
+    variants = [("W4A4, no weight decay", w4, a4, None, 0.0, seeds),
+                ("W4A4, weight decay %g (recipe)" % wd, w4, a4, None, wd, seeds),
+                ("W4A8, no weight decay", w4, a8, None, 0.0, seeds[:1]),
+                ("W8A4, no weight decay", w8, a4, None, 0.0, seeds[:1]),
+                ("W4A8 + 4-bit network input only, no weight decay", w4, a8, {first: {"a": a4}}, 0.0, seeds[:1]),
+                ("W4A4 but 8-bit network input, no weight decay", w4, a4, {first: {"a": a8}}, 0.0, seeds[:1])]
+    out = [f"fp32 teacher (first {n_fit} training samples): validation accuracy {100 * acc(net.params, {}):.2f} % "
+           f"on the last {len(xv)}", "", "| variant | validation accuracy (%) per seed | mean | final training loss |",
+           "|---|---|---|---|"]
+    try:
+        for label, w, a, ovr, decay, sds in variants:
+            accs, losses = [], []
+            for seed in sds:
+                st = train_qat(net, w, a, QATConfig(seed=seed, weight_decay=decay, **recipe), x=xf, y=yf,
+                               overrides=ovr)
+                accs.append(acc(st.params, st.quantizers))
+                losses.append(st.history[-1])
+            out.append(f"| {label} | {', '.join(f'{100 * v:.2f}' for v in accs)} | {100 * np.mean(accs):.2f} | "
+                       f"{np.mean(losses):.4f} |")
+            print(out[-1], file=sys.stderr, flush=True)
+    finally:
+        registry._NETWORKS.pop(net.name, None)
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speed", action="store_true", help="time one QAT run (W4A4 per channel) per network")
     p.add_argument("--table", action="store_true", help="the PTQ / QAT / QAT+KD table over --seeds")
+    p.add_argument("--diagnose", action="store_true",
+                   help="mnist1d W4A4: which quantizer loses accuracy and what the weight decay does, on a "
+                        "validation split of the training data")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--nets", default=",".join(NETS))
     p.add_argument("--jobs", type=int, default=1)
@@ -108,6 +166,8 @@ def main(argv=None) -> int:
             cfg = res["config"]["training_config"]
             print(f"{net:12s} QAT+KD W4A4 {cfg['epochs']} epochs: {res['training']['seconds']:.1f} s on one core "
                   f"(target 120 s)", flush=True)
+    if args.diagnose:
+        print(diagnose([int(s) for s in args.seeds.split(",")]))
     if args.rows:
         rows = [r for path in args.rows for r in json.load(open(path))]
         print(report(rows))
