@@ -237,7 +237,6 @@ def test_small_packed_kernels_equal_numpy_twin(width, extreme):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_packed_gemm_drivers_equal_numpy_twin(width):
     rng = np.random.default_rng(8)
-    run = V.packed_gemm512 if width == 512 else V.packed_gemm256
     for M, K, N, extreme in ((13, 5, 33, False), (25, 131, 70, True), (30, 600, 40, False)):
         a = _codes(rng, np.int8, (M, K), extreme)
         _, bp = _panels(rng, np.uint8, K, N, width, extreme)
@@ -245,8 +244,8 @@ def test_packed_gemm_drivers_equal_numpy_twin(width):
         col = rng.integers(-2**31, 2**31, n).astype(np.int32)
         nzb = rng.integers(-255, 256, n).astype(np.int32)
         for c, z in ((col, nzb), (col[:0], nzb[:0])):
-            out, row = run(a.view(np.uint8).reshape(M, K, 1, 1), V._NO_GEOM, False, V.FLIP, bp.view(np.uint32), c, z,
-                           True)
+            out, row = V.packed_run(a.view(np.uint8).reshape(M, K, 1, 1), V._NO_GEOM, False, V.FLIP, bp.view(np.uint32),
+                                    c, z, True, width)
             rows = 12 if width == 512 else 6
             S = -(-M // rows)
             ap = np.empty((S, bp.shape[1], 4 * rows), np.uint8)
@@ -268,3 +267,55 @@ def test_packed_epilogue_equals_numpy_twin():
         V.packed_epilogue(colsum, np.int64(600), np.int64(201), zb, bias, *got)
         V.packed_epilogue_reference(colsum, 600, 201, zb, bias, *want)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+@SETTINGS
+@given(M=st.integers(1, 30), K=st.integers(1, 41), N=st.integers(1, 70), seed=st.integers(0, 2**32 - 1),
+       adt=st.sampled_from([np.uint8, np.int8]), bdt=st.sampled_from([np.int8, np.uint8]),
+       tile=st.sampled_from([V.ZMM_TILE, V.YMM_TILE]), epi=st.booleans())
+def test_pack_weight_and_pack_a_equal_numpy_twins(M, K, N, seed, adt, bdt, tile, epi):
+    """The one-function packers (every host: plain Numba loops): panels, column sums and
+    epilogue vectors of the weight; strips of a from a matrix."""
+    rng = np.random.default_rng(seed)
+    a, b = _codes(rng, adt, (M, K)), _codes(rng, bdt, (K, N))
+    fa = V.FLIP if adt == np.int8 else np.uint32(0)
+    fb = V.FLIP if bdt == np.uint8 else np.uint32(0)
+    sa, sb, _ = V.packed_shapes(M, K, N, tile)
+    n = sb[0] * sb[2] // 4
+    zb = V._ro(rng.integers(-255, 256, N).astype(np.int64))
+    bias = rng.integers(-2**31, 2**31, N) if epi else np.zeros(0, np.int64)
+    got = [np.full(sb[:2] + (sb[2] // 4,), 7, np.uint32), np.full(n, 5, np.int32)] + \
+        [np.full(n if epi else 0, 3, np.int32) for _ in range(2)]
+    want = [np.full(sb[:2] + (sb[2] // 4,), 9, np.uint32), np.full(n, 6, np.int32)] + \
+        [np.full(n if epi else 0, 4, np.int32) for _ in range(2)]
+    V.pack_weight(V._ro(b.view(np.uint8)), fb, got[0], got[1], np.int64(77), zb, bias, got[2], got[3])
+    V.pack_weight_reference(b.view(np.uint8), fb, want[0], want[1], 77, zb, bias, want[2], want[3])
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert np.array_equal(got[1][:N], b.astype(np.int64).sum(axis=0) - (128 * K if bdt == np.uint8 else 0))
+    ap, ap2 = np.full(sa[:2] + (sa[2] // 4,), 7, np.uint32), np.full(sa[:2] + (sa[2] // 4,), 9, np.uint32)
+    r1, r2 = np.full(sa[0] * tile[0], 5, np.int32), np.full(sa[0] * tile[0], 6, np.int32)
+    src = V._ro(a.view(np.uint8).reshape(M, K, 1, 1))
+    V.pack_a(src, False, fa, V._NO_GEOM, ap, r1, True)
+    V.pack_a_reference(src, False, fa, V._NO_GEOM, ap2, r2, True)
+    assert np.array_equal(ap, ap2) and np.array_equal(r1, r2)
+
+
+@SETTINGS
+@given(N=st.integers(1, 2), C=st.integers(1, 5), H=st.integers(3, 9), W=st.integers(3, 9), kh=st.integers(1, 3),
+       kw=st.integers(1, 3), sh=st.integers(1, 2), sw=st.integers(1, 2), dh=st.integers(1, 2),
+       flip=st.booleans(), seed=st.integers(0, 2**32 - 1), extreme=st.booleans())
+def test_pack_a_conv_patches_equal_numpy_twin(N, C, H, W, kh, kw, sh, sw, dh, flip, seed, extreme):
+    rng = np.random.default_rng(seed)
+    if H < dh * (kh - 1) + 1 or W < kw:
+        return
+    x = V._ro(_codes(rng, np.uint8, (N, C, H, W), extreme))
+    Ho, Wo = (H - dh * (kh - 1) - 1) // sh + 1, (W - kw) // sw + 1
+    geom = np.array([kh, kw, sh, sw, dh, 1, Ho, Wo], np.int64)
+    for rows in (12, 6):
+        S, Kq = -(-(N * Ho * Wo) // rows), -(-(C * kh * kw) // 4)
+        got, want = np.full((S, Kq, rows), 7, np.uint32), np.full((S, Kq, rows), 9, np.uint32)
+        r1, r2 = np.full(S * rows, 5, np.int32), np.full(S * rows, 6, np.int32)
+        fa = V.FLIP if flip else np.uint32(0)
+        V.pack_a(x, True, fa, geom, got, r1, True)
+        V.pack_a_reference(x, True, fa, geom, want, r2, True)
+        assert np.array_equal(got, want) and np.array_equal(r1, r2)

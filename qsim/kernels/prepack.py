@@ -2,7 +2,7 @@
 
 `pack_weights(b)` copies a constant integer weight — a matmul weight (K, N) or a conv
 weight (O, C/groups, kh, kw) — and, on a VNNI backend, packs it once into the panel layout
-of the `vpdpbusd` micro-kernels (`qsim.kernels.vnni.pack_b_panels`) with its column sums
+of the `vpdpbusd` micro-kernels (`qsim.kernels.vnni.pack_weight`) with its column sums
 Σ_k b' and per-column code ranges. `matmul_int(a, pw, ...)` and `conv2d_int(x, pw, ...)`
 accept the `PackedWeights` wherever they accept the array, with the same arguments and
 the same integers as a result: the packed form only changes how fast it is found.
@@ -11,7 +11,7 @@ the same integers as a result: the packed form only changes how fast it is found
   (`qsim.kernels.vnni.small_packed`, 1/2/4/8 rows × 32 columns in registers, K unrolled
   by the panel layout) per 32-column panel, over the whole K, with the zero points and
   bias added in its int32 epilogue;
-- more rows: the 12 × 32 tile GEMM (`packed_gemm512`) packing only `a` per call;
+- more rows: the 12 × 32 tile GEMM (`qsim.kernels.vnni.packed_run`) packing only `a` per call;
 - whenever the packed path does not apply (another backend, wider codes, K > `K_MAX`, an
   accumulator that can overflow, pair_saturate16, groups > 1) the original array is
   used exactly as without packing.
@@ -35,12 +35,14 @@ from qsim.kernels._checks import (
 )
 from qsim.kernels.exact import VNNI_WIDTH
 from qsim.kernels.vnni import (
-    FLIP, K_MAX, YMM_TILE, ZMM_TILE, _NO_GEOM, _ro, _zero_points, finish_raw, pack_a_strips, pack_b_panels,
-    packed_epilogue, packed_gemm256, packed_gemm512, packed_shapes, small_packed, small_rows,
+    FLIP, K_MAX, YMM_TILE, ZMM_TILE, _NO_GEOM, _ro, _zero_points, finish_raw, pack_a, pack_weight,
+    packed_epilogue, packed_run, packed_shapes, small_packed, small_rows,
 )
 
 _EMPTY32 = np.zeros(0, np.int32)
 _NO_BIAS = np.zeros(0, np.int64)
+_NO_ZB = np.zeros(0, np.int64)
+_NO_ZB.flags.writeable = False            # the read-only zero-point type of `_zero_points` (one signature)
 
 
 class PackedWeights:
@@ -77,9 +79,9 @@ class PackedWeights:
             _, shape, _ = packed_shapes(1, self.K, self.N, tile)
             panels = np.empty(shape[:2] + (shape[2] // 4,), np.uint32)
             bu = _ro(np.ascontiguousarray(self.matrix).view(np.uint8))
-            pack_b_panels(bu, FLIP if self.cb else np.uint32(0), panels)
-            colsum = np.zeros(panels.shape[0] * panels.shape[2], np.int32)      # Σ_k b' (|sum| ≤ 128·K_MAX)
-            colsum[:self.N] = self.matrix.sum(axis=0, dtype=np.int64) - self.K * self.cb
+            colsum = np.empty(panels.shape[0] * panels.shape[2], np.int32)      # Σ_k b' (|sum| ≤ 128·K_MAX)
+            pack_weight(bu, FLIP if self.cb else np.uint32(0), panels, colsum, np.int64(0), _NO_ZB, _NO_BIAS,
+                        _EMPTY32, _EMPTY32)
             self.width, self.panels, self.colsum = VNNI_WIDTH, panels, colsum
 
     # array-like: the original weight
@@ -213,12 +215,11 @@ def _run(a, pw: PackedWeights, za_, zb_, need_asum, fa, int32_epi, col, nzb, bia
     if R:
         ap = np.empty((1, pw.panels.shape[1], R), np.uint32)
         row = np.zeros(R, np.int32)
-        pack_a_strips(au, fa, ap, row, need_asum)
+        pack_a(au.reshape(M, K, 1, 1), False, fa, _NO_GEOM, ap, row, need_asum)
         out = np.empty((R, pw.colsum.shape[0]), np.int32)
         small_packed(ap, pw.panels, out, col, nzb, row, pw.width, int32_epi)
     else:
-        run = packed_gemm512 if pw.width == 512 else packed_gemm256
-        out, row = run(au.reshape(M, K, 1, 1), _NO_GEOM, False, fa, pw.panels, col, nzb, need_asum)
+        out, row = packed_run(au.reshape(M, K, 1, 1), _NO_GEOM, False, fa, pw.panels, col, nzb, need_asum, pw.width)
     if int32_epi:
         res = out[:M, :N] if out.shape != (M, N) else out
     else:
@@ -250,7 +251,7 @@ def packed_conv(x, pw: PackedWeights, zx: int, zw, bias, kernel, stride, padding
         xp[:, :, top:top + H, left:left + W] = x
     else:
         xp = x
-    run = packed_gemm512 if pw.width == 512 else packed_gemm256
-    out, _ = run(_ro(xp.view(np.uint8)), geom, True, FLIP if ca else np.uint32(0), pw.panels, col, nzb, need_asum)
+    out, _ = packed_run(_ro(xp.view(np.uint8)), geom, True, FLIP if ca else np.uint32(0), pw.panels, col, nzb,
+                        need_asum, pw.width)
     return out, Ho, Wo
 

@@ -22,8 +22,12 @@ Two kernels, both LLVM IR emitted by Numba intrinsics:
   no im2col copy (`pack_a_conv`; k order (c, i, j)). The micro-kernel keeps `rows` × `nr`
   int32 accumulators in registers (12 × 32 in zmm, 6 × 16 in ymm), broadcasting 4 bytes of
   a' per row and step; loops are blocked over K (`KC`) and N (`NC`) so a weight block
-  stays in L2 while strips of a' stream through it. `vnni512_i32` / `vnni256_i32` pack,
-  multiply and finish in one Numba call.
+  stays in L2 while strips of a' stream through it. `vnni_i32` packs the weight
+  (`pack_b_panels`, `epilogue_vectors`) and `packed_run` packs a' and multiplies: separate
+  Numba functions called from Python, so each compiles once (a caller re-optimises every
+  callee linked into it) and only those a call needs compile. A weight packed once
+  (`qsim.kernels.prepack`) skips the first step; with M ≤ 8 it runs the 1/2/4/8-row tile
+  kernels over its panels instead (`small_packed`).
 - **GEMV / small M** (M ≤ `GEMV_ROWS`): the (K, N) weight is read as given (no packing):
   4 rows × 4·lanes columns are interleaved in registers into the quad layout (byte
   unpacks) and multiplied with up to 4 broadcast rows (one or two rows: 4 or 2 column
@@ -308,7 +312,7 @@ def packed_shapes(M: int, K: int, N: int, tile) -> tuple[tuple[int, int, int], t
     return (S, Kq, 4 * rows), (P, Kq, 4 * nr), (S * rows, P * nr)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")   # inlined into its callers' IR: compiled once there
 def pack_b_panels(bu, flip, out32):
     """Pack b' = b − cb into panels from the bytes bu (K, N) uint8 of b (its uint8 view):
     cb = 128 for a uint8 b, given as flip = 0x80808080, else 0 (an int8 b's bytes already
@@ -375,7 +379,7 @@ def column_sums_reference(b, shift, sums) -> None:
     sums[:] = b.astype(np.int64).sum(axis=0) - b.shape[0] * shift
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")   # inlined into its callers' IR: compiled once there
 def pack_a_strips(au, flip, out32, row, need_sum):
     """Pack a' = a + ca into strips from the bytes au (M, K) uint8 of a (its uint8 view):
     ca = 128 for an int8 a, given as flip = 0x80808080 (a + 128 = a's byte XOR 0x80), else 0.
@@ -737,15 +741,6 @@ def vnni_fits(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @njit(cache=True)
-def _work(M, K, N, rows, nr):
-    """Work arrays of the packed product: a' strips, b' panels (as uint32 words), the
-    epilogue vectors col, nzb (Np,) and row (Mp,), and the int32 result (Mp, Np)."""
-    S, Kq, P = (M + rows - 1) // rows, (K + 3) // 4, (N + nr - 1) // nr
-    return (np.empty((S, Kq, rows), np.uint32), np.empty((P, Kq, nr), np.uint32), np.empty(P * nr, np.int32),
-            np.empty(P * nr, np.int32), np.empty(S * rows, np.int32), np.empty((S * rows, P * nr), np.int32))
-
-
-@njit(cache=True)
 def epilogue_vectors(bu, fb, za, zb, bias, col, nzb):
     """The epilogue's int32 vectors (wrapping; zero padded to col's length):
     col[n] = bias[n] + K·za·zb[n] − za·Σ_k b'[k, n] and nzb[n] = −zb[n], from the bytes
@@ -837,38 +832,29 @@ def pack_a_conv_reference(xu, fa, geom, out8, row, need_sum) -> None:
         row[:A.shape[0]] = A.sum(axis=1).astype(np.int32)
 
 
-@njit(cache=True)
+def vnni_i32(src, geom, conv, fa, bu, fb, za, zb, bias, need_asum, width: int, get=None):
+    """The int32 result (Mp, Np) of a'·b' plus the zero-point/bias epilogue (the caller slices
+    [:M, :N]): the weight bytes bu (K, N) packed per call (`pack_b_panels`, its column sums
+    in `epilogue_vectors`), then `packed_run`; a' the conv patches of src when conv, else
+    src = a (M, K, 1, 1). `get(name, shape, dtype)` may supply the weight's work array."""
+    K, N = bu.shape
+    tile = ZMM_TILE if width == 512 else YMM_TILE
+    nr = tile[1] * tile[2]
+    P, Kq = -(-N // nr), -(-K // 4)
+    bp = (get or (lambda name, shape, dtype: np.empty(shape, dtype)))("vnni_b32", (P, Kq, nr), np.uint32)
+    colsum, col, nzb = np.empty(P * nr, np.int32), np.empty(P * nr, np.int32), np.empty(P * nr, np.int32)
+    pack_weight(bu, fb, bp, colsum, np.int64(za), zb, bias, col, nzb)
+    return packed_run(src, geom, conv, fa, bp, col, nzb, need_asum, width)[0]
+
+
 def vnni512_i32(src, geom, conv, fa, bu, fb, za, zb, bias, need_asum):
-    """The int32 result (Mp, Np) of a'·b' plus the zero-point/bias epilogue through
-    `gemm_vnni512` (12 × 32 tiles; the caller slices [:M, :N]), a' the conv patches of src
-    (`pack_a_conv`, rows m = (n, y, x)) when conv, else src = a (M, K, 1, 1)
-    (`pack_a_strips`); AVX-512 VNNI only. (One level of calls: Numba re-optimises every
-    callee linked into a caller, so fewer levels compile faster.)"""
-    M = src.shape[0] * geom[6] * geom[7] if conv else src.shape[0]
-    ap, bp, col, nzb, row, out = _work(M, bu.shape[0], bu.shape[1], ZMM_TILE[0], ZMM_TILE[1] * ZMM_TILE[2])
-    if conv:
-        pack_a_conv(src, fa, geom, ap.view(np.uint8), row, need_asum)
-    else:
-        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, ap, row, need_asum)
-    pack_b_panels(bu, fb, bp)
-    epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
-    gemm_vnni512(ap, bp, out, col, nzb, row)
-    return out
+    """`vnni_i32` with the 12 × 32 zmm tiles; AVX-512 VNNI only."""
+    return vnni_i32(src, geom, conv, fa, bu, fb, za, zb, bias, need_asum, 512)
 
 
-@njit(cache=True)
 def vnni256_i32(src, geom, conv, fa, bu, fb, za, zb, bias, need_asum):
-    """`vnni512_i32` with `gemm_vnni256` (6 × 16 tiles); AVX-VNNI."""
-    M = src.shape[0] * geom[6] * geom[7] if conv else src.shape[0]
-    ap, bp, col, nzb, row, out = _work(M, bu.shape[0], bu.shape[1], YMM_TILE[0], YMM_TILE[1] * YMM_TILE[2])
-    if conv:
-        pack_a_conv(src, fa, geom, ap.view(np.uint8), row, need_asum)
-    else:
-        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, ap, row, need_asum)
-    pack_b_panels(bu, fb, bp)
-    epilogue_vectors(bu, fb, za, zb, bias, col, nzb)
-    gemm_vnni256(ap, bp, out, col, nzb, row)
-    return out
+    """`vnni_i32` with the 6 × 16 ymm tiles; AVX-VNNI."""
+    return vnni_i32(src, geom, conv, fa, bu, fb, za, zb, bias, need_asum, 256)
 
 
 _NO_GEOM = np.ones(8, np.int64)
@@ -930,24 +916,16 @@ def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.i
     if out_dtype is np.int32 or np.dtype(out_dtype) == np.int32:
         bias_ = _NO_BIAS if bias is None else np.asarray(bias, np.int64)
         src = _ro(au.reshape(M, K, 1, 1))
-        out = (vnni512_i32 if width == 512 else vnni256_i32)(src, _NO_GEOM, False, fa, _ro(bu), fb, za_, zb_, bias_,
-                                                            need_asum)
+        out = vnni_i32(src, _NO_GEOM, False, fa, _ro(bu), fb, za_, zb_, bias_, need_asum, width, get)
         return out[:M, :N] if out.shape != (M, N) else out
     tile = ZMM_TILE if width == 512 else YMM_TILE
-    sa, sb, so = packed_shapes(M, K, N, tile)
-    ap = get("vnni_a", sa, np.uint8)
-    bp = get("vnni_b", sb, np.int8)
-    pack_a_strips(_ro(au), fa, ap.view(np.uint32), _NO_ROW, False)
-    pack_b_panels(bu, fb, bp.view(np.uint32))
-    bsum = np.zeros(N, np.int32)
-    if za_:
-        column_sums(b, np.int32(cb), bsum)
-    asum = (a.sum(axis=1, dtype=np.int64) + ca * K) if need_asum else np.zeros(M, np.int64)
-    raw = get("vnni_raw", so, np.int32)
-    empty = np.zeros(0, np.int32)
-    (gemm_vnni512 if width == 512 else gemm_vnni256)(ap, bp, raw, empty, empty, empty)
+    _, (P, Kq, W), _ = packed_shapes(M, K, N, tile)
+    bp = get("vnni_b32", (P, Kq, W // 4), np.uint32)
+    colsum = np.empty(P * W // 4, np.int32)
+    pack_weight(_ro(bu), fb, bp, colsum, np.int64(0), zb_, _NO_BIAS, _NO_ROW, _NO_ROW)
+    raw, row = packed_run(_ro(au.reshape(M, K, 1, 1)), _NO_GEOM, False, fa, bp, _NO_ROW, _NO_ROW, need_asum, width)
     out = np.empty((M, N), out_dtype)
-    finish_raw(raw, asum, bsum.astype(np.int64), np.int64(za_), zb_, np.int64(K), out)
+    finish_raw(raw, row[:M].astype(np.int64), colsum[:N].astype(np.int64), np.int64(za_), zb_, np.int64(K), out)
     if bias is not None:
         out += np.asarray(bias).astype(out.dtype)[None, :]
     return out
@@ -979,8 +957,8 @@ def vnni_conv(x: np.ndarray, w2: np.ndarray, zx, zw, bias, kernel, stride, paddi
         xp[:, :, top:top + H, left:left + W] = x
     else:
         xp = np.ascontiguousarray(x)
-    out = (vnni512_i32 if width == 512 else vnni256_i32)(
-        _ro(xp.view(np.uint8)), geom, True, fa, _ro(w2.T.view(np.uint8)), fb, za_, zb_, bias_, need_asum)
+    out = vnni_i32(_ro(xp.view(np.uint8)), geom, True, fa, _ro(w2.T.view(np.uint8)), fb, za_, zb_, bias_, need_asum,
+                   width)
     return out, Ho, Wo
 
 
@@ -1135,35 +1113,122 @@ def packed_epilogue_reference(colsum, K, za, zb, bias, col, nzb) -> None:
 
 
 @njit(cache=True)
-def packed_gemm512(src, geom, conv, fa, bp, col, nzb, need_asum):
-    """(out (Mp, Np) int32, row sums Σ_k a' (Mp,) int32) of a'·b' with the packed panels
-    bp (P, Kq, 32) uint32 through `gemm_vnni512`; a' the conv patches of src
-    (`pack_a_conv`) when conv, else src = a (M, K, 1, 1) (`pack_a_strips`). With col, nzb
-    non-empty the int32 epilogue col[n] + row[m]·nzb[n] is added (else the raw sums)."""
-    M = src.shape[0] * geom[6] * geom[7] if conv else src.shape[0]
-    S, Kq = (M + 11) // 12, bp.shape[1]
-    ap = np.empty((S, Kq, 12), np.uint32)
-    row = np.zeros(S * 12, np.int32)
-    out = np.empty((S * 12, bp.shape[0] * 32), np.int32)
-    if conv:
-        pack_a_conv(src, fa, geom, ap.view(np.uint8), row, need_asum)
-    else:
-        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, ap, row, need_asum)
-    gemm_vnni512(ap, bp, out, col, nzb, row)
-    return out, row
+def pack_weight(bu, flip, out32, colsum, za, zb, bias, col, nzb):
+    """Everything a product needs from the weight, in one function (one compile): the
+    panels (`pack_b_panels`), the column sums colsum[n] ← Σ_k b'[k, n] (int32, zero padded
+    to colsum's length; |sum| ≤ 128·K) and, when col is not empty, the epilogue vectors of
+    `packed_epilogue` for za = za', zb (N,) = zb' int64 and bias (N,) int64 or empty."""
+    pack_b_panels(bu, flip, out32)
+    K, N = bu.shape
+    f8 = np.uint8(flip & np.uint32(0xFF))
+    colsum[:] = 0
+    for k in range(K):
+        for n in range(N):
+            colsum[n] += np.int32(np.int8(bu[k, n] ^ f8))
+    if col.shape[0]:
+        has_bias = bias.shape[0] > 0
+        for n in range(col.shape[0]):
+            if n < N:
+                v = K * za * zb[n] - za * np.int64(colsum[n])
+                if has_bias:
+                    v += bias[n]
+                col[n] = np.int32(v)
+                nzb[n] = np.int32(-zb[n])
+            else:
+                col[n] = 0
+                nzb[n] = 0
+
+
+def pack_weight_reference(bu, flip, out32, colsum, za, zb, bias, col, nzb) -> None:
+    """NumPy twin of `pack_weight`."""
+    pack_b_panels_reference(bu, flip, out32)
+    colsum[:] = 0
+    colsum[:bu.shape[1]] = (bu.view(np.int8 if not flip else np.uint8).astype(np.int64)
+                            - (128 if flip else 0)).sum(axis=0).astype(np.int32)
+    if col.shape[0]:
+        packed_epilogue_reference(colsum, bu.shape[0], za, zb, bias, col, nzb)
 
 
 @njit(cache=True)
-def packed_gemm256(src, geom, conv, fa, bp, col, nzb, need_asum):
-    """`packed_gemm512` with `gemm_vnni256` (6 × 16 tiles, bp (P, Kq, 16)); AVX-VNNI."""
-    M = src.shape[0] * geom[6] * geom[7] if conv else src.shape[0]
-    S, Kq = (M + 5) // 6, bp.shape[1]
-    ap = np.empty((S, Kq, 6), np.uint32)
-    row = np.zeros(S * 6, np.int32)
-    out = np.empty((S * 6, bp.shape[0] * 16), np.int32)
+def pack_a(src, conv, fa, geom, out32, row, need_sum):
+    """The strips of a' into out32 (S, Kp/4, rows) uint32 (layout of `pack_a_strips`, every
+    word written) and, with need_sum, row[m] ← Σ_k a'[m, k] (wrapping int32, 0 beyond M):
+    from a = src (M, K, 1, 1) as `pack_a_strips`, or with conv from the conv patches of
+    the (padded) input src (N, C, Hp, Wp) as `pack_a_conv` (m = (n, y, x), k = (c, i, j),
+    geom = (kh, kw, sh, sw, dh, dw, Ho, Wo)); a' = byte XOR 0x80 when fa ≠ 0. One function
+    for both, so a process compiles one packing kernel for a; the patches are gathered
+    4 bytes to a word (measured 1.25× faster than `pack_a_conv`'s byte stores).
+    (Unsigned offsets ran 2× faster still but took 0.25 s more to compile: see issue item
+    "cold quickstart".)"""
+    if not conv:
+        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, out32, row, need_sum)
+        return
+    N, C, H, W = src.shape
+    kh, kw, sh, sw, dh, dw, Ho, Wo = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], geom[7]
+    S, Kq, rows = out32.shape
+    K = C * kh * kw
+    K4 = K - K % 4
+    M = N * Ho * Wo
+    flat = src.reshape(src.size)
+    soff = np.zeros(4 * Kq, np.int64)
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                soff[(c * kh + i) * kw + j] = (c * H + i * dh) * W + j * dw
+    f8 = fa & np.uint32(0xFF)
+    m8 = np.uint32(0xFF)
+    for m in range(S * rows):
+        s_ = m // rows
+        r = m - s_ * rows
+        tot = np.uint32(0)
+        if m < M:
+            n = m // (Ho * Wo)
+            p = m - n * Ho * Wo
+            y = p // Wo
+            pix = (n * C * H + y * sh) * W + (p - y * Wo) * sw
+            for q in range(K4 // 4):
+                k = 4 * q
+                w = (np.uint32(flat[pix + soff[k]]) | (np.uint32(flat[pix + soff[k + 1]]) << np.uint32(8))
+                     | (np.uint32(flat[pix + soff[k + 2]]) << np.uint32(16))
+                     | (np.uint32(flat[pix + soff[k + 3]]) << np.uint32(24))) ^ fa
+                out32[s_, q, r] = w
+                tot += (w & m8) + ((w >> np.uint32(8)) & m8) + ((w >> np.uint32(16)) & m8) + (w >> np.uint32(24))
+            if K4 < K:
+                w = np.uint32(0)
+                for t in range(K - K4):
+                    v = np.uint32(flat[pix + soff[K4 + t]]) ^ f8
+                    w |= v << np.uint32(8 * t)
+                    tot += v
+                out32[s_, K4 // 4, r] = w
+        else:
+            for q in range(Kq):
+                out32[s_, q, r] = 0
+        if need_sum:
+            row[m] = np.int32(tot)
+
+
+def pack_a_reference(src, conv, fa, geom, out32, row, need_sum) -> None:
+    """NumPy twin of `pack_a`."""
     if conv:
-        pack_a_conv(src, fa, geom, ap.view(np.uint8), row, need_asum)
+        pack_a_conv_reference(src, fa, geom, out32.view(np.uint8), row, need_sum)
     else:
-        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, ap, row, need_asum)
-    gemm_vnni256(ap, bp, out, col, nzb, row)
+        pack_a_strips_reference(src.reshape(src.shape[0], src.shape[1]), fa, out32, row, need_sum)
+
+
+def packed_run(src, geom, conv: bool, fa, bp, col, nzb, need_asum: bool, width: int):
+    """(out (Mp, Np) int32, row sums Σ_k a' (Mp,) int32) of a'·b' with the packed panels
+    bp (P, Kq, nr) uint32 through `gemm_vnni512` (width 512, 12 × 32 tiles) or
+    `gemm_vnni256` (6 × 16); a' the conv patches of src (`pack_a_conv`, rows m = (n, y, x))
+    when conv, else src = a (M, K, 1, 1) (`pack_a_strips`). With col, nzb non-empty the
+    int32 epilogue col[n] + row[m]·nzb[n] is added (else the raw sums). The steps are
+    separate Numba functions called from here (measured as fast as one fused function,
+    and each compiles once: Numba re-optimises every callee linked into a caller)."""
+    rows = ZMM_TILE[0] if width == 512 else YMM_TILE[0]
+    M = src.shape[0] * int(geom[6]) * int(geom[7]) if conv else src.shape[0]
+    S, Kq = -(-M // rows), bp.shape[1]
+    ap = np.empty((S, Kq, rows), np.uint32)
+    row = np.zeros(S * rows, np.int32)
+    out = np.empty((S * rows, bp.shape[0] * bp.shape[2]), np.int32)
+    pack_a(src, conv, fa, geom, ap, row, need_asum)
+    (gemm_vnni512 if width == 512 else gemm_vnni256)(ap, bp, out, col, nzb, row)
     return out, row
