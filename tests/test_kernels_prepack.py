@@ -182,7 +182,8 @@ def _run_backend(name: str) -> subprocess.CompletedProcess:
         "    assert np.array_equal(acc, ref_matmul(a, b, 3, 1)[0]) and n == 0\n"
         "x = rng.integers(-128, 128, (1, 3, 7, 7)).astype(np.int8)\n"
         "w = rng.integers(-128, 128, (5, 3, 3, 3)).astype(np.int8)\n"
-        "assert np.array_equal(conv2d_int(x, pack_weights(w), 2, 0, padding=1)[0], ref_conv2d(x, w, 2, 0, padding=(1,) * 4)[0])\n"
+        "got = conv2d_int(x, pack_weights(w), 2, 0, padding=1)[0]\n"
+        "assert np.array_equal(got, ref_conv2d(x, w, 2, 0, padding=(1,) * 4)[0])\n"
         "print(backend(), pack_weights(b).packed)\n")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", QSIM_KERNEL_BACKEND=name)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

@@ -170,7 +170,8 @@ def packed_matmul(a, pw: PackedWeights, a_zero_point, b_zero_point, bias, acc_bi
     if a.ndim != 2 or a.shape[1] != pw.K or a.dtype.itemsize != 1 or a.dtype.kind not in "iu" or a.shape[0] == 0:
         return None
     key = None
-    if bias is None and type(a_zero_point) is int and type(b_zero_point) is int and type(acc_bits) is int:
+    if bias is None and type(a_zero_point) is int and type(b_zero_point) is int and type(acc_bits) is int \
+            and type(overflow) is str:
         key = (a.dtype.char, a_zero_point, b_zero_point, acc_bits, overflow)
         plan = pw._plans.get(key)
         if plan is not None:
