@@ -289,15 +289,21 @@ def test_pack_weight_and_pack_a_equal_numpy_twins(M, K, N, seed, adt, bdt, tile,
         [np.full(n if epi else 0, 3, np.int32) for _ in range(2)]
     want = [np.full(sb[:2] + (sb[2] // 4,), 9, np.uint32), np.full(n, 6, np.int32)] + \
         [np.full(n if epi else 0, 4, np.int32) for _ in range(2)]
-    V.pack_weight(V._ro(b.view(np.uint8)), fb, got[0], got[1], np.int64(77), zb, bias, got[2], got[3])
-    V.pack_weight_reference(b.view(np.uint8), fb, want[0], want[1], 77, zb, bias, want[2], want[3])
+    Kq, Np = sb[1], n
+    bu = V.pad_bytes(b.view(np.uint8), fb, 4 * Kq, Np)
+    V.pack_weight(bu, np.int64(K), fb, got[0], got[1], np.int64(77), zb, bias, got[2], got[3])
+    V.pack_weight_reference(bu, K, fb, want[0], want[1], 77, zb, bias, want[2], want[3])
     assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    plain = np.empty_like(got[0])                 # the padding changes nothing: same panels as the unpadded weight
+    V.pack_b_panels_reference(b.view(np.uint8), fb, plain)
+    assert np.array_equal(got[0], plain)
     assert np.array_equal(got[1][:N], b.astype(np.int64).sum(axis=0) - (128 * K if bdt == np.uint8 else 0))
+    assert not got[1][N:].any()
     ap, ap2 = np.full(sa[:2] + (sa[2] // 4,), 7, np.uint32), np.full(sa[:2] + (sa[2] // 4,), 9, np.uint32)
     r1, r2 = np.full(sa[0] * tile[0], 5, np.int32), np.full(sa[0] * tile[0], 6, np.int32)
-    src = V._ro(a.view(np.uint8).reshape(M, K, 1, 1))
+    src = V.pad_bytes(a.view(np.uint8), fa, M, 4 * Kq).reshape(M, 4 * Kq, 1, 1)
     V.pack_a(src, False, fa, V._NO_GEOM, ap, r1, True)
-    V.pack_a_reference(src, False, fa, V._NO_GEOM, ap2, r2, True)
+    V.pack_a_strips_reference(a.view(np.uint8), fa, ap2, r2, True)
     assert np.array_equal(ap, ap2) and np.array_equal(r1, r2)
 
 

@@ -35,7 +35,7 @@ from qsim.kernels._checks import (
 )
 from qsim.kernels.exact import VNNI_WIDTH
 from qsim.kernels.vnni import (
-    FLIP, K_MAX, YMM_TILE, ZMM_TILE, _NO_GEOM, _ro, _zero_points, finish_raw, pack_a, pack_weight,
+    FLIP, K_MAX, YMM_TILE, ZMM_TILE, _NO_GEOM, _ro, _zero_points, finish_raw, pack_a, pack_weight, pad_bytes,
     packed_epilogue, packed_run, packed_shapes, small_packed, small_rows,
 )
 
@@ -78,10 +78,11 @@ class PackedWeights:
             tile = ZMM_TILE if VNNI_WIDTH == 512 else YMM_TILE
             _, shape, _ = packed_shapes(1, self.K, self.N, tile)
             panels = np.empty(shape[:2] + (shape[2] // 4,), np.uint32)
-            bu = _ro(np.ascontiguousarray(self.matrix).view(np.uint8))
-            colsum = np.empty(panels.shape[0] * panels.shape[2], np.int32)      # Σ_k b' (|sum| ≤ 128·K_MAX)
-            pack_weight(bu, FLIP if self.cb else np.uint32(0), panels, colsum, np.int64(0), _NO_ZB, _NO_BIAS,
-                        _EMPTY32, _EMPTY32)
+            fb = FLIP if self.cb else np.uint32(0)
+            P, Kq, nr = panels.shape
+            bu = pad_bytes(np.ascontiguousarray(self.matrix).view(np.uint8), fb, 4 * Kq, P * nr)
+            colsum = np.empty(P * nr, np.int32)      # Σ_k b' (|sum| ≤ 128·K_MAX)
+            pack_weight(bu, np.int64(self.K), fb, panels, colsum, np.int64(0), _NO_ZB, _NO_BIAS, _EMPTY32, _EMPTY32)
             self.width, self.panels, self.colsum = VNNI_WIDTH, panels, colsum
 
     # array-like: the original weight
@@ -211,16 +212,17 @@ def packed_product(a, pw: PackedWeights, za: int, zb, bias, int32_epi: bool) -> 
 def _run(a, pw: PackedWeights, za_, zb_, need_asum, fa, int32_epi, col, nzb, bias, out_dtype) -> np.ndarray:
     M, K = a.shape
     N = pw.N
-    au = _ro(a.view(np.uint8))
+    Kq = pw.panels.shape[1]
+    au = pad_bytes(a.view(np.uint8), fa, M, 4 * Kq)
     R = small_rows(M, pw.width)
     if R:
-        ap = np.empty((1, pw.panels.shape[1], R), np.uint32)
+        ap = np.empty((1, Kq, R), np.uint32)
         row = np.zeros(R, np.int32)
-        pack_a(au.reshape(M, K, 1, 1), False, fa, _NO_GEOM, ap, row, need_asum)
+        pack_a(au.reshape(M, 4 * Kq, 1, 1), False, fa, _NO_GEOM, ap, row, need_asum)
         out = np.empty((R, pw.colsum.shape[0]), np.int32)
         small_packed(ap, pw.panels, out, col, nzb, row, pw.width, int32_epi)
     else:
-        out, row = packed_run(au.reshape(M, K, 1, 1), _NO_GEOM, False, fa, pw.panels, col, nzb, need_asum, pw.width)
+        out, row = packed_run(au.reshape(M, 4 * Kq, 1, 1), _NO_GEOM, False, fa, pw.panels, col, nzb, need_asum, pw.width)
     if int32_epi:
         res = out[:M, :N] if out.shape != (M, N) else out
     else:

@@ -843,7 +843,9 @@ def vnni_i32(src, geom, conv, fa, bu, fb, za, zb, bias, need_asum, width: int, g
     P, Kq = -(-N // nr), -(-K // 4)
     bp = (get or (lambda name, shape, dtype: np.empty(shape, dtype)))("vnni_b32", (P, Kq, nr), np.uint32)
     colsum, col, nzb = np.empty(P * nr, np.int32), np.empty(P * nr, np.int32), np.empty(P * nr, np.int32)
-    pack_weight(bu, fb, bp, colsum, np.int64(za), zb, bias, col, nzb)
+    pack_weight(pad_bytes(bu, fb, 4 * Kq, P * nr), np.int64(K), fb, bp, colsum, np.int64(za), zb, bias, col, nzb)
+    if not conv:
+        src = pad_bytes(src.reshape(src.shape[0], src.shape[1]), fa, src.shape[0], 4 * Kq).reshape(-1, 4 * Kq, 1, 1)
     return packed_run(src, geom, conv, fa, bp, col, nzb, need_asum, width)[0]
 
 
@@ -922,8 +924,9 @@ def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.i
     _, (P, Kq, W), _ = packed_shapes(M, K, N, tile)
     bp = get("vnni_b32", (P, Kq, W // 4), np.uint32)
     colsum = np.empty(P * W // 4, np.int32)
-    pack_weight(_ro(bu), fb, bp, colsum, np.int64(0), zb_, _NO_BIAS, _NO_ROW, _NO_ROW)
-    raw, row = packed_run(_ro(au.reshape(M, K, 1, 1)), _NO_GEOM, False, fa, bp, _NO_ROW, _NO_ROW, need_asum, width)
+    pack_weight(pad_bytes(bu, fb, 4 * Kq, P * W // 4), np.int64(K), fb, bp, colsum, np.int64(0), zb_, _NO_BIAS, _NO_ROW,
+                _NO_ROW)
+    raw, row = packed_run(pad_bytes(au, fa, M, 4 * Kq).reshape(M, 4 * Kq, 1, 1), _NO_GEOM, False, fa, bp, _NO_ROW, _NO_ROW, need_asum, width)
     out = np.empty((M, N), out_dtype)
     finish_raw(raw, row[:M].astype(np.int64), colsum[:N].astype(np.int64), np.int64(za_), zb_, np.int64(K), out)
     if bias is not None:
@@ -1113,19 +1116,29 @@ def packed_epilogue_reference(colsum, K, za, zb, bias, col, nzb) -> None:
 
 
 @njit(cache=True)
-def pack_weight(bu, flip, out32, colsum, za, zb, bias, col, nzb):
-    """Everything a product needs from the weight, in one function (one compile): the
-    panels (`pack_b_panels`), the column sums colsum[n] ← Σ_k b'[k, n] (int32, zero padded
-    to colsum's length; |sum| ≤ 128·K) and, when col is not empty, the epilogue vectors of
-    `packed_epilogue` for za = za', zb (N,) = zb' int64 and bias (N,) int64 or empty."""
-    pack_b_panels(bu, flip, out32)
-    K, N = bu.shape
+def pack_weight(bu, K, flip, out32, colsum, za, zb, bias, col, nzb):
+    """Everything a product needs from the weight, in one function: the panels out32
+    (P, Kq, nr) of `pack_b_panels`, the column sums colsum[n] ← Σ_k b'[k, n] (int32;
+    |sum| ≤ 128·K) and, when col is not empty, the epilogue vectors of `packed_epilogue`
+    for za = za', zb (N,) = zb' int64 and bias (N,) int64 or empty. bu (4·Kq, P·nr) is the
+    weight's bytes padded by `pad_bytes` (pad bytes b' = 0), so one branch-free loop nest
+    packs every shape (compiles in half the time of `pack_b_panels`' tail loops)."""
+    P, Kq, nr = out32.shape
+    for q in range(Kq):
+        k = 4 * q
+        for p in range(P):
+            n0 = p * nr
+            for c in range(nr):
+                out32[p, q, c] = (np.uint32(bu[k, n0 + c]) | (np.uint32(bu[k + 1, n0 + c]) << np.uint32(8))
+                                  | (np.uint32(bu[k + 2, n0 + c]) << np.uint32(16))
+                                  | (np.uint32(bu[k + 3, n0 + c]) << np.uint32(24))) ^ flip
     f8 = np.uint8(flip & np.uint32(0xFF))
     colsum[:] = 0
-    for k in range(K):
-        for n in range(N):
+    for k in range(bu.shape[0]):
+        for n in range(bu.shape[1]):
             colsum[n] += np.int32(np.int8(bu[k, n] ^ f8))
     if col.shape[0]:
+        N = zb.shape[0]
         has_bias = bias.shape[0] > 0
         for n in range(col.shape[0]):
             if n < N:
@@ -1139,29 +1152,62 @@ def pack_weight(bu, flip, out32, colsum, za, zb, bias, col, nzb):
                 nzb[n] = 0
 
 
-def pack_weight_reference(bu, flip, out32, colsum, za, zb, bias, col, nzb) -> None:
+def pad_bytes(x: np.ndarray, flip, rows: int, cols: int) -> np.ndarray:
+    """The uint8 matrix x zero padded to (rows, cols) as a read-only C array: the pad byte
+    is the flip byte (0x80 when flip ≠ 0), so the packed a' or b' of a pad is 0. x itself
+    (read-only) when it already has that shape."""
+    if x.shape == (rows, cols):
+        return _ro(x)
+    out = np.full((rows, cols), 0x80 if flip else 0, np.uint8)
+    out[:x.shape[0], :x.shape[1]] = x
+    out.flags.writeable = False
+    return out
+
+
+def pack_weight_reference(bu, K, flip, out32, colsum, za, zb, bias, col, nzb) -> None:
     """NumPy twin of `pack_weight`."""
     pack_b_panels_reference(bu, flip, out32)
-    colsum[:] = 0
-    colsum[:bu.shape[1]] = (bu.view(np.int8 if not flip else np.uint8).astype(np.int64)
-                            - (128 if flip else 0)).sum(axis=0).astype(np.int32)
+    colsum[:] = (bu.view(np.int8 if not flip else np.uint8).astype(np.int64)
+                 - (128 if flip else 0)).sum(axis=0).astype(np.int32)
     if col.shape[0]:
-        packed_epilogue_reference(colsum, bu.shape[0], za, zb, bias, col, nzb)
+        packed_epilogue_reference(colsum, K, za, zb, bias, col, nzb)
 
 
 @njit(cache=True)
 def pack_a(src, conv, fa, geom, out32, row, need_sum):
     """The strips of a' into out32 (S, Kp/4, rows) uint32 (layout of `pack_a_strips`, every
     word written) and, with need_sum, row[m] ← Σ_k a'[m, k] (wrapping int32, 0 beyond M):
-    from a = src (M, K, 1, 1) as `pack_a_strips`, or with conv from the conv patches of
+    from a = src (M, 4·Kq, 1, 1) as `pack_a_strips` (K padded by `pad_bytes`), or with conv from the conv patches of
     the (padded) input src (N, C, Hp, Wp) as `pack_a_conv` (m = (n, y, x), k = (c, i, j),
     geom = (kh, kw, sh, sw, dh, dw, Ho, Wo)); a' = byte XOR 0x80 when fa ≠ 0. One function
     for both, so a process compiles one packing kernel for a; the patches are gathered
     4 bytes to a word (measured 1.25× faster than `pack_a_conv`'s byte stores).
     (Unsigned offsets ran 2× faster still but took 0.25 s more to compile: see issue item
     "cold quickstart".)"""
-    if not conv:
-        pack_a_strips(src.reshape(src.shape[0], src.shape[1]), fa, out32, row, need_sum)
+    if not conv:                                # a (M, Kp, 1, 1), Kp = 4·Kq padded by `pad_bytes`
+        M = src.shape[0]
+        au = src.reshape(M, src.shape[1])
+        S, Kq, rows = out32.shape
+        for s_ in range(S):
+            for r in range(rows):
+                m = s_ * rows + r
+                if m < M:
+                    for q in range(Kq):
+                        k = 4 * q
+                        out32[s_, q, r] = (np.uint32(au[m, k]) | (np.uint32(au[m, k + 1]) << np.uint32(8))
+                                           | (np.uint32(au[m, k + 2]) << np.uint32(16))
+                                           | (np.uint32(au[m, k + 3]) << np.uint32(24))) ^ fa
+                else:
+                    for q in range(Kq):
+                        out32[s_, q, r] = 0
+        if need_sum:
+            f8 = np.uint8(fa & np.uint32(0xFF))
+            for m in range(S * rows):
+                t = np.int64(0)
+                if m < M:
+                    for k in range(au.shape[1]):
+                        t += np.int64(au[m, k] ^ f8)
+                row[m] = np.int32(t)
         return
     N, C, H, W = src.shape
     kh, kw, sh, sw, dh, dw, Ho, Wo = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], geom[7]
