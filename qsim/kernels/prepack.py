@@ -222,7 +222,8 @@ def _run(a, pw: PackedWeights, za_, zb_, need_asum, fa, int32_epi, col, nzb, bia
         out = np.empty((R, pw.colsum.shape[0]), np.int32)
         small_packed(ap, pw.panels, out, col, nzb, row, pw.width, int32_epi)
     else:
-        out, row = packed_run(au.reshape(M, 4 * Kq, 1, 1), _NO_GEOM, False, fa, pw.panels, col, nzb, need_asum, pw.width)
+        out, row = packed_run(au.reshape(M, 4 * Kq, 1, 1), _NO_GEOM, False, fa, pw.panels, col, nzb, need_asum,
+                              pw.width)
     if int32_epi:
         res = out[:M, :N] if out.shape != (M, N) else out
     else:

@@ -926,7 +926,8 @@ def vnni_matmul(a: np.ndarray, b: np.ndarray, za, zb, width: int, out_dtype=np.i
     colsum = np.empty(P * W // 4, np.int32)
     pack_weight(pad_bytes(bu, fb, 4 * Kq, P * W // 4), np.int64(K), fb, bp, colsum, np.int64(0), zb_, _NO_BIAS, _NO_ROW,
                 _NO_ROW)
-    raw, row = packed_run(pad_bytes(au, fa, M, 4 * Kq).reshape(M, 4 * Kq, 1, 1), _NO_GEOM, False, fa, bp, _NO_ROW, _NO_ROW, need_asum, width)
+    src = pad_bytes(au, fa, M, 4 * Kq).reshape(M, 4 * Kq, 1, 1)
+    raw, row = packed_run(src, _NO_GEOM, False, fa, bp, _NO_ROW, _NO_ROW, need_asum, width)
     out = np.empty((M, N), out_dtype)
     finish_raw(raw, row[:M].astype(np.int64), colsum[:N].astype(np.int64), np.int64(za_), zb_, np.int64(K), out)
     if bias is not None:
