@@ -1,0 +1,104 @@
+"""The prepared execution plan (`qsim.onnxrun.plan`) and its kernels against their references:
+the plan must equal the reference interpreter (`run(prepared=False)`) bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from qsim.onnxrun.executor import OnnxExecutor
+from qsim.onnxrun.f32gemm import _sgemm, _sgemm_1row, sgemm, sgemm_groups, stride_k
+from qsim.onnxrun.plan import requant_nchw, requant_nchw_reference
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 7, 5), (3, 300, 17), (4, 129, 64), (9, 257, 33), (37, 64, 1)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_sgemm_row_blocks_equal_one_row(m, k, n, accumulate):
+    rng = np.random.default_rng(m * 1000 + k + n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    for sk in (128, 256, stride_k(n, k, False)):
+        got = _sgemm(a, b, sk, c0.copy(), accumulate)
+        want = _sgemm_1row(a, b, sk, c0.copy(), accumulate)
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("g,m,k,n", [(8, 1, 9, 30), (3, 5, 27, 1), (2, 6, 40, 50), (4, 3, 0, 7)])
+def test_sgemm_groups_equals_per_group_sgemm(g, m, k, n):
+    rng = np.random.default_rng(g + m + k + n)
+    wg = rng.standard_normal((g, m, k)).astype(np.float32)
+    cols = rng.standard_normal((g, k, n)).astype(np.float32)
+    y = sgemm_groups(wg, cols, np.empty((g, m, n), np.float32))
+    for i in range(g):
+        assert np.array_equal(y[i], sgemm(wg[i], cols[i], packed=False))
+
+
+@pytest.mark.parametrize("dtype,lo,hi", [(np.int32, 0, 255), (np.int64, -128, 127)])
+def test_requant_nchw_equals_reference_and_kernel(dtype, lo, hi):
+    from qsim.kernels import requantize
+
+    rng = np.random.default_rng(7)
+    acc = rng.integers(-(1 << 20), 1 << 20, (2, 5, 13)).astype(dtype)
+    acc[0, 0, :3] = [2 ** 30, -(2 ** 30), 0]
+    scale = rng.uniform(1e-5, 3e-3, 5).astype(np.float32)
+    zp = 3 if lo == 0 else -2
+    out = np.empty(acc.shape, np.int64)
+    requant_nchw(acc, scale, zp, lo, hi, out)
+    assert np.array_equal(out, requant_nchw_reference(acc, scale, zp, lo, hi))
+    # the generic path: requantize(fp32_rne) with s_c = fl(fl(s_x·s_w)/s_y), here s_x = s_y = 1
+    ref = requantize(acc, np.float32(1), scale, np.float32(1), zp, policy="fp32_rne", qmin=lo, qmax=hi,
+                     channel_axis=1)
+    assert np.array_equal(out, ref)
+
+
+def _qdq_conv_model(w_const: bool = True):
+    """x -> Q -> DQ -> Conv(DQ(w), bias) -> Q -> DQ -> Add(x) -> Relu; a QLinearConv twin."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(np.uint8(128), "z"),
+             numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.float32(0.01), "ws"),
+             numpy_helper.from_array(np.int8(0), "wz"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b"),
+             numpy_helper.from_array(rng.integers(-500, 500, 4).astype(np.int32), "bi")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd", "b"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("QLinearConv", ["xq", "s", "z", "w", "ws", "wz", "s", "z", "bi"], ["yq"],
+                              pads=[1, 1, 1, 1], strides=[2, 1]),
+             helper.make_node("QuantizeLinear", ["y", "s", "z"], ["yq2"]),
+             helper.make_node("DequantizeLinear", ["yq2", "s", "z"], ["yd"]),
+             helper.make_node("Mul", ["yd", "yd"], ["ym"]),
+             helper.make_node("Relu", ["ym"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 6, 7])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("yq", TensorProto.UINT8, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_prepared_plan_equals_reference_interpreter():
+    ex = OnnxExecutor(_qdq_conv_model())
+    assert len(ex.prepared.specialised) >= 6  # Q, DQ, Conv, QLinearConv, Mul specialised
+    for batch in (1, 3):
+        x = {"x": np.random.default_rng(batch).uniform(-2, 2, (batch, 3, 6, 7)).astype(np.float32)}
+        a = ex.run(x, keep_all=True)
+        oa = dict(ex.overflows)
+        b = ex.run(x, keep_all=True, prepared=False)
+        assert oa == ex.overflows and "QLinearConv_4" in oa
+        assert a.keys() == b.keys()
+        for t in a:
+            assert a[t].dtype == b[t].dtype and np.array_equal(a[t], b[t]), t
+
+
+def test_prepared_plan_falls_back_to_the_generic_op():
+    ex = OnnxExecutor(_qdq_conv_model())
+    x = {"x": np.full((1, 3, 6, 7), np.nan, np.float32)}
+    with pytest.raises(ValueError, match="QuantizeLinear.*NaN"):
+        ex.run(x)
+    # an overridden initializer runs the reference interpreter (nothing prepared from the old value)
+    x = {"x": np.ones((1, 3, 6, 7), np.float32), "b": np.zeros(4, np.float32)}
+    got = ex.run(x)["out"]
+    assert np.array_equal(got, ex.run(x, prepared=False)["out"])
+    assert not np.array_equal(got, ex.run({"x": x["x"]})["out"])
