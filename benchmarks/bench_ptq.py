@@ -1,8 +1,11 @@
-"""PTQ methods vs round-to-nearest: the README's table (`python benchmarks/bench_ptq.py [--part cnn|minilm|smollm2]`).
+"""PTQ methods vs round-to-nearest: the README's table (`python benchmarks/bench_ptq.py [--part cnn|minilm|smollm2]`,
+then `--readme` prints the table rows and `--plot` draws the figure from results/ptq/).
 
 Every cell is `qsim.ptq.evaluate_ptq` (the integer pipeline of `qsim nets eval --ptq`); CNN cells are the mean
-and min–max over calibration seeds 0..4 (seed 0 = the study's calibration set). Prints Markdown rows and
-writes results/ptq/ptq_<part>.json. One BLAS thread.
+and min–max over calibration seeds 0..4 (seed 0 = the study's calibration set). MiniLM cells also carry a 90 %
+paired bootstrap interval (over the evaluated SICK pairs, 1,000 resamples) of the fraction of RTN's gap a method
+closes: a Spearman gap of 0.02–0.03 moves by a third of itself between pair samples. Writes
+results/ptq/ptq_<part>.json. One BLAS thread.
 """
 
 from __future__ import annotations
@@ -22,21 +25,60 @@ from qsim.quant import QuantSpec  # noqa: E402
 
 OUT = Path("results") / "ptq"
 A8 = QuantSpec(bits=8, scheme="affine")
+_SIMS: dict = {}          # MiniLM: the per-pair similarities of the last evaluation ("float", "quant")
+
+
+def _capture_minilm_similarities():
+    """Record the per-pair cosine similarities `evaluate_minilm` computes (for the bootstrap intervals)."""
+    from qsim.nets import minilm
+
+    if getattr(minilm._similarities, "_bench_capture", False):
+        return
+    orig = minilm._similarities
+
+    def wrapped(task, q, sqnr=None, pairs=None):
+        sims, emb = orig(task, q, sqnr=sqnr, pairs=pairs)
+        _SIMS["float" if q is None else "quant"] = np.array(sims, np.float64)
+        return sims, emb
+
+    wrapped._bench_capture = True
+    minilm._similarities = wrapped
+
+
+def gap_interval(gold, f, r, m, n_boot=1000, seed=0, level=90):
+    """Paired bootstrap over pairs of (ρ(m) − ρ(r)) / (ρ(f) − ρ(r)), ρ = Spearman with the gold scores:
+    the (100−level)/2 and (100+level)/2 percentiles."""
+    from scipy.stats import spearmanr
+
+    idx = np.random.default_rng(seed).integers(0, len(gold), (n_boot, len(gold)))
+    rho = lambda x, i: spearmanr(x[i], gold[i]).statistic  # noqa: E731
+    frac = np.array([(rho(m, i) - rho(r, i)) / (rho(f, i) - rho(r, i)) for i in idx])
+    return [float(np.percentile(frac, (100 - level) / 2)), float(np.percentile(frac, (100 + level) / 2))]
 
 
 def cell(net, w, a, ptq, seeds=(0,), **kw):
-    vals, secs, fl = [], [], None
+    vals, secs, walls, fl, cfg = [], [], [], None, {}
     for s in seeds:
         t0 = time.perf_counter()
         r = evaluate_ptq(net, w, a, ptq=ptq, seed=s, **kw)
         vals.append(r["quantized"]["metric"])
-        secs.append(r["config"].get("ptq_seconds", 0.0))
-        fl = r["float"]["metric"]
+        secs.append(r["config"].get("ptq_cpu_seconds", r["config"].get("ptq_seconds", 0.0)))
+        walls.append(time.perf_counter() - t0)
+        fl, cfg = r["float"]["metric"], r["config"]
         print(f"  {net} {w.label()} {'A' + str(a.bits) if a else 'w-only'} {ptq} seed {s}: {vals[-1]:.4f} "
-              f"(ptq {secs[-1]:.1f} s, wall {time.perf_counter() - t0:.1f} s)", flush=True)
-    return {"network": net, "w": w.label(), "a": a.label() if a else None, "ptq": ptq, "float": fl,
-            "mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals)),
-            "values": vals, "ptq_seconds": float(np.mean(secs))}
+              f"(ptq {secs[-1]:.1f} s, wall {walls[-1]:.1f} s)", flush=True)
+    row = {"network": net, "w": w.label(), "a": a.label() if a else None, "ptq": ptq, "float": fl,
+           "mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals)),
+           "values": vals, "ptq_seconds": float(np.mean(secs)), "wall_seconds": float(np.mean(walls)),
+           "calib_size": cfg.get("calib_size"), "eval_size": cfg.get("pairs", cfg.get("eval_size")),
+           "sqnr_db": r["quantized"].get("sqnr_db")}
+    for k in ("smoothquant_alpha", "awq_alpha"):
+        if k in cfg:
+            vals_k = ["none" if v == "none" else float(v) for v in cfg[k].values()]
+            row[k] = {str(v): vals_k.count(v) for v in sorted(set(vals_k), key=str)}
+    if net == "minilm" and "quant" in _SIMS:
+        row["_sims"], row["_float_sims"] = _SIMS.pop("quant"), _SIMS["float"]   # float: computed once (cached)
+    return row
 
 
 def cnn(seeds):
@@ -53,24 +95,74 @@ def cnn(seeds):
     return rows
 
 
-def minilm(pairs):
-    rows = []
-    for w in (QuantSpec(bits=3, granularity="group", group_size=128), QuantSpec(bits=4, granularity="channel")):
-        for m in ("rtn", "gptq", "awq"):
-            rows.append(cell("minilm", w, None, m, eval_size=pairs))
-    w8 = QuantSpec(bits=8, granularity="tensor")
-    for m in ("rtn", "smoothquant"):
-        rows.append(cell("minilm", w8, A8, m, eval_size=pairs))
-    return rows
+def minilm(pairs, calib):
+    """SICK-R pairs of the seeded 1,000-pair subset; calibration: the first `calib` sentence_A of the other
+    3,927 pairs (never the evaluated pairs)."""
+    from qsim.nets.minilm import task_data
 
-
-def smollm2(windows):
+    _capture_minilm_similarities()
+    gold = task_data("sick")[2]
     rows = []
     w3, w4 = QuantSpec(bits=3, granularity="group", group_size=128), QuantSpec(bits=4, granularity="channel")
     w8 = QuantSpec(bits=8, granularity="tensor")
-    for w, a, m in ((w3, None, "rtn"), (w3, None, "gptq"), (w3, None, "awq"), (w8, A8, "rtn"), (w8, A8, "smoothquant"),
-                    (w4, None, "rtn"), (w4, None, "gptq"), (w4, None, "awq")):
-        rows.append(cell("smollm2", w, a, m, eval_size=windows))
+    for w, a, methods in ((w3, None, ("rtn", "gptq", "awq", "awq+gptq")), (w4, None, ("rtn", "gptq", "awq")),
+                          (w8, A8, ("rtn", "smoothquant"))):
+        group = [cell("minilm", w, a, m, eval_size=pairs, calib_size=calib, per_layer=False) for m in methods]
+        base = group[0]
+        for r in group[1:]:
+            r["gap_ci"] = gap_interval(gold[:len(r["_sims"])], base["_float_sims"], base["_sims"], r["_sims"])
+        rows += group
+    for r in rows:
+        r.pop("_sims", None)
+        r.pop("_float_sims", None)
+    return rows
+
+
+def minilm_ablation(pairs):
+    """MiniLM W3 g128 weight-only: GPTQ/AWQ against the calibration size and GPTQ's options (damping,
+    act-order) — the evidence behind the README's MiniLM paragraph (same pairs and bootstrap as `minilm`)."""
+    import functools
+
+    from qsim.nets.minilm import task_data
+    from qsim.ptq import gptq as gptq_mod
+    from qsim.ptq import transformer
+
+    _capture_minilm_similarities()
+    gold = task_data("sick")[2]
+    w3 = QuantSpec(bits=3, granularity="group", group_size=128)
+    base = cell("minilm", w3, None, "rtn", eval_size=pairs, per_layer=False)
+    rows = [base]
+    plan = [("gptq", 256, {}), ("gptq", 1024, {}), ("gptq", 3927, {}), ("gptq", 3927, {"damp": 0.1}),
+            ("gptq", 3927, {"act_order": False}), ("awq", 256, {}), ("awq", 1024, {})]
+    for m, calib, opts in plan:
+        transformer.gptq_codes = functools.partial(gptq_mod.gptq_codes, **opts)
+        try:
+            r = cell("minilm", w3, None, m, eval_size=pairs, calib_size=calib, per_layer=False)
+        finally:
+            transformer.gptq_codes = gptq_mod.gptq_codes
+        r["ptq"] = m + "".join(f" {k}={v}" for k, v in opts.items()) + f" (calib {calib})"
+        r["gap_ci"] = gap_interval(gold[:len(r["_sims"])], base["_float_sims"], base["_sims"], r["_sims"])
+        rows.append(r)
+        _save("minilm_ablation", [{k: v for k, v in q.items() if not k.startswith("_")} for q in rows])
+    return [{k: v for k, v in q.items() if not k.startswith("_")} for q in rows]
+
+
+def smollm2(windows, only=None):
+    """`only`: run just these methods (RTN too if named) and merge them into the existing results."""
+    f = OUT / "ptq_smollm2.json"
+    rows = json.loads(f.read_text()) if only and f.exists() else []
+    w3, w4 = QuantSpec(bits=3, granularity="group", group_size=128), QuantSpec(bits=4, granularity="channel")
+    w8 = QuantSpec(bits=8, granularity="tensor")
+    plan = ((w3, None, "rtn"), (w3, None, "gptq"), (w3, None, "awq"), (w8, A8, "rtn"), (w8, A8, "smoothquant"),
+            (w4, None, "rtn"), (w4, None, "gptq"), (w4, None, "awq"))
+    key = lambda r: (r["w"], r["a"], r["ptq"])  # noqa: E731
+    order = [(w.label(), a.label() if a else None, m) for w, a, m in plan]
+    for w, a, m in plan:
+        if only and m not in only:
+            continue
+        new = cell("smollm2", w, a, m, eval_size=windows)
+        rows = [r for r in rows if key(r) != key(new)] + [new]
+        rows.sort(key=lambda r: order.index(key(r)) if key(r) in order else len(order))
         _save("smollm2", rows)
     return rows
 
@@ -78,6 +170,41 @@ def smollm2(windows):
 def _save(part, rows):
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"ptq_{part}.json").write_text(json.dumps(rows, indent=1))
+
+
+def _fmt_spec(w, a):
+    def one(label, kind):
+        bits, scheme, gran = label.split("-")[0][3:], label.split("-")[1], label.split("-", 2)[2]
+        g = f"g{gran[5:]}" if gran.startswith("group") else f"per-{gran}"
+        return f"{kind}{bits} {g}" + (" affine" if kind == "W" and scheme == "affine" else "")
+    return one(w, "W") + (f" / {one(a, 'A')}" if a else " weight-only")
+
+
+def readme():
+    """The README's PTQ table rows from results/ptq/ptq_{cnn,minilm,smollm2}.json."""
+    for part in ("cnn", "minilm", "smollm2", "minilm_ablation"):
+        f = OUT / f"ptq_{part}.json"
+        if not f.exists():
+            continue
+        rows = json.loads(f.read_text())
+        if part == "minilm_ablation":
+            print()
+        for r in rows:
+            if r["ptq"] == "rtn":
+                base = r
+                continue
+            if part == "cnn":
+                v = lambda x: f"{100 * x:.2f} %"  # noqa: E731
+                sp = lambda q: f" [{100 * q['min']:.1f}–{100 * q['max']:.1f}]" if len(q["values"]) > 1 else ""  # noqa: E731
+            else:
+                v = (lambda x: f"{x:.4f}") if part.startswith("minilm") else (lambda x: f"{x:.1f}")  # noqa: E731
+                sp = lambda q: f" / {q['sqnr_db']:.1f} dB" if q.get("sqnr_db") is not None else ""  # noqa: E731
+            gap = base["float"] - base["mean"]
+            frac = f"{100 * (r['mean'] - base['mean']) / gap:.0f} % of gap" if abs(gap) > 1e-12 else "no gap"
+            if "gap_ci" in r:
+                frac += f", 90 % CI {100 * r['gap_ci'][0]:.0f}…{100 * r['gap_ci'][1]:.0f} %"
+            print(f"| {r['network']} | {_fmt_spec(r['w'], r['a'])} | {v(base['float'])} | {v(base['mean'])}{sp(base)} | "
+                  f"{r['ptq']} → {v(r['mean'])}{sp(r)} ({frac}) | {r['ptq_seconds']:.1f} s |")
 
 
 def plot(path="docs/images/ptq_methods.png"):
@@ -112,8 +239,8 @@ def plot(path="docs/images/ptq_methods.png"):
             c = colors.setdefault(r["ptq"], palette(len(colors) % 10))
             f = lambda v: (v - base["mean"]) / gap  # noqa: E731
             ax.bar(x, f(r["mean"]), color=c, label=r["ptq"] if r["ptq"] not in labels else None)
-            if len(r["values"]) > 1:
-                lo, hi = sorted((f(r["min"]), f(r["max"])))
+            if "gap_ci" in r or len(r["values"]) > 1:
+                lo, hi = r["gap_ci"] if "gap_ci" in r else sorted((f(r["min"]), f(r["max"])))
                 ax.errorbar(x, f(r["mean"]), yerr=[[max(f(r["mean"]) - lo, 0)], [max(hi - f(r["mean"]), 0)]],
                             color="k", capsize=2, lw=0.8)
             labels.append(r["ptq"])
@@ -138,15 +265,22 @@ def plot(path="docs/images/ptq_methods.png"):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--plot", action="store_true", help="draw docs/images/ptq_methods.png from results/ptq/")
-    ap.add_argument("--part", choices=("cnn", "minilm", "smollm2"), default="cnn")
+    ap.add_argument("--part", choices=("cnn", "minilm", "minilm_ablation", "smollm2"), default="cnn")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--pairs", type=int, default=300, help="MiniLM: SICK-R pairs")
+    ap.add_argument("--only", help="SmolLM2: comma-separated methods to (re)run, merged into the existing results")
+    ap.add_argument("--readme", action="store_true", help="print the README table rows from results/ptq/")
+    ap.add_argument("--pairs", type=int, default=1000, help="MiniLM: SICK-R pairs (the whole 1,000-pair subset)")
+    ap.add_argument("--calib", type=int, default=3927,
+                    help="MiniLM: calibration sentences (sentence_A of the 3,927 pairs outside the subset)")
     ap.add_argument("--windows", type=int, default=2, help="SmolLM2: 256-token windows")
     args = ap.parse_args()
     if args.plot:
         return plot()
-    rows = {"cnn": lambda: cnn(tuple(range(args.seeds))), "minilm": lambda: minilm(args.pairs),
-            "smollm2": lambda: smollm2(args.windows)}[args.part]()
+    if args.readme:
+        return readme()
+    rows = {"cnn": lambda: cnn(tuple(range(args.seeds))), "minilm": lambda: minilm(args.pairs, args.calib),
+            "minilm_ablation": lambda: minilm_ablation(args.pairs),
+            "smollm2": lambda: smollm2(args.windows, args.only and args.only.split(","))}[args.part]()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"ptq_{args.part}.json").write_text(json.dumps(rows, indent=1))
     for r in rows:

@@ -81,7 +81,7 @@ def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: li
     as when it is folded into the norm before them). `alpha`: SmoothQuant's migration strength, a number
     or "search" (per group, on calibration statistics: `qsim.ptq.smoothquant.search_smoothing`).
     Returns notes for the result's config."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     group_of = {n: g for g in share for n in g}
     notes, factors = {}, {}
     for name, w in weights.items():
@@ -130,4 +130,5 @@ def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: li
         q.qweights[name] = qt
         q.qweights[name + ".dequantized_t"] = np.ascontiguousarray(eff.T.astype(np.float32))
     notes["ptq_seconds"] = round(time.perf_counter() - t0, 3)
+    notes["ptq_cpu_seconds"] = round(time.process_time() - c0, 3)     # one BLAS thread: the one-core time
     return notes
