@@ -102,3 +102,16 @@ def test_prepared_plan_falls_back_to_the_generic_op():
     got = ex.run(x)["out"]
     assert np.array_equal(got, ex.run(x, prepared=False)["out"])
     assert not np.array_equal(got, ex.run({"x": x["x"]})["out"])
+
+
+def test_qadd_codes_equals_contrib_add_kernel():
+    from qsim.onnxrun.contrib import _add_kernel
+    from qsim.onnxrun.plan import qadd_codes
+
+    rng = np.random.default_rng(3)
+    for dt, lo, hi in ((np.uint8, 0, 255), (np.int8, -128, 127)):
+        a = rng.integers(lo, hi + 1, 1000).astype(dt)
+        b = rng.integers(lo, hi + 1, 1000).astype(dt)
+        ra, rb, fixed = np.float32(0.7311), np.float32(1.377), np.float32(-3.25)
+        want = _add_kernel(a.astype(np.float32), b.astype(np.float32), ra, rb, fixed, 0, lo, hi, np.empty(1000, dt))
+        assert np.array_equal(qadd_codes(a, b, ra, rb, fixed, lo, hi, np.empty(1000, dt)), want)

@@ -209,7 +209,7 @@ def matmul(ctx, inputs, attrs):
     else:
         a3 = np.broadcast_to(a2, batch + a2.shape[-2:]).reshape((-1,) + a2.shape[-2:])
         b3 = np.broadcast_to(b2, batch + b2.shape[-2:]).reshape((-1,) + b2.shape[-2:])
-        y = np.stack([sgemm(a3[i], b3[i], packed=False) for i in range(a3.shape[0])])
+        y = sgemm_groups(a3, b3, np.empty((a3.shape[0], a3.shape[1], b3.shape[2]), F32))  # = sgemm per matrix
         y = y.reshape(batch + (a2.shape[-2], b2.shape[-1]))
     return [matmul_squeeze(y, a, b)]
 

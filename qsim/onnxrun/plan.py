@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from qsim.onnxrun.f32gemm import _fma32
+
 F32 = np.float32
 _F32 = np.dtype(np.float32)
 
@@ -201,6 +203,27 @@ def _spec_binary(ufunc):
     return maker
 
 
+def _spec_clip(generic, node, attrs, consts, ex):
+    if ex.opset < 11:
+        return None
+    lo = consts[1] if len(consts) > 1 else None
+    hi = consts[2] if len(consts) > 2 else None
+    if any(len(node.input) > i and node.input[i] and c is None for i, c in ((1, lo), (2, hi))):
+        return None  # a bound computed at run time
+    lo32 = None if lo is None else np.asarray(lo).astype(F32)
+    hi32 = None if hi is None else np.asarray(hi).astype(F32)
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype != _F32:
+            return generic(ctx, args, attrs_)
+        y = x if lo32 is None else np.maximum(x, lo32)
+        y = y if hi32 is None else np.minimum(y, hi32)
+        return [np.array(y, F32) if y is x or type(y) is not np.ndarray else y]
+
+    return fast
+
+
 # -- QLinearConv ----------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def requant_nchw(acc, scale, zp, lo, hi, out):
@@ -293,9 +316,20 @@ def _spec_qlinear_conv(generic, node, attrs, consts, ex):
 
 
 # -- QLinearAdd / QLinearMul (same-shape operands) -----------------------------------------------------------
+@njit(cache=True, nogil=True)
+def qadd_codes(a, b, ra, rb, fixed, lo, hi, out):
+    """`qsim.onnxrun.contrib._add_kernel` mode 0 reading the 8-bit codes directly (no float32 copies)."""
+    for i in range(out.size):
+        v = _fma32(np.float32(a[i]), ra, _fma32(np.float32(b[i]), rb, fixed))
+        q = min(max(np.rint(v), np.float32(-32768.0)), np.float32(32767.0))
+        out[i] = min(max(np.int64(q), lo), hi)
+    return out
+
+
+
 def _spec_qlinear_binary(kind):
     def maker(generic, node, attrs, consts, ex):
-        from qsim.onnxrun.contrib import _add_kernel, _fma, _mul_kernel
+        from qsim.onnxrun.contrib import _fma, _mul_kernel
         from qsim.onnxrun.ops import int_range
 
         consts = consts + [None] * (8 - len(consts))
@@ -323,8 +357,7 @@ def _spec_qlinear_binary(kind):
             ctx.integer_node = True
             out = np.empty(a.shape, dt)
             if kind == "add":
-                _add_kernel(a.reshape(-1).astype(F32), b.reshape(-1).astype(F32), r_a, r_b, fixed, 0, lo, hi,
-                            out.reshape(-1))
+                qadd_codes(a.reshape(-1), b.reshape(-1), r_a, r_b, fixed, lo, hi, out.reshape(-1))
             else:
                 _mul_kernel(a.reshape(-1), b.reshape(-1), za[0], zb[0], ratio, F32(zc[0]), lo, hi, out.reshape(-1))
             return [out]
@@ -373,6 +406,7 @@ SPECIALIZERS = {
     ("", "Sub"): _spec_binary(np.subtract),
     ("", "Mul"): _spec_binary(np.multiply),
     ("", "Div"): _spec_binary(np.divide),
+    ("", "Clip"): _spec_clip,
     ("", "QLinearConv"): _spec_qlinear_conv,
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
