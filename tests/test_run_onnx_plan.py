@@ -115,3 +115,39 @@ def test_qadd_codes_equals_contrib_add_kernel():
         ra, rb, fixed = np.float32(0.7311), np.float32(1.377), np.float32(-3.25)
         want = _add_kernel(a.astype(np.float32), b.astype(np.float32), ra, rb, fixed, 0, lo, hi, np.empty(1000, dt))
         assert np.array_equal(qadd_codes(a, b, ra, rb, fixed, lo, hi, np.empty(1000, dt)), want)
+
+
+@pytest.mark.parametrize("k", [1, 5, 8, 13, 300])
+def test_lanes8_equals_reference(k):
+    from qsim.onnxrun.f32gemm import _lanes8, _lanes8_reference
+
+    rng = np.random.default_rng(k)
+    row, v = rng.standard_normal(k).astype(np.float32), rng.standard_normal(k).astype(np.float32)
+    assert np.array_equal(np.array(_lanes8(row, v), np.float32), _lanes8_reference(row, v))
+
+
+@pytest.mark.parametrize("kernel,stride,dil,pads", [((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+                                                     ((5, 5), (2, 1), (1, 1), (2, 2, 2, 2)),
+                                                     ((1, 7), (1, 2), (1, 2), (0, 3, 0, 2)),
+                                                     ((2, 3), (1, 1), (2, 1), (0, 0, 1, 1))])
+def test_depthwise_m1_equals_im2col_m1(kernel, stride, dil, pads):
+    """The direct depthwise kernel = im2col + `_sgemm_m1` per channel (the generic order)."""
+    from qsim.onnxrun.f32_ops import _im2col2d
+    from qsim.onnxrun.f32gemm import _sgemm_m1, depthwise_m1
+
+    rng = np.random.default_rng(sum(kernel) + sum(pads))
+    c, h, w = 6, 9, 11
+    x = rng.standard_normal((c, h, w)).astype(np.float32)
+    x[0, 0, :3] = [-0.0, 0.0, -0.0]
+    wt = rng.standard_normal((c,) + kernel).astype(np.float32)
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = stride, dil, pads
+    ho = (h + pt + pb - (kernel[0] - 1) * dh - 1) // sh + 1
+    wo = (w + pl + pr - (kernel[1] - 1) * dw - 1) // sw + 1
+    cols = _im2col2d(x, kernel[0], kernel[1], sh, sw, dh, dw, pt, pl, ho, wo,
+                     np.empty((c * kernel[0] * kernel[1], ho * wo), np.float32))
+    cols = cols.reshape(c, -1, ho * wo)
+    want = np.stack([_sgemm_m1(wt[i].reshape(-1), cols[i], np.empty(ho * wo, np.float32)) for i in range(c)])
+    xp = np.zeros((c, h + pt + pb, w + pl + pr), np.float32)
+    xp[:, pt:pt + h, pl:pl + w] = x
+    got = depthwise_m1(xp, wt, sh, sw, dh, dw, ho, wo, np.empty((c, ho * wo), np.float32))
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # signed zeros included

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from qsim.onnxrun.f32gemm import _fma32, sgemm, sgemm_groups
+from qsim.onnxrun.f32gemm import _fma32, depthwise_m1, sgemm, sgemm_groups
 from qsim.onnxrun.ops import matmul_operands, matmul_squeeze
 from qsim.onnxrun.spatial import _pad, _patches, window
 
@@ -110,7 +110,16 @@ def conv_prepared(ctx, x, w, wg, bias, attrs):
         if len(kernel) == 1:
             x32 = x32.reshape(n, c, 1, x.shape[2])
         pointwise = kk == 1 and all(s == 1 for s in win.strides) and not any(win.begin) and not any(win.end)
-        for i in range(n):
+        if og == 1 and c == g and npix > 1 and not pointwise:  # depthwise: MLAS's M = 1 order, no im2col
+            pb, pe = (win.begin, win.end) if len(kernel) == 2 else ((0, win.begin[0]), (0, win.end[0]))
+            h_, w_ = x32.shape[2:]
+            xp = np.zeros((c, h_ + pb[0] + pe[0], w_ + pb[1] + pe[1]), F32)
+            wd = np.ascontiguousarray(wg.reshape(c, k2[0], k2[1]))
+            for i in range(n):
+                xp[:, pb[0]:pb[0] + h_, pb[1]:pb[1] + w_] = x32[i]
+                depthwise_m1(xp, wd, st[0], st[1], dl[0], dl[1], out[0], out[1], y[i].reshape(g, npix))
+            pointwise = None
+        for i in range(n if pointwise is not None else 0):
             if pointwise:  # MLAS multiplies the input directly (same K order)
                 cols = x32[i].reshape(g, c // g, npix)
             else:

@@ -138,11 +138,92 @@ def _sgemm_m1(a, b, c):
 
 @njit(cache=True, nogil=True)
 def _lanes8(row, v):
-    """8 float32 lanes: lane j sums row[k]·v[k] (rounded products) over k ≡ j (mod 8), in k order."""
+    """8 float32 lanes: lane j sums row[k]·v[k] (rounded products) over k ≡ j (mod 8), in k order
+    (scalar lanes, no allocation; `_lanes8_reference` is the one-index-at-a-time form)."""
+    z = np.float32(0.0)
+    l0, l1, l2, l3, l4, l5, l6, l7 = z, z, z, z, z, z, z, z
+    k_ = row.shape[0]
+    full = k_ - k_ % 8
+    for k in range(0, full, 8):
+        l0 = l0 + row[k] * v[k]
+        l1 = l1 + row[k + 1] * v[k + 1]
+        l2 = l2 + row[k + 2] * v[k + 2]
+        l3 = l3 + row[k + 3] * v[k + 3]
+        l4 = l4 + row[k + 4] * v[k + 4]
+        l5 = l5 + row[k + 5] * v[k + 5]
+        l6 = l6 + row[k + 6] * v[k + 6]
+        l7 = l7 + row[k + 7] * v[k + 7]
+    t = k_ - full
+    if t > 0:
+        l0 = l0 + row[full] * v[full]
+    if t > 1:
+        l1 = l1 + row[full + 1] * v[full + 1]
+    if t > 2:
+        l2 = l2 + row[full + 2] * v[full + 2]
+    if t > 3:
+        l3 = l3 + row[full + 3] * v[full + 3]
+    if t > 4:
+        l4 = l4 + row[full + 4] * v[full + 4]
+    if t > 5:
+        l5 = l5 + row[full + 5] * v[full + 5]
+    if t > 6:
+        l6 = l6 + row[full + 6] * v[full + 6]
+    return (l0, l1, l2, l3, l4, l5, l6, l7)
+
+
+def _lanes8_reference(row, v) -> np.ndarray:
     acc = np.zeros(8, np.float32)
     for k in range(row.shape[0]):
-        acc[k % 8] = acc[k % 8] + row[k] * v[k]
+        acc[k % 8] = acc[k % 8] + np.float32(row[k]) * np.float32(v[k])
     return acc
+
+
+@njit(cache=True, nogil=True)
+def depthwise_m1(xp, w, sh, sw, dh, dw, ho, wo, out):
+    """A depthwise convolution (one input channel per group) without im2col, each output in the
+    order of `_sgemm_m1` over its taps k = (i, j): xp (C, Hp, Wp) zero-padded input, w (C, kh, kw),
+    out (C, ho·wo). Products of 4 consecutive taps summed left to right, each group added to C,
+    then a group of 2 and a single tap (padding taps read 0.0 as im2col's zeros would)."""
+    c_, kh, kw = w.shape
+    kk = kh * kw
+    for c in range(c_):
+        for oy in range(ho):
+            row = out[c, oy * wo:(oy + 1) * wo]
+            for ox in range(wo):
+                row[ox] = np.float32(0.0)
+            k = 0
+            while k + 4 <= kk:
+                i0, j0 = k // kw, k % kw
+                i1, j1 = (k + 1) // kw, (k + 1) % kw
+                i2, j2 = (k + 2) // kw, (k + 2) % kw
+                i3, j3 = (k + 3) // kw, (k + 3) % kw
+                w0, w1, w2, w3 = w[c, i0, j0], w[c, i1, j1], w[c, i2, j2], w[c, i3, j3]
+                r0 = xp[c, oy * sh + i0 * dh]
+                r1 = xp[c, oy * sh + i1 * dh]
+                r2 = xp[c, oy * sh + i2 * dh]
+                r3 = xp[c, oy * sh + i3 * dh]
+                for ox in range(wo):
+                    g = w0 * r0[ox * sw + j0 * dw] + w1 * r1[ox * sw + j1 * dw]
+                    g = g + w2 * r2[ox * sw + j2 * dw]
+                    g = g + w3 * r3[ox * sw + j3 * dw]
+                    row[ox] = g + row[ox]
+                k += 4
+            if kk - k >= 2:
+                i0, j0 = k // kw, k % kw
+                i1, j1 = (k + 1) // kw, (k + 1) % kw
+                w0, w1 = w[c, i0, j0], w[c, i1, j1]
+                r0 = xp[c, oy * sh + i0 * dh]
+                r1 = xp[c, oy * sh + i1 * dh]
+                for ox in range(wo):
+                    row[ox] = (w0 * r0[ox * sw + j0 * dw] + w1 * r1[ox * sw + j1 * dw]) + row[ox]
+                k += 2
+            if kk - k == 1:
+                i0, j0 = k // kw, k % kw
+                w0 = w[c, i0, j0]
+                r0 = xp[c, oy * sh + i0 * dh]
+                for ox in range(wo):
+                    row[ox] = w0 * r0[ox * sw + j0 * dw] + row[ox]
+    return out
 
 
 @njit(cache=True, nogil=True)
