@@ -126,12 +126,11 @@ def test_lanes8_equals_reference(k):
     assert np.array_equal(np.array(_lanes8(row, v), np.float32), _lanes8_reference(row, v))
 
 
-@pytest.mark.parametrize("kernel,stride,dil,pads", [((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
-                                                     ((5, 5), (2, 1), (1, 1), (2, 2, 2, 2)),
-                                                     ((1, 7), (1, 2), (1, 2), (0, 3, 0, 2)),
-                                                     ((2, 3), (1, 1), (2, 1), (0, 0, 1, 1))])
-def test_depthwise_m1_equals_im2col_m1(kernel, stride, dil, pads):
-    """The direct depthwise kernel = im2col + `_sgemm_m1` per channel (the generic order)."""
+@pytest.mark.parametrize("kernel,dil,pads", [((3, 3), (1, 1), (1, 1, 1, 1)), ((5, 5), (1, 1), (2, 2, 2, 2)),
+                                             ((1, 7), (1, 2), (0, 3, 0, 2)), ((2, 3), (2, 1), (0, 0, 1, 1)),
+                                             ((3, 1), (1, 1), (0, 0, 0, 0))])
+def test_depthwise_m1_equals_im2col_m1(kernel, dil, pads):
+    """The direct stride-1 depthwise kernel = im2col + `_sgemm_m1` per channel (the generic order)."""
     from qsim.onnxrun.f32_ops import _im2col2d
     from qsim.onnxrun.f32gemm import _sgemm_m1, depthwise_m1
 
@@ -140,14 +139,16 @@ def test_depthwise_m1_equals_im2col_m1(kernel, stride, dil, pads):
     x = rng.standard_normal((c, h, w)).astype(np.float32)
     x[0, 0, :3] = [-0.0, 0.0, -0.0]
     wt = rng.standard_normal((c,) + kernel).astype(np.float32)
-    (sh, sw), (dh, dw), (pt, pl, pb, pr) = stride, dil, pads
-    ho = (h + pt + pb - (kernel[0] - 1) * dh - 1) // sh + 1
-    wo = (w + pl + pr - (kernel[1] - 1) * dw - 1) // sw + 1
-    cols = _im2col2d(x, kernel[0], kernel[1], sh, sw, dh, dw, pt, pl, ho, wo,
+    (dh, dw), (pt, pl, pb, pr) = dil, pads
+    ho = h + pt + pb - (kernel[0] - 1) * dh
+    wo = w + pl + pr - (kernel[1] - 1) * dw
+    cols = _im2col2d(x, kernel[0], kernel[1], 1, 1, dh, dw, pt, pl, ho, wo,
                      np.empty((c * kernel[0] * kernel[1], ho * wo), np.float32))
     cols = cols.reshape(c, -1, ho * wo)
     want = np.stack([_sgemm_m1(wt[i].reshape(-1), cols[i], np.empty(ho * wo, np.float32)) for i in range(c)])
-    xp = np.zeros((c, h + pt + pb, w + pl + pr), np.float32)
+    hp, wp = h + pt + pb, w + pl + pr
+    xp = np.zeros((c, hp + 1, wp), np.float32)
     xp[:, pt:pt + h, pl:pl + w] = x
-    got = depthwise_m1(xp, wt, sh, sw, dh, dw, ho, wo, np.empty((c, ho * wo), np.float32))
+    got = depthwise_m1(xp.reshape(c, -1), wt, wp, dh, dw, ho, wo, np.empty((c, ho * wo), np.float32))
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # signed zeros included
+

@@ -179,50 +179,56 @@ def _lanes8_reference(row, v) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def depthwise_m1(xp, w, sh, sw, dh, dw, ho, wo, out):
-    """A depthwise convolution (one input channel per group) without im2col, each output in the
-    order of `_sgemm_m1` over its taps k = (i, j): xp (C, Hp, Wp) zero-padded input, w (C, kh, kw),
-    out (C, ho·wo). Products of 4 consecutive taps summed left to right, each group added to C,
-    then a group of 2 and a single tap (padding taps read 0.0 as im2col's zeros would)."""
+def depthwise_m1(xpf, w, wp, dh, dw, ho, wo, out):
+    """A stride-1 depthwise convolution (one input channel per group) without im2col, each output
+    in the order of `_sgemm_m1` over its taps k = (i, j): products of 4 consecutive taps summed
+    left to right, each group added to the running sum, then a group of 2 and a single tap.
+
+    xpf (C, L): each channel's zero-padded input (width wp) flattened, with at least one extra
+    zero row; w (C, kh, kw); out (C, ho·wo). Outputs are computed on the padded width (position
+    p = oy·wp + ox reads p + i·dh·wp + j·dw: one contiguous loop), columns ox ≥ wo discarded."""
     c_, kh, kw = w.shape
     kk = kh * kw
+    n = ho * wp
+    acc = np.empty(n, np.float32)
     for c in range(c_):
+        for p in range(n):
+            acc[p] = np.float32(0.0)
+        k = 0
+        while k + 4 <= kk:
+            o0 = (k // kw) * dh * wp + (k % kw) * dw
+            o1 = ((k + 1) // kw) * dh * wp + ((k + 1) % kw) * dw
+            o2 = ((k + 2) // kw) * dh * wp + ((k + 2) % kw) * dw
+            o3 = ((k + 3) // kw) * dh * wp + ((k + 3) % kw) * dw
+            w0 = w[c, k // kw, k % kw]
+            w1 = w[c, (k + 1) // kw, (k + 1) % kw]
+            w2 = w[c, (k + 2) // kw, (k + 2) % kw]
+            w3 = w[c, (k + 3) // kw, (k + 3) % kw]
+            r0, r1, r2, r3 = xpf[c, o0:o0 + n], xpf[c, o1:o1 + n], xpf[c, o2:o2 + n], xpf[c, o3:o3 + n]
+            for p in range(n):  # views indexed from 0: no negative-index wrap, the loop vectorises
+                g = w0 * r0[p] + w1 * r1[p]
+                g = g + w2 * r2[p]
+                g = g + w3 * r3[p]
+                acc[p] = g + acc[p]
+            k += 4
+        if kk - k >= 2:
+            o0 = (k // kw) * dh * wp + (k % kw) * dw
+            o1 = ((k + 1) // kw) * dh * wp + ((k + 1) % kw) * dw
+            w0 = w[c, k // kw, k % kw]
+            w1 = w[c, (k + 1) // kw, (k + 1) % kw]
+            r0, r1 = xpf[c, o0:o0 + n], xpf[c, o1:o1 + n]
+            for p in range(n):
+                acc[p] = (w0 * r0[p] + w1 * r1[p]) + acc[p]
+            k += 2
+        if kk - k == 1:
+            o0 = (k // kw) * dh * wp + (k % kw) * dw
+            w0 = w[c, k // kw, k % kw]
+            r0 = xpf[c, o0:o0 + n]
+            for p in range(n):
+                acc[p] = w0 * r0[p] + acc[p]
         for oy in range(ho):
-            row = out[c, oy * wo:(oy + 1) * wo]
             for ox in range(wo):
-                row[ox] = np.float32(0.0)
-            k = 0
-            while k + 4 <= kk:
-                i0, j0 = k // kw, k % kw
-                i1, j1 = (k + 1) // kw, (k + 1) % kw
-                i2, j2 = (k + 2) // kw, (k + 2) % kw
-                i3, j3 = (k + 3) // kw, (k + 3) % kw
-                w0, w1, w2, w3 = w[c, i0, j0], w[c, i1, j1], w[c, i2, j2], w[c, i3, j3]
-                r0 = xp[c, oy * sh + i0 * dh]
-                r1 = xp[c, oy * sh + i1 * dh]
-                r2 = xp[c, oy * sh + i2 * dh]
-                r3 = xp[c, oy * sh + i3 * dh]
-                for ox in range(wo):
-                    g = w0 * r0[ox * sw + j0 * dw] + w1 * r1[ox * sw + j1 * dw]
-                    g = g + w2 * r2[ox * sw + j2 * dw]
-                    g = g + w3 * r3[ox * sw + j3 * dw]
-                    row[ox] = g + row[ox]
-                k += 4
-            if kk - k >= 2:
-                i0, j0 = k // kw, k % kw
-                i1, j1 = (k + 1) // kw, (k + 1) % kw
-                w0, w1 = w[c, i0, j0], w[c, i1, j1]
-                r0 = xp[c, oy * sh + i0 * dh]
-                r1 = xp[c, oy * sh + i1 * dh]
-                for ox in range(wo):
-                    row[ox] = (w0 * r0[ox * sw + j0 * dw] + w1 * r1[ox * sw + j1 * dw]) + row[ox]
-                k += 2
-            if kk - k == 1:
-                i0, j0 = k // kw, k % kw
-                w0 = w[c, i0, j0]
-                r0 = xp[c, oy * sh + i0 * dh]
-                for ox in range(wo):
-                    row[ox] = w0 * r0[ox * sw + j0 * dw] + row[ox]
+                out[c, oy * wo + ox] = acc[oy * wp + ox]
     return out
 
 
