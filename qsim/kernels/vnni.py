@@ -14,20 +14,25 @@ The caller's zero points (and bias) are applied exactly afterwards:
 in the micro-kernel's epilogue in wrapping int32 when the caller knows the exact result
 fits int32 (then the value mod 2^32 is the value), else in int64 (`finish_raw`).
 
-Two kernels, both LLVM IR emitted by Numba intrinsics:
+Three kernels, all LLVM IR emitted by Numba intrinsics:
 
-- **packed GEMM / conv** (M > `GEMV_ROWS`): the weight is packed per call into panels of
-  `nr` columns × 4 k (b'[4q + t, p·nr + c] at byte 4c + t of panel p, step q, zero padded),
+- **packed GEMM / conv** (M > `GEMV_ROWS`): the weight is packed into panels of `nr`
+  columns × 4 k (b'[4q + t, p·nr + c] at byte 4c + t of panel p, step q, zero padded),
   a' into strips of `rows` rows × 4 k — for a conv straight from the (padded) input image,
-  no im2col copy (`pack_a_conv`; k order (c, i, j)). The micro-kernel keeps `rows` × `nr`
-  int32 accumulators in registers (12 × 32 in zmm, 6 × 16 in ymm), broadcasting 4 bytes of
-  a' per row and step; loops are blocked over K (`KC`) and N (`NC`) so a weight block
-  stays in L2 while strips of a' stream through it. `vnni_i32` packs the weight
-  (`pack_b_panels`, `epilogue_vectors`) and `packed_run` packs a' and multiplies: separate
-  Numba functions called from Python, so each compiles once (a caller re-optimises every
-  callee linked into it) and only those a call needs compile. A weight packed once
-  (`qsim.kernels.prepack`) skips the first step; with M ≤ 8 it runs the 1/2/4/8-row tile
-  kernels over its panels instead (`small_packed`).
+  no im2col copy (k order (c, i, j)). The micro-kernel keeps `rows` × `nr` int32
+  accumulators in registers (12 × 32 in zmm, 6 × 16 in ymm), broadcasting 4 bytes of a'
+  per row and step; loops are blocked over K (`KC`) and N (`NC`) so a weight block stays
+  in L2 while strips of a' stream through it. Per call, `vnni_i32` packs the weight
+  (`pack_weight`: panels, column sums Σ_k b', epilogue vectors) and `packed_run` packs a'
+  (`pack_a`: matrix strips or conv patches) and multiplies (`gemm_vnni512` /
+  `gemm_vnni256`): separate Numba functions called from Python, so each compiles once (a
+  caller re-optimises every callee linked into it) and only those a call needs compile;
+  the operands are padded first (`pad_bytes`, pad bytes pack to 0), so each packer is one
+  branch-free loop nest (`pack_b_panels`, `pack_a_strips`, `pack_a_conv` and
+  `epilogue_vectors` are the earlier per-tail forms, kept with their NumPy twins).
+- **small M over a prepacked weight** (`qsim.kernels.prepack`, M ≤ 8 zmm / ≤ 4 ymm): the
+  same tile kernel with 1, 2, 4 or 8 rows runs each panel over the whole K in one call
+  (`small_packed`), the epilogue included; a weight packed once skips `pack_weight`.
 - **GEMV / small M** (M ≤ `GEMV_ROWS`): the (K, N) weight is read as given (no packing):
   4 rows × 4·lanes columns are interleaved in registers into the quad layout (byte
   unpacks) and multiplied with up to 4 broadcast rows (one or two rows: 4 or 2 column
