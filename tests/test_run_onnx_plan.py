@@ -152,3 +152,25 @@ def test_depthwise_m1_equals_im2col_m1(kernel, dil, pads):
     got = depthwise_m1(xp.reshape(c, -1), wt, wp, dh, dw, ho, wo, np.empty((c, ho * wo), np.float32))
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # signed zeros included
 
+
+
+@pytest.mark.parametrize("stride,dil,pads", [((1, 1), (1, 1), (1, 1, 1, 1)), ((2, 1), (1, 1), (2, 2, 2, 2)),
+                                             ((1, 2), (2, 1), (0, 3, 1, 2)), ((3, 3), (1, 1), (0, 0, 0, 0))])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_depthwise_int_equals_reference_and_conv2d_int(stride, dil, pads, dtype):
+    from qsim.kernels import conv2d_int
+    from qsim.onnxrun.plan import _depthwise_int, qdepthwise_reference
+
+    rng = np.random.default_rng(sum(stride) + sum(pads))
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max + 1, (2, 5, 9, 10)).astype(dtype)
+    w = rng.integers(-128, 128, (5, 1, 3, 4)).astype(np.int8)
+    zx, zw = int(rng.integers(info.min, info.max + 1)), rng.integers(-5, 5, 5)
+    bias = rng.integers(-1000, 1000, 5).astype(np.int32)
+    wsh = (w[:, 0].astype(np.int64) - zw[:, None, None]).astype(np.int32)
+    geo = dict(stride=stride, dilation=dil, padding=pads)
+    got = _depthwise_int(x, zx, wsh, bias, geo)
+    want = qdepthwise_reference(x, w, zx, zw, bias, stride, pads, dil)
+    assert np.array_equal(got, want)
+    acc, _ = conv2d_int(x, w, zx, zw.astype(np.int8), bias, stride=stride, padding=pads, dilation=dil, groups=5)
+    assert np.array_equal(got, acc)

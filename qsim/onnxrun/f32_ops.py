@@ -110,16 +110,23 @@ def conv_prepared(ctx, x, w, wg, bias, attrs):
         if len(kernel) == 1:
             x32 = x32.reshape(n, c, 1, x.shape[2])
         pointwise = kk == 1 and all(s == 1 for s in win.strides) and not any(win.begin) and not any(win.end)
-        if og == 1 and c == g and npix > 1 and not pointwise and st == (1, 1):
-            # stride-1 depthwise: MLAS's M = 1 order read straight from the padded input (no im2col)
+        if og == 1 and c == g and npix > 1 and not pointwise:
+            # depthwise: MLAS's M = 1 order read straight from the padded input (no im2col); strided
+            # ones compute the stride-1 outputs and keep every stride-th (each output is the same sum)
             pb, pe = (win.begin, win.end) if len(kernel) == 2 else ((0, win.begin[0]), (0, win.end[0]))
             h_, w_ = x32.shape[2:]
             hp, wp = h_ + pb[0] + pe[0], w_ + pb[1] + pe[1]
+            hf, wf = hp - (k2[0] - 1) * dl[0], wp - (k2[1] - 1) * dl[1]
             xp = np.zeros((c, hp + 1, wp), F32)  # one spare zero row: the discarded columns read past the end
             wd = np.ascontiguousarray(wg.reshape(c, k2[0], k2[1]))
+            full = np.empty((c, hf * wf), F32) if st != (1, 1) else None
             for i in range(n):
                 xp[:, pb[0]:pb[0] + h_, pb[1]:pb[1] + w_] = x32[i]
-                depthwise_m1(xp.reshape(c, -1), wd, wp, dl[0], dl[1], out[0], out[1], y[i].reshape(g, npix))
+                if full is None:
+                    depthwise_m1(xp.reshape(c, -1), wd, wp, dl[0], dl[1], hf, wf, y[i].reshape(g, npix))
+                else:
+                    depthwise_m1(xp.reshape(c, -1), wd, wp, dl[0], dl[1], hf, wf, full)
+                    y[i].reshape(g, out[0], out[1])[:] = full.reshape(c, hf, wf)[:, ::st[0], ::st[1]]
             pointwise = None
         for i in range(n if pointwise is not None else 0):
             if pointwise:  # MLAS multiplies the input directly (same K order)

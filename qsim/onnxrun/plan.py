@@ -245,72 +245,200 @@ def requant_nchw_reference(acc, scale, zp, lo, hi) -> np.ndarray:
     return np.clip(y, lo, hi).astype(np.int64)
 
 
-def _spec_qlinear_conv(generic, node, attrs, consts, ex):
+@njit(cache=True, nogil=True)
+def qdepthwise_wide(xpf, w, bias, wp, dh, dw, n_rows, out):
+    """Exact integer depthwise sums on the padded width: out[c, p] = bias[c] + Σ_{i,j} w[c, i, j] ·
+    xpf[c, p + i·dh·wp + j·dw] for p < n_rows·wp (stride 1; the caller keeps the valid columns and
+    every stride-th row/column). xpf (C, L) holds x − x_zp, zero-padded, with one spare zero row;
+    w (C, kh, kw) holds w − w_zp. The caller has proven that no sum can leave int32."""
+    c_, kh, kw = w.shape
+    n = n_rows * wp
+    for c in range(c_):
+        acc = out[c]
+        b = bias[c]
+        for p in range(n):
+            acc[p] = b
+        for i in range(kh):
+            for j in range(kw):
+                o = i * dh * wp + j * dw
+                r = xpf[c, o:o + n]
+                wv = w[c, i, j]
+                for p in range(n):
+                    acc[p] += wv * r[p]
+    return out
+
+
+def qdepthwise_reference(x, w, zx, zw, bias, stride, pads, dil) -> np.ndarray:
+    """NumPy twin of the prepared depthwise path: (N, C, H, W) codes → int64 sums (N, C, Ho, Wo)."""
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    xs = np.pad(x.astype(np.int64) - zx, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    ws = w[:, 0].astype(np.int64) - np.broadcast_to(np.asarray(zw, np.int64), (c,))[:, None, None]
+    ho = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (wd + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.broadcast_to((np.zeros(c, np.int64) if bias is None else bias.astype(np.int64))[None, :, None, None],
+                          (n, c, ho, wo)).copy()
+    for i in range(kh):
+        for j in range(kw):
+            out += xs[:, :, i * dil[0]:i * dil[0] + stride[0] * (ho - 1) + 1:stride[0],
+                      j * dil[1]:j * dil[1] + stride[1] * (wo - 1) + 1:stride[1]] * ws[None, :, i, j, None, None]
+    return out
+
+
+def _int_conv(w, wz, bias, attrs, ex):
+    """acc(x, attrs) -> int accumulators (N, O, *spatial) of an integer 1-D/2-D conv with the constant
+    weight w, or None when x does not fit (the generic op then runs). Depthwise convolutions whose
+    sums provably fit int32 and the accumulator use `qdepthwise_wide`; the rest `conv2d_int`."""
     from qsim.onnxrun.ops import _kernels, int_range
     from qsim.onnxrun.spatial import window
 
-    if len(consts) < 8 or ex.options["pair_saturate16"]:
-        return None
-    _, xs, xz, w, ws, wz, ys, yz = consts[:8]
-    bias = consts[8] if len(consts) > 8 else None
-    if w is None or w.ndim != 4 or w.dtype.name not in ("uint8", "int8"):
-        return None
-    if len(node.input) > 8 and node.input[8] and bias is None:
-        return None  # a bias computed at run time: the generic op
-    sx, sy = _scalar_scale(xs), _scalar_scale(ys)
-    zx, zy = _scalar_zp(xz), _scalar_zp(yz)
-    if sx is None or sy is None or zx is None or zy is None or zy[1] not in _QDTYPES[:2]:
+    if w is None or w.ndim not in (3, 4) or w.dtype.name not in ("uint8", "int8"):
         return None
     o = w.shape[0]
-    if not isinstance(ws, np.ndarray) or ws.dtype != _F32 or not (ws.size == 1 or ws.shape[-1] == ws.size == o) \
-            or not (np.all(np.isfinite(ws)) and np.all(ws > 0)):
-        return None
     if wz is not None and (not isinstance(wz, np.ndarray) or wz.dtype != w.dtype
                            or not (wz.size == 1 or wz.shape[-1] == wz.size == o)):
         return None
     if bias is not None and (bias.dtype != np.int32 or bias.shape != (o,)):
         return None
-    xdt = zx[1]
-    if xdt is None or xdt.name not in ("uint8", "int8"):
-        return None
     groups = int(attrs.get("group", 1))
     kernel = w.shape[2:]
     if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != tuple(kernel):
         return None
-    scale = ((F32(sx) * ws.reshape(-1).astype(F32)) / F32(sy)).astype(F32)
-    if not np.all(np.isfinite(scale)):
-        return None
-    scale = np.ascontiguousarray(np.broadcast_to(scale, (o,)))
+    nd = w.ndim - 2
+    w4 = np.ascontiguousarray(w if nd == 2 else w[:, :, None, :])
     zw = 0 if wz is None else (int(wz.reshape(-1)[0]) if wz.size == 1 else wz.reshape(-1).astype(np.int64))
-    lo, hi = int_range(zy[1])
-    ydt = zy[1]
-    zxv, zyv = zx[0], zy[0]
-    geo_cache: dict = {}
-    k = _kernels()
     acc_bits, overflow = ex.options["acc_bits"], ex.options["overflow"]
+    hi_acc = (1 << (acc_bits - 1)) - 1
+    depthwise = w.shape[1] == 1 and groups == o and o > 1
+    if depthwise:
+        wsh = w4[:, 0].astype(np.int64) - np.broadcast_to(np.asarray(zw, np.int64), (o,))[:, None, None]
+        max_w = int(np.abs(wsh).max(initial=0))
+        bias_max = 0 if bias is None else int(np.abs(bias.astype(np.int64)).max(initial=0))
+        w_dw = wsh.astype(np.int32)
+        b_dw = np.zeros(o, np.int32) if bias is None else bias.astype(np.int32)
+    k = _kernels()
+    geo_cache: dict = {}
 
-    def fast(ctx, args, attrs_):
-        x = args[0]
-        if x.dtype != xdt or x.ndim != 4 or x.shape[1] != w.shape[1] * groups:
-            return generic(ctx, args, attrs_)
+    def acc(x, attrs_, ctx, zxv):
+        if x.ndim != nd + 2 or x.shape[1] != w.shape[1] * groups:
+            return None
+        x4 = x if nd == 2 else x[:, :, None, :]
         geo = geo_cache.get(x.shape[2:])
         if geo is None:
             try:
                 win = window(attrs_, x.shape[2:], kernel)
             except ValueError:
-                return generic(ctx, args, attrs_)
-            geo = geo_cache[x.shape[2:]] = dict(
-                stride=win.strides, padding=(win.begin[0], win.begin[1], win.end[0], win.end[1]),
-                dilation=win.dilations, groups=groups)
-        ctx.integer_node = True
-        acc, ovf = k.conv2d_int(np.ascontiguousarray(x), w, zxv, zw, bias, acc_bits=acc_bits, overflow=overflow,
-                                **geo)
+                return None
+            if nd == 1:
+                geo = dict(stride=(1, win.strides[0]), padding=(0, win.begin[0], 0, win.end[0]),
+                           dilation=(1, win.dilations[0]), groups=groups)
+            else:
+                geo = dict(stride=win.strides, padding=(win.begin[0], win.begin[1], win.end[0], win.end[1]),
+                           dilation=win.dilations, groups=groups)
+            geo_cache[x.shape[2:]] = geo
+        if depthwise:
+            lo_x, hi_x = int_range(x.dtype)
+            max_x = max(abs(lo_x - zxv), abs(hi_x - zxv))
+            bound = bias_max + w4.shape[2] * w4.shape[3] * max_x * max_w
+            if bound <= hi_acc and bound < 1 << 31:
+                out = _depthwise_int(x4, zxv, w_dw, b_dw, geo)
+                return out if nd == 2 else out[:, :, 0, :]
+        a, ovf = k.conv2d_int(np.ascontiguousarray(x4), w4, zxv, zw, bias, acc_bits=acc_bits, overflow=overflow,
+                              **geo)
         ctx.overflows += int(ovf)
-        acc = np.asarray(acc)
+        a = np.asarray(a)
+        return a if nd == 2 else a[:, :, 0, :]
+
+    return acc
+
+
+def _depthwise_int(x4, zx, w_dw, b_dw, geo) -> np.ndarray:
+    n, c, h, wd = x4.shape
+    kh, kw = w_dw.shape[1:]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = geo["stride"], geo["dilation"], geo["padding"]
+    hp, wp = h + pt + pb, wd + pl + pr
+    hf, wf = hp - (kh - 1) * dh, wp - (kw - 1) * dw
+    ho, wo = (hf - 1) // sh + 1, (wf - 1) // sw + 1
+    xp = np.zeros((c, hp + 1, wp), np.int32)
+    full = np.empty((c, hf * wp), np.int32)
+    out = np.empty((n, c, ho, wo), np.int32)
+    for i in range(n):
+        np.subtract(x4[i], np.int32(zx), out=xp[:, pt:pt + h, pl:pl + wd], dtype=np.int32)
+        qdepthwise_wide(xp.reshape(c, -1), w_dw, b_dw, wp, dh, dw, hf, full)
+        out[i] = full.reshape(c, hf, wp)[:, ::sh, :wf:sw]
+    return out
+
+
+def _spec_qlinear_conv(generic, node, attrs, consts, ex):
+    from qsim.onnxrun.ops import int_range
+
+    if len(consts) < 8 or ex.options["pair_saturate16"]:
+        return None
+    _, xs, xz, w, ws, wz, ys, yz = consts[:8]
+    bias = consts[8] if len(consts) > 8 else None
+    if len(node.input) > 8 and node.input[8] and bias is None:
+        return None  # a bias computed at run time: the generic op
+    sx, sy = _scalar_scale(xs), _scalar_scale(ys)
+    zx, zy = _scalar_zp(xz), _scalar_zp(yz)
+    if sx is None or sy is None or zx is None or zy is None or zy[1] not in _QDTYPES[:2] or w is None:
+        return None
+    o = w.shape[0]
+    if not isinstance(ws, np.ndarray) or ws.dtype != _F32 or not (ws.size == 1 or ws.shape[-1] == ws.size == o) \
+            or not (np.all(np.isfinite(ws)) and np.all(ws > 0)):
+        return None
+    xdt = zx[1]
+    if xdt is None or xdt.name not in ("uint8", "int8"):
+        return None
+    acc_fn = _int_conv(w, wz, bias, attrs, ex)
+    if acc_fn is None:
+        return None
+    scale = ((F32(sx) * ws.reshape(-1).astype(F32)) / F32(sy)).astype(F32)
+    if not np.all(np.isfinite(scale)):
+        return None
+    scale = np.ascontiguousarray(np.broadcast_to(scale, (o,)))
+    lo, hi = int_range(zy[1])
+    ydt = zy[1]
+    zxv, zyv = zx[0], zy[0]
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype != xdt:
+            return generic(ctx, args, attrs_)
+        acc = acc_fn(x, attrs_, ctx, zxv)
+        if acc is None:
+            return generic(ctx, args, attrs_)
+        ctx.integer_node = True
         out = np.empty(acc.shape, ydt)
         requant_nchw(acc.reshape(acc.shape[0], acc.shape[1], -1), scale, zyv, lo, hi,
                      out.reshape(acc.shape[0], acc.shape[1], -1))
         return [out]
+
+    return fast
+
+
+def _spec_conv_integer(generic, node, attrs, consts, ex):
+    consts = consts + [None] * (4 - len(consts))
+    _, w, xz, wz = consts[:4]
+    if len(node.input) > 2 and node.input[2] and xz is None:
+        return None
+    if len(node.input) > 3 and node.input[3] and wz is None:
+        return None
+    zx = _scalar_zp(xz)
+    if zx is None or w is None:
+        return None
+    acc_fn = _int_conv(w, wz, None, attrs, ex)
+    if acc_fn is None:
+        return None
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype.name not in ("uint8", "int8") or (zx[1] is not None and x.dtype != zx[1]):
+            return generic(ctx, args, attrs_)
+        acc = acc_fn(x, attrs_, ctx, zx[0])
+        if acc is None:
+            return generic(ctx, args, attrs_)
+        ctx.integer_node = True
+        return [acc.astype(np.int32)]
 
     return fast
 
@@ -408,6 +536,7 @@ SPECIALIZERS = {
     ("", "Div"): _spec_binary(np.divide),
     ("", "Clip"): _spec_clip,
     ("", "QLinearConv"): _spec_qlinear_conv,
+    ("", "ConvInteger"): _spec_conv_integer,
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
     ("com.microsoft", "QLinearMul"): _spec_qlinear_binary("mul"),
