@@ -174,3 +174,19 @@ def test_depthwise_int_equals_reference_and_conv2d_int(stride, dil, pads, dtype)
     assert np.array_equal(got, want)
     acc, _ = conv2d_int(x, w, zx, zw.astype(np.int8), bias, stride=stride, padding=pads, dilation=dil, groups=5)
     assert np.array_equal(got, acc)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
+def test_quantize_tensor_equals_quantize_fp32(dtype):
+    from qsim.onnxrun.ops import _quantize_tensor, int_range, quantize_fp32
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(4099) * 300).astype(np.float32)
+    x[:6] = [0.5, -0.5, 1.5, 2.5, np.inf, -np.inf]
+    s, (lo, hi) = np.float32(0.37), int_range(np.dtype(dtype))
+    z = (lo + hi) // 2 + 3
+    out = np.empty(x.size, dtype)
+    assert not _quantize_tensor(x, s, z, lo, hi, out)
+    assert np.array_equal(out, quantize_fp32(x, s, np.int64(z), lo, hi).astype(dtype))
+    x[100] = np.nan
+    assert _quantize_tensor(x, s, z, lo, hi, out)

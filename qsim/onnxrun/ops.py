@@ -145,16 +145,17 @@ def _axis(ctx, attrs, ndim: int, scale=None) -> int:
 
 @njit(cache=True, nogil=True)
 def _quantize_tensor(x, s, z, qmin, qmax, out):
-    """Per-tensor quantize_fp32 in one pass; returns True when x holds a NaN."""
+    """Per-tensor quantize_fp32 in one pass; returns True when x holds a NaN (out is then
+    meaningless: the caller raises). No early exit, so the loop vectorises."""
     lo = np.float32(qmin - z)
     hi = np.float32(qmax - z)
+    nan = False
     for i in range(x.size):
         v = x[i] / s
-        if v != v:
-            return True
+        nan |= v != v
         v = min(max(v, lo), hi)
         out[i] = np.int64(np.rint(v)) + z
-    return False
+    return nan
 
 
 @njit(cache=True, nogil=True)
@@ -258,7 +259,11 @@ def dynamic_quantize_linear(ctx, inputs, attrs):
     hi = max(F32(x.max()), F32(0)) if x.size else F32(0)
     s = F32(1) if hi == lo else F32(hi - lo) / F32(255)
     z = np.asarray(np.rint(np.clip(F32(0) - lo / s, F32(0), F32(255)))).astype(np.int64)
-    q = quantize_fp32(x, s, z, 0, 255).astype(np.uint8)
+    if x.flags.c_contiguous:  # the same quantize_fp32 in one Numba pass (x is finite here)
+        q = np.empty(x.shape, np.uint8)
+        _quantize_tensor(x.reshape(-1), F32(s), int(z), 0, 255, q.reshape(-1))
+    else:
+        q = quantize_fp32(x, s, z, 0, 255).astype(np.uint8)
     return [q, np.asarray(s, F32), np.asarray(z, np.uint8)]
 
 
