@@ -317,7 +317,7 @@ def packed_shapes(M: int, K: int, N: int, tile) -> tuple[tuple[int, int, int], t
     return (S, Kq, 4 * rows), (P, Kq, 4 * nr), (S * rows, P * nr)
 
 
-@njit(cache=True, inline="always")   # inlined into its callers' IR: compiled once there
+@njit(cache=True)
 def pack_b_panels(bu, flip, out32):
     """Pack b' = b − cb into panels from the bytes bu (K, N) uint8 of b (its uint8 view):
     cb = 128 for a uint8 b, given as flip = 0x80808080, else 0 (an int8 b's bytes already
@@ -384,7 +384,7 @@ def column_sums_reference(b, shift, sums) -> None:
     sums[:] = b.astype(np.int64).sum(axis=0) - b.shape[0] * shift
 
 
-@njit(cache=True, inline="always")   # inlined into its callers' IR: compiled once there
+@njit(cache=True)
 def pack_a_strips(au, flip, out32, row, need_sum):
     """Pack a' = a + ca into strips from the bytes au (M, K) uint8 of a (its uint8 view):
     ca = 128 for an int8 a, given as flip = 0x80808080 (a + 128 = a's byte XOR 0x80), else 0.
