@@ -190,3 +190,22 @@ def test_quantize_tensor_equals_quantize_fp32(dtype):
     assert np.array_equal(out, quantize_fp32(x, s, np.int64(z), lo, hi).astype(dtype))
     x[100] = np.nan
     assert _quantize_tensor(x, s, z, lo, hi, out)
+
+
+def test_qlinear_scalar_side_kernels_equal_contrib_kernels():
+    from qsim.onnxrun.contrib import _add_kernel, _mul_kernel
+    from qsim.onnxrun.plan import qadd_scalar, qmul_scalar
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 256, 777).astype(np.uint8)
+    code, ra, rb, fixed = 201, np.float32(0.41), np.float32(1.93), np.float32(7.5)
+    full = np.full(777, code, np.uint8)
+    want = _add_kernel(x.astype(np.float32), full.astype(np.float32), ra, rb, fixed, 2, 0, 255, np.empty(777, np.uint8))
+    fixed2 = np.float32(fixed + np.float32(np.float32(code) * rb))
+    assert np.array_equal(qadd_scalar(x, ra, fixed2, 0, 255, np.empty(777, np.uint8)), want)
+    want = _add_kernel(full.astype(np.float32), x.astype(np.float32), rb, ra, fixed, 1, 0, 255, np.empty(777, np.uint8))
+    fixed2 = np.float32(fixed + np.float32(np.float32(code) * rb))
+    assert np.array_equal(qadd_scalar(x, ra, fixed2, 0, 255, np.empty(777, np.uint8)), want)
+    want = _mul_kernel(x, full, 3, 9, np.float32(0.013), np.float32(17), 0, 255, np.empty(777, np.uint8))
+    assert np.array_equal(qmul_scalar(x, 3, code - 9, np.float32(0.013), np.float32(17), 0, 255,
+                                      np.empty(777, np.uint8)), want)

@@ -455,6 +455,27 @@ def qadd_codes(a, b, ra, rb, fixed, lo, hi, out):
 
 
 
+@njit(cache=True, nogil=True)
+def qadd_scalar(x, rx, fixed2, lo, hi, out):
+    """`contrib._add_kernel` mode 1/2 (the other side one constant code, pre-added to fixed2)."""
+    for i in range(out.size):
+        v = _fma32(np.float32(x[i]), rx, fixed2)
+        q = min(max(np.rint(v), np.float32(-32768.0)), np.float32(32767.0))
+        out[i] = min(max(np.int64(q), lo), hi)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def qmul_scalar(x, zx, term, ratio, zc, lo, hi, out):
+    """`contrib._mul_kernel` with the other side one constant code (term = code − its zero point)."""
+    for i in range(out.size):
+        p = (np.int64(x[i]) - zx) * term
+        v = np.float32(p) * ratio + zc
+        q = min(max(np.rint(v), np.float32(-32768.0)), np.float32(32767.0))
+        out[i] = min(max(np.int64(q), lo), hi)
+    return out
+
+
 def _spec_qlinear_binary(kind):
     def maker(generic, node, attrs, consts, ex):
         from qsim.onnxrun.contrib import _fma, _mul_kernel
@@ -476,6 +497,38 @@ def _spec_qlinear_binary(kind):
             fixed = F32(F32(zc[0]) - _fma(r_a, F32(za[0]), F32(r_b * F32(zb[0]))))
         else:
             ratio = F32(F32(sa * sb) / sc)
+
+        # one side a constant scalar (x·0.2 + 0.5 of HardSigmoid, ...): ORT's scalar-span kernel
+        side = None
+        for i_const, i_vec in ((0, 3), (3, 0)):
+            cval = consts[i_const]
+            if cval is not None and isinstance(cval, np.ndarray) and cval.size == 1 and cval.dtype == dt:
+                side = (i_const, i_vec, int(cval.reshape(-1)[0]), cval.ndim)
+                break
+        if side is not None:
+            i_const, i_vec, code, c_ndim = side
+            if kind == "add":  # mode 1 (a scalar) / 2 (b scalar): fixed' = fl(fixed + fl(code·r_const))
+                r_vec = r_b if i_vec == 3 else r_a
+                r_const = r_a if i_const == 0 else r_b
+                fixed2 = F32(fixed + F32(F32(code) * r_const))
+            else:
+                z_vec = (zb if i_vec == 3 else za)[0]
+                term = code - (za if i_const == 0 else zb)[0]
+
+            def fast_scalar(ctx, args, attrs_):
+                x, cv = args[i_vec], args[i_const]
+                if cv is not consts[i_const] or x.dtype != dt or x.size <= 1 or x.ndim < c_ndim \
+                        or not x.flags.c_contiguous:
+                    return generic(ctx, args, attrs_)
+                ctx.integer_node = True
+                out = np.empty(x.shape, dt)
+                if kind == "add":
+                    qadd_scalar(x.reshape(-1), r_vec, fixed2, lo, hi, out.reshape(-1))
+                else:
+                    qmul_scalar(x.reshape(-1), z_vec, term, ratio, F32(zc[0]), lo, hi, out.reshape(-1))
+                return [out]
+
+            return fast_scalar
 
         def fast(ctx, args, attrs_):
             a, b = args[0], args[3]
