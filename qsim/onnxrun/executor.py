@@ -83,17 +83,23 @@ def load_model(model_or_path) -> onnx.ModelProto:
     return model
 
 
+OP_ERRORS = (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, AttributeError, OverflowError)
+
+
 def _call(fn, ctx, args, attrs):
     """Run one op; any failure is reported as a ValueError naming the node (no traceback in the CLI)."""
     try:
         return fn(ctx, args, attrs)
-    except ValueError as exc:
-        if str(exc).startswith("node "):
-            raise
-        raise ctx.error(str(exc)) from None
-    except (TypeError, IndexError, KeyError, ZeroDivisionError, AttributeError, OverflowError) as exc:
-        shapes = [None if a is None else f"{a.dtype}{list(a.shape)}" for a in args if hasattr(a, "shape") or a is None]
-        raise ctx.error(f"cannot run with inputs {shapes}: {type(exc).__name__}: {exc}") from None
+    except OP_ERRORS as exc:
+        raise node_error(exc, ctx, args) from None
+
+
+def node_error(exc: Exception, ctx, args) -> Exception:
+    """The error `_call` reports for an op's exception: a ValueError naming the node."""
+    if isinstance(exc, ValueError):
+        return exc if str(exc).startswith("node ") else ctx.error(str(exc))
+    shapes = [None if a is None else f"{a.dtype}{list(a.shape)}" for a in args if hasattr(a, "shape") or a is None]
+    return ctx.error(f"cannot run with inputs {shapes}: {type(exc).__name__}: {exc}")
 
 
 def _opset_of(model, domain: str) -> int | None:
