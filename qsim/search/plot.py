@@ -45,7 +45,8 @@ def plot_front(result: dict, out_stem, title: str | None = None) -> list[Path]:
     if col in fl:
         ax.scatter([fl[col] * k], [fl["metric"]], marker="*", s=120, c="k", label="fp32 baseline", zorder=5)
     else:
-        ax.axhline(fl.get("metric", float("nan")), color="k", lw=0.8, ls=":", label="fp32 accuracy (no fp32 unit)")
+        ax.axhline(fl.get("metric", float("nan")), color="k", lw=0.8, ls=":",
+                   label=f"fp32 {result.get('metric_name', 'accuracy')} (no fp32 unit)")
     lo = min([p["metric"] for p in f] + [fl.get("metric", 1.0)])
     ax.set_ylim(max(lo - 0.05, min(u["metric"] for u in uni) - 0.02), None)
     ax.set_xlabel(xlabel)
