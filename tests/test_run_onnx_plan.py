@@ -25,14 +25,17 @@ def test_sgemm_row_blocks_equal_one_row(m, k, n, accumulate):
         assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("g,m,k,n", [(8, 1, 9, 30), (3, 5, 27, 1), (2, 6, 40, 50), (4, 3, 0, 7)])
+@pytest.mark.parametrize("g,m,k,n", [(8, 1, 9, 30), (3, 5, 27, 1), (2, 6, 40, 50), (4, 3, 0, 7), (2, 70, 300, 9),
+                                     (1, 33, 600, 2)])
 def test_sgemm_groups_equals_per_group_sgemm(g, m, k, n):
     rng = np.random.default_rng(g + m + k + n)
     wg = rng.standard_normal((g, m, k)).astype(np.float32)
     cols = rng.standard_normal((g, k, n)).astype(np.float32)
     y = sgemm_groups(wg, cols, np.empty((g, m, n), np.float32))
+    yt = sgemm_groups(wg, cols, np.empty((g, m, n), np.float32), np.ascontiguousarray(wg.transpose(0, 2, 1)))
     for i in range(g):
         assert np.array_equal(y[i], sgemm(wg[i], cols[i], packed=False))
+        assert np.array_equal(yt[i], y[i])
 
 
 @pytest.mark.parametrize("dtype,lo,hi", [(np.int32, 0, 255), (np.int64, -128, 127)])

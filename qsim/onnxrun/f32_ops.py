@@ -85,9 +85,10 @@ def conv(ctx, inputs, attrs):
     return conv_prepared(ctx, x, w, wg, None if b is None else b.astype(F32), attrs)
 
 
-def conv_prepared(ctx, x, w, wg, bias, attrs):
+def conv_prepared(ctx, x, w, wg, bias, attrs, wg_t=None):
     """Conv of float32 x with the weight already grouped as wg (G, O/G, C/G·kh·kw) float32
-    (the prepared plan builds wg once per model); bias float32 (O,) or None."""
+    (the prepared plan builds wg, and its transpose wg_t (G, C/G·kh·kw, O/G), once per model);
+    bias float32 (O,) or None."""
     g, og = wg.shape[:2]
     kernel = w.shape[2:]
     n, c = x.shape[:2]
@@ -134,7 +135,7 @@ def conv_prepared(ctx, x, w, wg, bias, attrs):
             else:
                 cols = _im2col2d(x32[i], k2[0], k2[1], st[0], st[1], dl[0], dl[1], bg[0], bg[1], out[0], out[1],
                                  np.empty((c * kk, npix), F32)).reshape(g, (c // g) * kk, npix)
-            sgemm_groups(wg, cols, y[i])
+            sgemm_groups(wg, cols, y[i], wg_t)
     else:
         xp = _pad(x, win, kernel, F32(0))
         cols = np.stack([p for _, p in _patches(xp, kernel, win)], axis=2)  # (N, C, KK, *out)
@@ -484,6 +485,26 @@ def _act(name: str, x):
     raise ValueError(name)
 
 
+_TRANSPOSED: dict = {}
+
+
+def _transposed(a: np.ndarray, d: int) -> np.ndarray:
+    """a[d].T as a contiguous array; memoised for the executor's constant arrays (LSTM weights)."""
+    from qsim.onnxrun.ops import CONSTANTS
+
+    key = (id(a), d)
+    hit = _TRANSPOSED.get(key)
+    if hit is not None and hit[0] is a:
+        return hit[1]
+    t = np.ascontiguousarray(a[d].T)
+    if CONSTANTS.get(id(a)) is a:
+        if len(_TRANSPOSED) > 4096:
+            _TRANSPOSED.clear()
+        t.flags.writeable = False
+        _TRANSPOSED[key] = (a, t)
+    return t
+
+
 def lstm(ctx, inputs, attrs):
     x, w, r, b, seq_lens, h0, c0, p = (inputs + [None] * 8)[:8]
     direction = attrs.get("direction", b"forward")
@@ -507,10 +528,11 @@ def lstm(ctx, inputs, attrs):
         ht = np.zeros((n, hs), F32) if h0 is None else h0[d].astype(F32)
         ct = np.zeros((n, hs), F32) if c0 is None else c0[d].astype(F32)
         pi, po, pf = (np.zeros(hs, F32),) * 3 if p is None else np.split(p[d].astype(F32), 3)
-        xw = sgemm(x.reshape(t * n, -1).astype(F32), np.ascontiguousarray(w[d].T), packed=True).reshape(t, n, -1)
+        xw = sgemm(x.reshape(t * n, -1).astype(F32), _transposed(w, d), packed=True).reshape(t, n, -1)
+        r_t = _transposed(r, d)
         order = range(t - 1, -1, -1) if rev else range(t)
         for step in order:
-            gates = sgemm(ht, np.ascontiguousarray(r[d].T), packed=True, init=xw[step]) + (bias[:4 * hs] + bias[4 * hs:])
+            gates = sgemm(ht, r_t, packed=True, init=xw[step]) + (bias[:4 * hs] + bias[4 * hs:])
             i_, o_, f_, c_ = np.split(gates.astype(F32), 4, axis=1)
             it = _act(f, i_ + pi * ct)
             ft = _act(f, f_ + pf * ct)

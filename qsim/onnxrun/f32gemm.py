@@ -310,10 +310,35 @@ def _sgemm_groups(wg, cols, sk, y):
     return y
 
 
-def sgemm_groups(wg: np.ndarray, cols: np.ndarray, y: np.ndarray) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _sgemm_groups_t(wg_t, cols, sk, y):
+    """`_sgemm_groups` for M > N > 1 through the transposed product: y[g]ᵀ = cols[g]ᵀ @ wg[g]ᵀ with
+    `_sgemm` — every output is the same FMA chain over the same k slices (fma(a, b, c) = fma(b, a, c)),
+    but the vectorised loop runs over the long M side. wg_t (G, K, M) is the prepared transpose."""
+    g_, k_, m_ = wg_t.shape
+    n_ = cols.shape[2]
+    bt = np.empty((n_, k_), np.float32)
+    ct = np.empty((n_, m_), np.float32)
+    for g in range(g_):
+        for k in range(k_):
+            for n in range(n_):
+                bt[n, k] = cols[g, k, n]
+        _sgemm(bt, wg_t[g], sk, ct, False)
+        for m in range(m_):
+            for n in range(n_):
+                y[g, m, n] = ct[n, m]
+    return y
+
+
+def sgemm_groups(wg: np.ndarray, cols: np.ndarray, y: np.ndarray, wg_t: np.ndarray | None = None) -> np.ndarray:
     """Grouped product in one call: wg (G, M, K), cols (G, K, N) float32 → y (G, M, N), each group
-    exactly `sgemm(wg[g], cols[g], packed=False)` (a convolution's groups; depthwise: M = 1)."""
+    exactly `sgemm(wg[g], cols[g], packed=False)` (a convolution's groups; depthwise: M = 1).
+    With wg_t = wg transposed to (G, K, M) (prepared once per model), M > N > 1 products run
+    transposed (`_sgemm_groups_t`, same results, faster for few output pixels)."""
     wg = np.ascontiguousarray(wg, np.float32)
     cols = np.ascontiguousarray(cols, np.float32)
-    sk = stride_k(cols.shape[2], wg.shape[2], False) if wg.shape[2] else 1  # K = 0: nothing to slice
+    m_, k_, n_ = wg.shape[1], wg.shape[2], cols.shape[2]
+    sk = stride_k(n_, k_, False) if k_ else 1  # K = 0: nothing to slice
+    if wg_t is not None and k_ and m_ > n_ > 1:
+        return _sgemm_groups_t(wg_t, cols, sk, y)
     return _sgemm_groups(wg, cols, sk, y)

@@ -574,12 +574,13 @@ def _spec_conv(generic, node, attrs, consts, ex):
     kk = int(np.prod(kernel))
     wg = np.ascontiguousarray(w.astype(F32).reshape(g, o // g, w.shape[1] * kk))
     bias = None if b is None else b.astype(F32)
+    wg_t = np.ascontiguousarray(wg.transpose(0, 2, 1))
 
     def fast(ctx, args, attrs_):
         x = args[0]
         if x.dtype != _F32 or x.ndim != w.ndim or x.shape[1] != w.shape[1] * g:
             return generic(ctx, args, attrs_)
-        return conv_prepared(ctx, x, w, wg, bias, attrs_)
+        return conv_prepared(ctx, x, w, wg, bias, attrs_, wg_t)
 
     return fast
 
