@@ -321,6 +321,12 @@ def _int_conv(w, wz, bias, attrs, ex):
         w_dw = wsh.astype(np.int32)
         b_dw = np.zeros(o, np.int32) if bias is None else bias.astype(np.int32)
     k = _kernels()
+    wk = w4
+    if groups == 1 and hasattr(k, "pack_weights"):  # packed once, like ORT's prepacked initializers
+        try:
+            wk = k.pack_weights(w4)
+        except (ValueError, TypeError):
+            wk = w4
     geo_cache: dict = {}
 
     def acc(x, attrs_, ctx, zxv):
@@ -347,7 +353,7 @@ def _int_conv(w, wz, bias, attrs, ex):
             if bound <= hi_acc and bound < 1 << 31:
                 out = _depthwise_int(x4, zxv, w_dw, b_dw, geo)
                 return out if nd == 2 else out[:, :, 0, :]
-        a, ovf = k.conv2d_int(np.ascontiguousarray(x4), w4, zxv, zw, bias, acc_bits=acc_bits, overflow=overflow,
+        a, ovf = k.conv2d_int(np.ascontiguousarray(x4), wk, zxv, zw, bias, acc_bits=acc_bits, overflow=overflow,
                               **geo)
         ctx.overflows += int(ovf)
         a = np.asarray(a)
