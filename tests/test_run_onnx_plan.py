@@ -212,3 +212,36 @@ def test_qlinear_scalar_side_kernels_equal_contrib_kernels():
     want = _mul_kernel(x, full, 3, 9, np.float32(0.013), np.float32(17), 0, 255, np.empty(777, np.uint8))
     assert np.array_equal(qmul_scalar(x, 3, code - 9, np.float32(0.013), np.float32(17), 0, 255,
                                       np.empty(777, np.uint8)), want)
+
+
+def test_requant_rows_equals_kernel():
+    from qsim.kernels import requantize
+    from qsim.onnxrun.plan import requant_rows
+
+    rng = np.random.default_rng(9)
+    acc = rng.integers(-(1 << 22), 1 << 22, (7, 13)).astype(np.int32)
+    scale = rng.uniform(1e-6, 1e-3, 13).astype(np.float32)
+    out = np.empty(acc.shape, np.int64)
+    requant_rows(acc, scale, -3, -128, 127, out)
+    ref = requantize(acc, np.float32(1), scale, np.float32(1), -3, policy="fp32_rne", qmin=-128, qmax=127,
+                     channel_axis=-1)
+    assert np.array_equal(out, ref)
+
+
+def test_prepared_qlinear_matmul_equals_reference():
+    rng = np.random.default_rng(2)
+    b = rng.integers(-128, 128, (24, 10)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.float32(0.05), "sa"), numpy_helper.from_array(np.uint8(120), "za"),
+             numpy_helper.from_array(b, "b"), numpy_helper.from_array(rng.uniform(0.001, 0.01, 10).astype(np.float32), "sb"),
+             numpy_helper.from_array(np.zeros(10, np.int8), "zb"), numpy_helper.from_array(np.float32(0.3), "sy"),
+             numpy_helper.from_array(np.uint8(7), "zy")]
+    node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert ex.prepared.specialised
+    for shape in ((5, 24), (2, 3, 24), (1, 24)):
+        a = {"a": rng.integers(0, 256, shape).astype(np.uint8)}
+        got = ex.run(a)["y"]
+        want = ex.run(a, prepared=False)["y"]
+        assert got.shape == want.shape and np.array_equal(got, want)

@@ -453,6 +453,67 @@ def _spec_conv_integer(generic, node, attrs, consts, ex):
     return fast
 
 
+@njit(cache=True, nogil=True)
+def requant_rows(acc, scale, zp, lo, hi, out):
+    """out[m, n] = clamp(rne(fl32(acc[m, n]) · scale[n]) + zp, lo, hi): `requantize(fp32_rne)`
+    with the weight scale per column (channel_axis −1)."""
+    m_, n_ = acc.shape
+    for m in range(m_):
+        for n in range(n_):
+            v = np.rint(np.float32(acc[m, n]) * scale[n]) + zp
+            out[m, n] = lo if v < lo else (hi if v > hi else np.int64(v))
+    return out
+
+
+def _spec_qlinear_matmul(generic, node, attrs, consts, ex):
+    from qsim.onnxrun.ops import _kernels, int_range
+
+    if len(consts) < 8 or ex.options["pair_saturate16"]:
+        return None
+    _, as_, az, b, bs, bz, ys, yz = consts[:8]
+    if b is None or b.ndim != 2 or b.dtype.name not in ("uint8", "int8") or b.shape[0] == 0:
+        return None
+    sa, sy = _scalar_scale(as_), _scalar_scale(ys)
+    za, zy = _scalar_zp(az), _scalar_zp(yz)
+    if sa is None or sy is None or za is None or zy is None or za[1] is None or zy[1] not in _QDTYPES[:2] \
+            or za[1] not in _QDTYPES[:2]:
+        return None
+    n = b.shape[1]
+    if not isinstance(bs, np.ndarray) or bs.dtype != _F32 or not (bs.size == 1 or bs.shape[-1] == bs.size == n) \
+            or not (np.all(np.isfinite(bs)) and np.all(bs > 0)):
+        return None
+    if bz is not None and (not isinstance(bz, np.ndarray) or bz.dtype != b.dtype
+                           or not (bz.size == 1 or bz.shape[-1] == bz.size == n)):
+        return None
+    scale = ((F32(sa) * bs.reshape(-1).astype(F32)) / F32(sy)).astype(F32)
+    if not np.all(np.isfinite(scale)):
+        return None
+    scale = np.ascontiguousarray(np.broadcast_to(scale, (n,)))
+    zb = 0 if bz is None else (int(bz.reshape(-1)[0]) if bz.size == 1 else bz.reshape(-1).astype(np.int64))
+    k = _kernels()
+    try:
+        pw = k.pack_weights(b) if hasattr(k, "pack_weights") else b
+    except (ValueError, TypeError):
+        pw = b
+    adt, ydt = za[1], zy[1]
+    lo, hi = int_range(ydt)
+    acc_bits, overflow = ex.options["acc_bits"], ex.options["overflow"]
+
+    def fast(ctx, args, attrs_):
+        a = args[0]
+        if a.dtype != adt or a.ndim < 2 or a.shape[-1] != b.shape[0]:
+            return generic(ctx, args, attrs_)
+        ctx.integer_node = True
+        a2 = np.ascontiguousarray(a).reshape(-1, a.shape[-1])
+        acc, ovf = k.matmul_int(a2, pw, za[0], zb, acc_bits=acc_bits, overflow=overflow)
+        ctx.overflows += int(ovf)
+        out = np.empty((a2.shape[0], n), ydt)
+        requant_rows(np.asarray(acc), scale, zy[0], lo, hi, out)
+        return [out.reshape(a.shape[:-1] + (n,))]
+
+    return fast
+
+
 # -- QLinearAdd / QLinearMul (same-shape operands) -----------------------------------------------------------
 @njit(cache=True, nogil=True)
 def qadd_codes(a, b, ra, rb, fixed, lo, hi, out):
@@ -601,6 +662,7 @@ SPECIALIZERS = {
     ("", "Clip"): _spec_clip,
     ("", "QLinearConv"): _spec_qlinear_conv,
     ("", "ConvInteger"): _spec_conv_integer,
+    ("", "QLinearMatMul"): _spec_qlinear_matmul,
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
     ("com.microsoft", "QLinearMul"): _spec_qlinear_binary("mul"),
