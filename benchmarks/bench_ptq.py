@@ -253,7 +253,7 @@ def plot(path="docs/images/ptq_methods.png"):
     ax.axhline(0, color="k", lw=0.8)
     ax.axhline(1, color="grey", lw=0.8, ls="--")
     ax.set_xticks([])
-    ax.set_ylim(-1.05, 1.1)
+    ax.set_ylim(-1.05, 1.25)
     ax.set_ylabel("fraction of RTN's gap to float closed")
     ax.set_title("PTQ methods vs round-to-nearest (same format; 1 = float, 0 = RTN, < 0 = worse than RTN)")
     ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.005, 1.0))
