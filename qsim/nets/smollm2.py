@@ -306,8 +306,10 @@ def evaluate_smollm2(wspec=None, aspec=None, *, calib_size: int = 256, acc_bits:
 
         stats = Stats()
         rec = Quantizer(None, None, record=stats)
+        c0 = time.process_time()
         for w in calib:
             logits(w, rec)
+        result["config"]["calib_cpu_seconds"] = round(time.process_time() - c0, 3)   # the statistics pass
         names = linear_names()
         W = load_weights()
         share = [[f"blk.{i}.attn_q", f"blk.{i}.attn_k", f"blk.{i}.attn_v"] for i in range(LAYERS)] + \
