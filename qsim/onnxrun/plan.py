@@ -429,11 +429,10 @@ def _spec_qlinear_conv(generic, node, attrs, consts, ex):
 def _spec_conv_integer(generic, node, attrs, consts, ex):
     consts = consts + [None] * (4 - len(consts))
     _, w, xz, wz = consts[:4]
-    if len(node.input) > 2 and node.input[2] and xz is None:
-        return None
     if len(node.input) > 3 and node.input[3] and wz is None:
         return None
-    zx = _scalar_zp(xz)
+    zx_runtime = len(node.input) > 2 and bool(node.input[2]) and xz is None  # DynamicQuantizeLinear's zero point
+    zx = (0, None) if zx_runtime else _scalar_zp(xz)
     if zx is None or w is None:
         return None
     acc_fn = _int_conv(w, wz, None, attrs, ex)
@@ -442,9 +441,18 @@ def _spec_conv_integer(generic, node, attrs, consts, ex):
 
     def fast(ctx, args, attrs_):
         x = args[0]
-        if x.dtype.name not in ("uint8", "int8") or (zx[1] is not None and x.dtype != zx[1]):
+        if x.dtype.name not in ("uint8", "int8"):
             return generic(ctx, args, attrs_)
-        acc = acc_fn(x, attrs_, ctx, zx[0])
+        if zx_runtime:
+            z = args[2]
+            if z is None or z.dtype != x.dtype or z.size != 1:
+                return generic(ctx, args, attrs_)
+            zxv = int(z.reshape(-1)[0])
+        else:
+            if zx[1] is not None and x.dtype != zx[1]:
+                return generic(ctx, args, attrs_)
+            zxv = zx[0]
+        acc = acc_fn(x, attrs_, ctx, zxv)
         if acc is None:
             return generic(ctx, args, attrs_)
         ctx.integer_node = True
