@@ -245,3 +245,19 @@ def test_prepared_qlinear_matmul_equals_reference():
         got = ex.run(a)["y"]
         want = ex.run(a, prepared=False)["y"]
         assert got.shape == want.shape and np.array_equal(got, want)
+
+
+def test_prepared_qlinear_global_average_pool_equals_reference():
+    inits = [numpy_helper.from_array(np.float32(0.07), "sx"), numpy_helper.from_array(np.uint8(100), "zx"),
+             numpy_helper.from_array(np.float32(0.011), "sy"), numpy_helper.from_array(np.uint8(3), "zy")]
+    node = helper.make_node("QLinearGlobalAveragePool", ["x", "sx", "zx", "sy", "zy"], ["y"], domain="com.microsoft")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    ex = OnnxExecutor(model)
+    assert ex.prepared.specialised
+    rng = np.random.default_rng(4)
+    for shape in ((2, 5, 7, 9), (1, 3, 40), (1, 8, 1, 1)):
+        x = {"x": rng.integers(0, 256, shape).astype(np.uint8)}
+        got, want = ex.run(x)["y"], ex.run(x, prepared=False)["y"]
+        assert got.shape == want.shape and np.array_equal(got, want)

@@ -522,6 +522,54 @@ def _spec_qlinear_matmul(generic, node, attrs, consts, ex):
     return fast
 
 
+@njit(cache=True, nogil=True)
+def qgap_rows(x, zx, scale, zy, lo, hi, out):
+    """`contrib.qlinear_global_average_pool` per row of x (rows, n): exact sum − zx·n, then
+    rne(clamp(fl32(fl32(sum) · scale), lo − zy, hi − zy)) + zy."""
+    r_, n_ = x.shape
+    flo = np.float32(lo - zy)
+    fhi = np.float32(hi - zy)
+    for r in range(r_):
+        acc = np.int64(0)
+        for i in range(n_):
+            acc += np.int64(x[r, i])
+        acc -= zx * n_
+        v = np.float32(acc) * scale
+        v = min(max(v, flo), fhi)
+        out[r] = np.int64(np.rint(v)) + zy
+    return out
+
+
+def _spec_qlinear_gap(generic, node, attrs, consts, ex):
+    from qsim.onnxrun.ops import int_range
+
+    consts = consts + [None] * (5 - len(consts))
+    _, xs, xz, ys, yz = consts[:5]
+    if int(attrs.get("channels_last", 0)):
+        return None
+    sx, sy = _scalar_scale(xs), _scalar_scale(ys)
+    zx, zy = _scalar_zp(xz), _scalar_zp(yz)
+    if sx is None or sy is None or zx is None or zy is None or zx[1] is None or zx[1] != zy[1] \
+            or zx[1] not in _QDTYPES[:2]:
+        return None
+    dt = zx[1]
+    lo, hi = int_range(dt)
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype != dt or x.ndim < 3:
+            return generic(ctx, args, attrs_)
+        n = int(np.prod(x.shape[2:]))
+        scale = F32(sx / F32(sy * F32(n)))
+        rows = np.ascontiguousarray(x).reshape(x.shape[0] * x.shape[1], n)
+        out = np.empty(rows.shape[0], dt)
+        qgap_rows(rows, zx[0], scale, zy[0], lo, hi, out)
+        ctx.integer_node = True
+        return [out.reshape(x.shape[:2] + (1,) * (x.ndim - 2))]
+
+    return fast
+
+
 # -- QLinearAdd / QLinearMul (same-shape operands) -----------------------------------------------------------
 @njit(cache=True, nogil=True)
 def qadd_codes(a, b, ra, rb, fixed, lo, hi, out):
@@ -671,6 +719,7 @@ SPECIALIZERS = {
     ("", "QLinearConv"): _spec_qlinear_conv,
     ("", "ConvInteger"): _spec_conv_integer,
     ("", "QLinearMatMul"): _spec_qlinear_matmul,
+    ("com.microsoft", "QLinearGlobalAveragePool"): _spec_qlinear_gap,
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
     ("com.microsoft", "QLinearMul"): _spec_qlinear_binary("mul"),
