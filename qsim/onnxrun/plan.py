@@ -570,6 +570,46 @@ def _spec_qlinear_gap(generic, node, attrs, consts, ex):
     return fast
 
 
+def _spec_qlinear_table(fn_of_attrs):
+    """QLinearSigmoid / QLinearLeakyRelu: ORT's 256-entry table built once from the constant scales."""
+    def maker(generic, node, attrs, consts, ex):
+        from qsim.onnxrun.contrib import _lookup, _table
+
+        consts_ = consts + [None] * (5 - len(consts))
+        _, xs, xz, ys, yz = consts_[:5]
+        sx, sy = _scalar_scale(xs), _scalar_scale(ys)
+        zx, zy = _scalar_zp(xz), _scalar_zp(yz)
+        if sx is None or sy is None or zx is None or zy is None or zx[1] is None or zx[1] != zy[1] \
+                or zx[1] not in _QDTYPES[:2]:
+            return None
+        dt = zx[1]
+        table = _table(sx, zx[0], sy, zy[0], dt, fn_of_attrs(attrs))
+
+        def fast(ctx, args, attrs_):
+            x = args[0]
+            if x.dtype != dt:
+                return generic(ctx, args, attrs_)
+            ctx.integer_node = True
+            return [_lookup(x, table)]
+
+        return fast
+
+    return maker
+
+
+def _spec_cast(generic, node, attrs, consts, ex):
+    from onnx import helper
+
+    to = np.dtype(helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
+    if to not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return None
+
+    def fast(ctx, args, attrs_):  # anything → float32/64 is the plain astype of `float_ops.cast`
+        return [args[0].astype(to)]
+
+    return fast
+
+
 # -- QLinearAdd / QLinearMul (same-shape operands) -----------------------------------------------------------
 @njit(cache=True, nogil=True)
 def qadd_codes(a, b, ra, rb, fixed, lo, hi, out):
@@ -720,7 +760,20 @@ SPECIALIZERS = {
     ("", "ConvInteger"): _spec_conv_integer,
     ("", "QLinearMatMul"): _spec_qlinear_matmul,
     ("com.microsoft", "QLinearGlobalAveragePool"): _spec_qlinear_gap,
+    ("com.microsoft", "QLinearSigmoid"): None,
+    ("com.microsoft", "QLinearLeakyRelu"): None,
+    ("", "Cast"): _spec_cast,
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
     ("com.microsoft", "QLinearMul"): _spec_qlinear_binary("mul"),
 }
+
+
+def _register_tables():
+    from qsim.onnxrun.contrib import _leaky_fn, _sigmoid_fn
+
+    SPECIALIZERS[("com.microsoft", "QLinearSigmoid")] = _spec_qlinear_table(_sigmoid_fn)
+    SPECIALIZERS[("com.microsoft", "QLinearLeakyRelu")] = _spec_qlinear_table(_leaky_fn)
+
+
+_register_tables()
