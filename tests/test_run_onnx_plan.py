@@ -83,7 +83,7 @@ def _qdq_conv_model(w_const: bool = True):
 
 def test_prepared_plan_equals_reference_interpreter():
     ex = OnnxExecutor(_qdq_conv_model())
-    assert len(ex.prepared.specialised) >= 6  # Q, DQ, Conv, QLinearConv, Mul specialised
+    assert len(ex.prepared.specialised) >= 5  # Q (+ its DQ, fused), Conv, QLinearConv, Mul specialised
     for batch in (1, 3):
         x = {"x": np.random.default_rng(batch).uniform(-2, 2, (batch, 3, 6, 7)).astype(np.float32)}
         a = ex.run(x, keep_all=True)
@@ -261,3 +261,29 @@ def test_prepared_qlinear_global_average_pool_equals_reference():
         x = {"x": rng.integers(0, 256, shape).astype(np.uint8)}
         got, want = ex.run(x)["y"], ex.run(x, prepared=False)["y"]
         assert got.shape == want.shape and np.array_equal(got, want)
+
+
+def test_quantize_dequantize_equals_the_two_kernels():
+    from qsim.onnxrun.ops import _dequantize_tensor, _quantize_tensor
+    from qsim.onnxrun.plan import quantize_dequantize
+
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(3001) * 40).astype(np.float32)
+    s, z, s2, z2 = np.float32(0.21), 131, np.float32(0.2), 128
+    code, out = np.empty(x.size, np.uint8), np.empty(x.size, np.float32)
+    assert not quantize_dequantize(x, s, z, 0, 255, s2, z2, code, out)
+    want = np.empty(x.size, np.uint8)
+    _quantize_tensor(x, s, z, 0, 255, want)
+    assert np.array_equal(code, want)
+    assert np.array_equal(out, _dequantize_tensor(want, s2, z2, np.empty(x.size, np.float32)))
+
+
+def test_prepared_plan_fuses_q_dq_pairs():
+    ex = OnnxExecutor(_qdq_conv_model())
+    fused = [s for s in ex.prepared.steps if len(s[4]) == 2 and s[1].op_type == "QuantizeLinear"]
+    assert len(fused) == 2 and len(ex.prepared.steps) == len(ex.steps) - 1 - 2  # DQ(w) folded, 2 DQs fused
+    x = {"x": np.random.default_rng(0).uniform(-2, 2, (2, 3, 6, 7)).astype(np.float32)}
+    a, b = ex.run(x, keep_all=True), ex.run(x, keep_all=True, prepared=False)
+    assert a.keys() == b.keys() and all(np.array_equal(a[t], b[t]) for t in a)
+    x64 = {"x": np.asfortranarray(x["x"])}  # not C-contiguous: each node by itself
+    assert np.array_equal(ex.run(x64)["out"], ex.run(x64, prepared=False)["out"])

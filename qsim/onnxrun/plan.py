@@ -60,6 +60,7 @@ class PreparedPlan:
                 fast = specialize(fn, node, attrs, [consts.get(t) if t else None for t in ins], ex)
             steps.append((fast or fn, ctx, attrs, [slot(t) for t in ins], [slot(t) for t in outs], missing))
             available.update(t for t in outs if t)
+        steps = _fuse_quantize_dequantize(steps, {slots[n]: v for n, v in consts.items()})
         self.template = [None] * len(slots)
         for name, value in consts.items():
             self.template[slots[name]] = value
@@ -96,6 +97,79 @@ class PreparedPlan:
         if keep_all:
             return {t: env[i] for t, i in self.all_slots} | {n: env[i] for n, i in self.output_slots}
         return {n: env[i] for n, i in self.output_slots}
+
+
+@njit(cache=True, nogil=True)
+def quantize_dequantize(x, s, z, qmin, qmax, s2, z2, code, out):
+    """QuantizeLinear (`ops._quantize_tensor`) and the DequantizeLinear of its codes
+    (`ops._dequantize_tensor`) in one pass: code[i] and out[i] = fl32(code[i] − z2)·s2.
+    Returns True when x holds a NaN (the caller raises)."""
+    lo = np.float32(qmin - z)
+    hi = np.float32(qmax - z)
+    nan = False
+    for i in range(x.size):
+        v = x[i] / s
+        nan |= v != v
+        v = min(max(v, lo), hi)
+        q = np.int64(np.rint(v)) + z
+        code[i] = q
+        out[i] = np.float32(q - z2) * s2
+    return nan
+
+
+def _fuse_quantize_dequantize(steps: list, const_slots: dict) -> list:
+    """A prepared QuantizeLinear whose codes feed a prepared DequantizeLinear (the Q → DQ pair of
+    every activation in QDQ models) becomes one step writing both tensors; the DQ step goes."""
+    producer = {}
+    for i, (fn, ctx, attrs, ins, outs, missing) in enumerate(steps):
+        if hasattr(fn, "q_params") and outs and outs[0]:
+            producer[outs[0]] = i
+    fused: dict[int, tuple] = {}
+    dropped = set()
+    for j, (fn, ctx, attrs, ins, outs, missing) in enumerate(steps):
+        if not hasattr(fn, "dq_params") or not ins or ins[0] not in producer or not outs or not outs[0]:
+            continue
+        i = producer[ins[0]]
+        if i in fused or i >= j:
+            continue
+        s, z, qmin, qmax, zdt, q_generic = steps[i][0].q_params
+        s2, z2, ok = fn.dq_params
+        if zdt not in ok:
+            continue
+        dq_consts = [const_slots.get(k) for k in ins[1:]]
+        fused[i] = (j, _fused_qdq(steps[i][0], fn, ctx, dq_consts, attrs, s, z, qmin, qmax, zdt, s2, z2))
+        dropped.add(j)
+    out = []
+    for i, step in enumerate(steps):
+        if i in dropped:
+            continue
+        if i in fused:
+            j, fn = fused[i]
+            fn.specialised = True
+            step = (fn, step[1], step[2], step[3], [step[4][0], steps[j][4][0]], step[5])
+        out.append(step)
+    return out
+
+
+def _fused_qdq(q_fn, dq_fn, dq_ctx, dq_consts, dq_attrs, s, z, qmin, qmax, zdt, s2, z2):
+    from qsim.onnxrun.executor import OP_ERRORS, node_error
+
+    def fused(ctx, args, attrs_):
+        x = args[0]
+        if x.dtype != _F32 or not x.flags.c_contiguous:  # each node by itself, errors named as before
+            code = q_fn(ctx, args, attrs_)[0]
+            dq_args = [code] + dq_consts
+            try:
+                return [code, dq_fn(dq_ctx, dq_args, dq_attrs)[0]]
+            except OP_ERRORS as exc:
+                raise node_error(exc, dq_ctx, dq_args) from None
+        code = np.empty(x.shape, zdt)
+        out = np.empty(x.shape, F32)
+        if quantize_dequantize(x.reshape(-1), s, z, qmin, qmax, s2, z2, code.reshape(-1), out.reshape(-1)):
+            raise ctx.error("input x contains NaN; its quantized code is implementation-defined")
+        return [code, out]
+
+    return fused
 
 
 def prepare(ex) -> PreparedPlan:
@@ -162,6 +236,7 @@ def _spec_dequantize(generic, node, attrs, consts, ex):
         _dequantize_tensor(x.reshape(-1), s, z, out.reshape(-1))
         return [out]
 
+    fast.dq_params = (s, z, ok)
     return fast
 
 
@@ -186,6 +261,7 @@ def _spec_quantize(generic, node, attrs, consts, ex):
             raise ctx.error("input x contains NaN; its quantized code is implementation-defined")
         return [out]
 
+    fast.q_params = (s, z, qmin, qmax, zdt, generic)
     return fast
 
 
