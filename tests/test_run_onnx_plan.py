@@ -287,3 +287,23 @@ def test_prepared_plan_fuses_q_dq_pairs():
     assert a.keys() == b.keys() and all(np.array_equal(a[t], b[t]) for t in a)
     x64 = {"x": np.asfortranarray(x["x"])}  # not C-contiguous: each node by itself
     assert np.array_equal(ex.run(x64)["out"], ex.run(x64, prepared=False)["out"])
+
+
+@pytest.mark.parametrize("kernel,stride,dil,pads", [((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), ((1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),
+                                                    ((3, 2), (2, 1), (1, 2), (1, 0, 2, 1)), ((1, 1), (2, 2), (1, 1), (0, 0, 0, 0))])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_conv_int_f32_equals_conv2d_int(kernel, stride, dil, pads, dtype):
+    from qsim.kernels import conv2d_int
+    from qsim.onnxrun.plan import _conv_int_f32
+
+    rng = np.random.default_rng(sum(kernel) + sum(pads))
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max + 1, (2, 6, 9, 8)).astype(dtype)
+    w = rng.integers(-128, 128, (5, 6) + kernel).astype(np.int8)
+    zx, zw = int(rng.integers(info.min, info.max + 1)), rng.integers(-3, 3, 5)
+    bias = rng.integers(-9000, 9000, 5).astype(np.int32)
+    w_f32 = (w.reshape(5, -1).astype(np.int64) - zw[:, None]).astype(np.float32)
+    got = _conv_int_f32(x, zx, w_f32, bias.astype(np.float32)[:, None], kernel,
+                        dict(stride=stride, dilation=dil, padding=pads))
+    acc, _ = conv2d_int(x, w, zx, zw.astype(np.int8), bias, stride=stride, padding=pads, dilation=dil)
+    assert got.dtype == np.float32 and np.array_equal(got.astype(np.int64), acc)

@@ -396,6 +396,12 @@ def _int_conv(w, wz, bias, attrs, ex):
         bias_max = 0 if bias is None else int(np.abs(bias.astype(np.int64)).max(initial=0))
         w_dw = wsh.astype(np.int32)
         b_dw = np.zeros(o, np.int32) if bias is None else bias.astype(np.int32)
+    if groups == 1:  # exact float32 products when every partial sum provably stays below 2^24
+        wsh1 = w4.reshape(o, -1).astype(np.int64) - np.broadcast_to(np.asarray(zw, np.int64), (o,))[:, None]
+        max_w1 = int(np.abs(wsh1).max(initial=0))
+        bias_max1 = 0 if bias is None else int(np.abs(bias.astype(np.int64)).max(initial=0))
+        w_f32 = wsh1.astype(np.float32)
+        b_f32 = None if bias is None else bias.astype(np.float32)[:, None]
     k = _kernels()
     wk = w4
     if groups == 1 and hasattr(k, "pack_weights"):  # packed once, like ORT's prepacked initializers
@@ -429,6 +435,12 @@ def _int_conv(w, wz, bias, attrs, ex):
             if bound <= hi_acc and bound < 1 << 31:
                 out = _depthwise_int(x4, zxv, w_dw, b_dw, geo)
                 return out if nd == 2 else out[:, :, 0, :]
+        if groups == 1:
+            lo_x, hi_x = int_range(x.dtype)
+            bound = bias_max1 + w_f32.shape[1] * max(abs(lo_x - zxv), abs(hi_x - zxv)) * max_w1
+            if bound < F32_EXACT and bound <= hi_acc:
+                out = _conv_int_f32(x4, zxv, w_f32, b_f32, w4.shape[2:], geo)
+                return out if nd == 2 else out[:, :, 0, :]
         a, ovf = k.conv2d_int(np.ascontiguousarray(x4), wk, zxv, zw, bias, acc_bits=acc_bits, overflow=overflow,
                               **geo)
         ctx.overflows += int(ovf)
@@ -436,6 +448,32 @@ def _int_conv(w, wz, bias, attrs, ex):
         return a if nd == 2 else a[:, :, 0, :]
 
     return acc
+
+
+F32_EXACT = 1 << 24
+
+
+def _conv_int_f32(x4, zx, w_f32, b_f32, kernel, geo) -> np.ndarray:
+    """Exact integer conv (groups = 1) as a float32 product: x − zx and w − zw are small integers
+    and the caller has proven every partial sum below 2^24, so any summation order (BLAS) gives
+    the exact integers; returns them as float32 (N, O, Ho, Wo), bias included."""
+    from qsim.onnxrun.f32_ops import _im2col2d
+
+    n, c, h, wd = x4.shape
+    kh, kw = kernel
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = geo["stride"], geo["dilation"], geo["padding"]
+    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    out = np.empty((n, w_f32.shape[0], ho * wo), np.float32)
+    pointwise = kh == kw == 1 and sh == sw == 1 and not any((pt, pl, pb, pr))
+    for i in range(n):
+        xf = np.subtract(x4[i], np.float32(zx), dtype=np.float32)
+        cols = xf.reshape(c, h * wd) if pointwise else _im2col2d(
+            xf, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, np.empty((c * kh * kw, ho * wo), np.float32))
+        np.matmul(w_f32, cols, out=out[i])
+        if b_f32 is not None:
+            out[i] += b_f32
+    return out.reshape(n, w_f32.shape[0], ho, wo)
 
 
 def _depthwise_int(x4, zx, w_dw, b_dw, geo) -> np.ndarray:
