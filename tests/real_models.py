@@ -91,7 +91,7 @@ def timing_table(outdir: Path, repeats: int = 20) -> list[dict]:
     (ORT single-threaded, graph as written, one InferenceSession; qsim one OnnxExecutor, i.e. its
     prepared plan; best of `repeats` after a warm-up run each, the two timed alternately so that
     both see the same machine load)."""
-    import time
+    import gc
 
     from qsim.onnxrun.executor import OnnxExecutor, first_divergence, run_ort_all
 
@@ -102,6 +102,7 @@ def timing_table(outdir: Path, repeats: int = 20) -> list[dict]:
         if model_path(name) is None:
             continue
         paths = quantize_all(name, outdir / name)
+        gc.collect()  # end the calibration sessions (their spinning ORT thread pools would share the timed cores)
         for form, path in paths.items():
             x = feeds(name, 1, seed=1)
             ex = OnnxExecutor(path)

@@ -307,3 +307,16 @@ def test_conv_int_f32_equals_conv2d_int(kernel, stride, dil, pads, dtype):
                         dict(stride=stride, dilation=dil, padding=pads))
     acc, _ = conv2d_int(x, w, zx, zw.astype(np.int8), bias, stride=stride, padding=pads, dilation=dil)
     assert got.dtype == np.float32 and np.array_equal(got.astype(np.int64), acc)
+
+
+def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
+    import sys
+
+    import qsim.onnxrun.plan as plan
+
+    first = plan.tune_malloc()
+    assert plan.tune_malloc() == first
+    assert first == sys.platform.startswith("linux") or not first
+    monkeypatch.setattr(plan, "_MALLOC_TUNED", False)
+    monkeypatch.setenv("QSIM_ONNX_MALLOPT", "0")
+    assert plan.tune_malloc() is False

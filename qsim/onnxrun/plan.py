@@ -172,7 +172,36 @@ def _fused_qdq(q_fn, dq_fn, dq_ctx, dq_consts, dq_attrs, s, z, qmin, qmax, zdt, 
     return fused
 
 
+_MALLOC_TUNED = False
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # glibc <malloc.h>
+
+
+def tune_malloc() -> bool:
+    """Keep freed tensor memory in the process (glibc only; like ORT's arena allocator): every run
+    allocates and frees the same tens of MB of tensors, and glibc's default trimming can hand them
+    back to the OS after each run, so that each run page-faults them in again (measured: the PP-OCRv4
+    rec model 17 → 35 ms depending on the heap's history). Sets the mmap threshold to glibc's
+    dynamic maximum (32 MiB) and the trim threshold to 1 GiB, once per process; QSIM_ONNX_MALLOPT=0
+    leaves malloc alone. Returns whether it was applied."""
+    global _MALLOC_TUNED
+    import os
+    import sys
+
+    if _MALLOC_TUNED or os.environ.get("QSIM_ONNX_MALLOPT", "1") == "0" or not sys.platform.startswith("linux"):
+        return _MALLOC_TUNED
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
+    except (OSError, AttributeError):
+        ok = False
+    _MALLOC_TUNED = ok
+    return ok
+
+
 def prepare(ex) -> PreparedPlan:
+    tune_malloc()
     return PreparedPlan(ex)
 
 
