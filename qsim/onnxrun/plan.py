@@ -467,7 +467,9 @@ def _int_conv(w, wz, bias, attrs, ex):
         if groups == 1:
             lo_x, hi_x = int_range(x.dtype)
             bound = bias_max1 + w_f32.shape[1] * max(abs(lo_x - zxv), abs(hi_x - zxv)) * max_w1
-            if bound < F32_EXACT and bound <= hi_acc:
+            macs = w_f32.size * (x4.shape[0] * x4.shape[2] * x4.shape[3]) // (geo["stride"][0] * geo["stride"][1])
+            # small products: BLAS float32 beats the integer kernel's per-call work (measured; larger: VNNI)
+            if bound < F32_EXACT and bound <= hi_acc and macs <= FLOAT_PATH_MACS:
                 out = _conv_int_f32(x4, zxv, w_f32, b_f32, w4.shape[2:], geo)
                 return out if nd == 2 else out[:, :, 0, :]
         a, ovf = k.conv2d_int(np.ascontiguousarray(x4), wk, zxv, zw, bias, acc_bits=acc_bits, overflow=overflow,
@@ -480,6 +482,7 @@ def _int_conv(w, wz, bias, attrs, ex):
 
 
 F32_EXACT = 1 << 24
+FLOAT_PATH_MACS = 5_000_000
 
 
 def _conv_int_f32(x4, zx, w_f32, b_f32, kernel, geo) -> np.ndarray:
