@@ -652,6 +652,11 @@ def _spec_qlinear_matmul(generic, node, attrs, consts, ex):
     adt, ydt = za[1], zy[1]
     lo, hi = int_range(ydt)
     acc_bits, overflow = ex.options["acc_bits"], ex.options["overflow"]
+    bsh = b.astype(np.int64) - np.broadcast_to(np.asarray(zb, np.int64), (n,))[None, :]
+    lo_a, hi_a = int_range(adt)
+    bound = b.shape[0] * max(abs(lo_a - za[0]), abs(hi_a - za[0])) * int(np.abs(bsh).max(initial=0))
+    # exact float32 product when every partial sum provably stays below 2^24 (see _conv_int_f32)
+    b_f32 = bsh.astype(np.float32) if bound < F32_EXACT and bound <= (1 << (acc_bits - 1)) - 1 else None
 
     def fast(ctx, args, attrs_):
         a = args[0]
@@ -659,6 +664,11 @@ def _spec_qlinear_matmul(generic, node, attrs, consts, ex):
             return generic(ctx, args, attrs_)
         ctx.integer_node = True
         a2 = np.ascontiguousarray(a).reshape(-1, a.shape[-1])
+        if b_f32 is not None and a2.shape[0] * b_f32.size <= FLOAT_PATH_MACS:
+            acc = np.subtract(a2, np.float32(za[0]), dtype=np.float32) @ b_f32
+            out = np.empty((a2.shape[0], n), ydt)
+            requant_rows(acc, scale, zy[0], lo, hi, out)
+            return [out.reshape(a.shape[:-1] + (n,))]
         acc, ovf = k.matmul_int(a2, pw, za[0], zb, acc_bits=acc_bits, overflow=overflow)
         ctx.overflows += int(ovf)
         out = np.empty((a2.shape[0], n), ydt)
