@@ -232,7 +232,8 @@ def test_prepared_qlinear_matmul_equals_reference():
     rng = np.random.default_rng(2)
     b = rng.integers(-128, 128, (24, 10)).astype(np.int8)
     inits = [numpy_helper.from_array(np.float32(0.05), "sa"), numpy_helper.from_array(np.uint8(120), "za"),
-             numpy_helper.from_array(b, "b"), numpy_helper.from_array(rng.uniform(0.001, 0.01, 10).astype(np.float32), "sb"),
+             numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(rng.uniform(0.001, 0.01, 10).astype(np.float32), "sb"),
              numpy_helper.from_array(np.zeros(10, np.int8), "zb"), numpy_helper.from_array(np.float32(0.3), "sy"),
              numpy_helper.from_array(np.uint8(7), "zy")]
     node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"])
@@ -253,7 +254,8 @@ def test_prepared_qlinear_global_average_pool_equals_reference():
     node = helper.make_node("QLinearGlobalAveragePool", ["x", "sx", "zx", "sy", "zy"], ["y"], domain="com.microsoft")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, None)],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("com.microsoft", 1)])
     ex = OnnxExecutor(model)
     assert ex.prepared.specialised
     rng = np.random.default_rng(4)
@@ -289,8 +291,10 @@ def test_prepared_plan_fuses_q_dq_pairs():
     assert np.array_equal(ex.run(x64)["out"], ex.run(x64, prepared=False)["out"])
 
 
-@pytest.mark.parametrize("kernel,stride,dil,pads", [((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), ((1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),
-                                                    ((3, 2), (2, 1), (1, 2), (1, 0, 2, 1)), ((1, 1), (2, 2), (1, 1), (0, 0, 0, 0))])
+@pytest.mark.parametrize("kernel,stride,dil,pads", [((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+                                                    ((1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),
+                                                    ((3, 2), (2, 1), (1, 2), (1, 0, 2, 1)),
+                                                    ((1, 1), (2, 2), (1, 1), (0, 0, 0, 0))])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 def test_conv_int_f32_equals_conv2d_int(kernel, stride, dil, pads, dtype):
     from qsim.kernels import conv2d_int

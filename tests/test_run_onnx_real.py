@@ -47,8 +47,8 @@ def test_real_model_matches_ort(quantized, name, form):
         reference = ex.run(x, keep_all=True, prepared=False)  # the prepared plan equals the reference interpreter
         assert ex.overflows == prepared_overflows
         for t, v in reference.items():
-            assert ours[t].dtype == v.dtype and ours[t].shape == v.shape and np.array_equal(ours[t], v, equal_nan=True), \
-                f"{name}/{form} batch {batch}: prepared plan differs from the reference interpreter at {t!r}"
+            same = ours[t].dtype == v.dtype and ours[t].shape == v.shape and np.array_equal(ours[t], v, equal_nan=True)
+            assert same, f"{name}/{form} batch {batch}: prepared plan differs from the reference interpreter at {t!r}"
         theirs = run_ort_all(path, x)
         rows = first_divergence(ex.model, ours, theirs)
         integer = [r for r in rows if r["integer"]]

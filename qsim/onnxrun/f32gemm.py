@@ -85,7 +85,8 @@ def _sgemm(a, b, stride_k, c, accumulate):
 
 @njit(cache=True, nogil=True)
 def _sgemm_1row(a, b, stride_k, c, accumulate):
-    """One row at a time (the reference for `_sgemm`'s 4-row blocks): c (M, N) [+]= a (M, K) @ b (K, N): per K slice a sequential FMA chain from 0, slices added in order
+    """One row at a time (the reference for `_sgemm`'s 4-row blocks): c (M, N) [+]= a (M, K) @ b (K, N):
+    per K slice a sequential FMA chain from 0, slices added in order
     (with `accumulate`, the first slice is added to c's initial value as well)."""
     m_, k_ = a.shape
     n_ = b.shape[1]

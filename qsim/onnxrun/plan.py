@@ -916,8 +916,6 @@ SPECIALIZERS = {
     ("", "ConvInteger"): _spec_conv_integer,
     ("", "QLinearMatMul"): _spec_qlinear_matmul,
     ("com.microsoft", "QLinearGlobalAveragePool"): _spec_qlinear_gap,
-    ("com.microsoft", "QLinearSigmoid"): None,
-    ("com.microsoft", "QLinearLeakyRelu"): None,
     ("", "Cast"): _spec_cast,
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
@@ -926,6 +924,7 @@ SPECIALIZERS = {
 
 
 def _register_tables():
+    """QLinearSigmoid / QLinearLeakyRelu (contrib imports this module's siblings: registered last)."""
     from qsim.onnxrun.contrib import _leaky_fn, _sigmoid_fn
 
     SPECIALIZERS[("com.microsoft", "QLinearSigmoid")] = _spec_qlinear_table(_sigmoid_fn)
