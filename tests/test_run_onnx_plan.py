@@ -324,3 +324,14 @@ def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
     monkeypatch.setattr(plan, "_MALLOC_TUNED", False)
     monkeypatch.setenv("QSIM_ONNX_MALLOPT", "0")
     assert plan.tune_malloc() is False
+
+
+@pytest.mark.parametrize("shape,axis,before,after", [((1, 576), 1, 32, 32), ((2, 3, 7), 2, 6, 0), ((4, 5), 0, 1, 3),
+                                                     ((3, 9), 1, 0, 8)])
+def test_reflect_pad_axis_equals_np_pad(shape, axis, before, after):
+    from qsim.onnxrun.plan import reflect_pad_axis
+
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    width = [(0, 0)] * len(shape)
+    width[axis] = (before, after)
+    assert np.array_equal(reflect_pad_axis(x, axis, before, after), np.pad(x, width, mode="reflect"))

@@ -753,6 +753,41 @@ def _spec_qlinear_table(fn_of_attrs):
     return maker
 
 
+def reflect_pad_axis(x: np.ndarray, axis: int, before: int, after: int) -> np.ndarray:
+    """np.pad(mode="reflect") along one axis when both pads are shorter than it (no repeated
+    reflection): the mirrored edges (excluding the edge element) concatenated around x."""
+    n = x.shape[axis]
+    lead = (slice(None),) * axis
+    left = x[lead + (slice(before, 0, -1),)]
+    stop = n - 2 - after
+    right = x[lead + (slice(n - 2, stop if stop >= 0 else None, -1),)]
+    return np.concatenate([left, x, right], axis=axis)
+
+
+def _spec_pad(generic, node, attrs, consts, ex):
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if ex.opset < 11 or mode != "reflect" or len(consts) < 2 or consts[1] is None:
+        return None
+    if len(node.input) > 3 and node.input[3]:
+        return None  # axes: the generic op
+    pads = [int(v) for v in np.asarray(consts[1]).ravel()]
+    k = len(pads) // 2
+    nonzero = [i for i in range(k) if pads[i] or pads[i + k]]
+    if len(nonzero) != 1 or min(pads) < 0:
+        return None
+    axis = nonzero[0]
+    before, after = pads[axis], pads[axis + k]
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if x.ndim != k or not (before < x.shape[axis] and after < x.shape[axis]):
+            return generic(ctx, args, attrs_)
+        return [reflect_pad_axis(x, axis, before, after)]
+
+    return fast
+
+
 def _spec_cast(generic, node, attrs, consts, ex):
     from onnx import helper
 
@@ -917,6 +952,7 @@ SPECIALIZERS = {
     ("", "QLinearMatMul"): _spec_qlinear_matmul,
     ("com.microsoft", "QLinearGlobalAveragePool"): _spec_qlinear_gap,
     ("", "Cast"): _spec_cast,
+    ("", "Pad"): _spec_pad,
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
     ("com.microsoft", "QLinearMul"): _spec_qlinear_binary("mul"),
