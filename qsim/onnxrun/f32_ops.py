@@ -85,7 +85,7 @@ def conv(ctx, inputs, attrs):
     return conv_prepared(ctx, x, w, wg, None if b is None else b.astype(F32), attrs)
 
 
-def conv_prepared(ctx, x, w, wg, bias, attrs, wg_t=None):
+def conv_prepared(ctx, x, w, wg, bias, attrs, wg_t=None, win=None):
     """Conv of float32 x with the weight already grouped as wg (G, O/G, C/G·kh·kw) float32
     (the prepared plan builds wg, and its transpose wg_t (G, C/G·kh·kw, O/G), once per model);
     bias float32 (O,) or None."""
@@ -93,10 +93,11 @@ def conv_prepared(ctx, x, w, wg, bias, attrs, wg_t=None):
     kernel = w.shape[2:]
     n, c = x.shape[:2]
     o = g * og
-    try:
-        win = window(attrs, x.shape[2:], kernel)
-    except ValueError as exc:
-        raise ctx.error(str(exc)) from None
+    if win is None:  # the prepared plan passes the window it computed once per input shape
+        try:
+            win = window(attrs, x.shape[2:], kernel)
+        except ValueError as exc:
+            raise ctx.error(str(exc)) from None
     kk = int(np.prod(kernel))
     npix = int(np.prod(win.out))
     y = np.empty((n, g, og, npix), F32)

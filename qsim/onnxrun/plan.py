@@ -909,6 +909,7 @@ def _spec_qlinear_binary(kind):
 # -- float Conv --------------------------------------------------------------------------------------------------
 def _spec_conv(generic, node, attrs, consts, ex):
     from qsim.onnxrun.f32_ops import conv_prepared
+    from qsim.onnxrun.spatial import window
 
     if len(consts) < 2 or consts[1] is None:
         return None
@@ -930,11 +931,19 @@ def _spec_conv(generic, node, attrs, consts, ex):
     bias = None if b is None else b.astype(F32)
     wg_t = np.ascontiguousarray(wg.transpose(0, 2, 1))
 
+    wins: dict = {}
+
     def fast(ctx, args, attrs_):
         x = args[0]
         if x.dtype != _F32 or x.ndim != w.ndim or x.shape[1] != w.shape[1] * g:
             return generic(ctx, args, attrs_)
-        return conv_prepared(ctx, x, w, wg, bias, attrs_, wg_t)
+        win = wins.get(x.shape[2:])
+        if win is None:
+            try:
+                win = wins[x.shape[2:]] = window(attrs_, x.shape[2:], kernel)
+            except ValueError:
+                return generic(ctx, args, attrs_)
+        return conv_prepared(ctx, x, w, wg, bias, attrs_, wg_t, win)
 
     return fast
 
