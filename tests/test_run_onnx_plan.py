@@ -335,3 +335,25 @@ def test_reflect_pad_axis_equals_np_pad(shape, axis, before, after):
     width = [(0, 0)] * len(shape)
     width[axis] = (before, after)
     assert np.array_equal(reflect_pad_axis(x, axis, before, after), np.pad(x, width, mode="reflect"))
+
+
+def test_lstm_cell_equals_the_numpy_step():
+    from qsim.onnxrun.f32_ops import _LOGISTIC, _TANH, lstm_cell, logistic, tanh32
+
+    rng = np.random.default_rng(12)
+    n, hs = 3, 37
+    gates = (rng.standard_normal((n, 4 * hs)) * 4).astype(np.float32)
+    gates[0, :3] = [np.nan, 40.0, -40.0]
+    bias = rng.standard_normal(4 * hs).astype(np.float32)
+    ct = rng.standard_normal((n, hs)).astype(np.float32)
+    pi, po, pf = (rng.standard_normal(hs).astype(np.float32) for _ in range(3))
+    g = (gates + bias).astype(np.float32)
+    i_, o_, f_, c_ = np.split(g, 4, axis=1)
+    it = logistic(i_ + pi * ct)
+    ft = logistic(f_ + pf * ct)
+    c_want = (ft * ct + it * tanh32(c_)).astype(np.float32)
+    h_want = (logistic(o_ + po * c_want) * tanh32(c_want)).astype(np.float32)
+    cl = tuple(np.float32(_LOGISTIC[k]) for k in ("a9", "a7", "a5", "a3", "a1", "b10", "b8", "b6", "b4", "b2", "b0"))
+    h, c = np.empty((n, hs), np.float32), np.empty((n, hs), np.float32)
+    lstm_cell(gates, bias, ct, pi, po, pf, cl, tuple(np.float32(v) for v in _TANH), h, c)
+    assert np.array_equal(c, c_want, equal_nan=True) and np.array_equal(h, h_want, equal_nan=True)

@@ -486,6 +486,73 @@ def _act(name: str, x):
     raise ValueError(name)
 
 
+@njit(cache=True, nogil=True)
+def _logistic1(v, c):
+    """One value of `_logistic` (same operations)."""
+    a9, a7, a5, a3, a1, b10, b8, b6, b4, b2, b0 = c
+    if v != v:
+        return v
+    v = min(max(v, np.float32(-18.0)), np.float32(18.0))
+    v2 = v * v
+    p = _fma32(v2, a9, a7)
+    p = _fma32(p, v2, a5)
+    p = _fma32(p, v2, a3)
+    p = _fma32(p, v2, a1)
+    p = p * v
+    q = _fma32(v2, b10, b8)
+    q = _fma32(q, v2, b6)
+    q = _fma32(q, v2, b4)
+    q = _fma32(q, v2, b2)
+    q = _fma32(q, v2, b0)
+    r = p / q + np.float32(0.5)
+    return min(max(r, np.float32(0.0)), np.float32(1.0))
+
+
+@njit(cache=True, nogil=True)
+def _tanh1(v, c):
+    """One value of `_tanh` (same operations)."""
+    a13, a11, a9, a7, a5, a3, a1, b6, b4, b2, b0 = c
+    if v != v:
+        return v
+    v = min(max(v, np.float32(-9.0)), np.float32(9.0))
+    v2 = v * v
+    p = _fma32(v2, a13, a11)
+    p = _fma32(p, v2, a9)
+    p = _fma32(p, v2, a7)
+    p = _fma32(p, v2, a5)
+    p = _fma32(p, v2, a3)
+    p = _fma32(p, v2, a1)
+    p = p * v
+    q = _fma32(v2, b6, b4)
+    q = _fma32(q, v2, b2)
+    q = _fma32(q, v2, b0)
+    return p / q
+
+
+@njit(cache=True, nogil=True)
+def lstm_cell(gates, bias, ct, pi, po, pf, cl, cth, h_out, c_out):
+    """One LSTM step with Sigmoid/Tanh/Tanh, as `lstm`'s NumPy lines compute it: gates (n, 4·hs) =
+    R·h + W·x (already summed), + bias (4·hs) = Wb + Rb; i, o, f, c̃ blocks; every operation
+    rounded to float32 on its own (no contraction), activations as `_logistic` / `_tanh`."""
+    n_, g4 = gates.shape
+    hs = g4 // 4
+    for r in range(n_):
+        for j in range(hs):
+            gi = gates[r, j] + bias[j]
+            go = gates[r, hs + j] + bias[hs + j]
+            gf = gates[r, 2 * hs + j] + bias[2 * hs + j]
+            gc = gates[r, 3 * hs + j] + bias[3 * hs + j]
+            c0 = ct[r, j]
+            it = _logistic1(gi + pi[j] * c0, cl)
+            ft = _logistic1(gf + pf[j] * c0, cl)
+            ctil = _tanh1(gc, cth)
+            c1 = ft * c0 + it * ctil
+            ot = _logistic1(go + po[j] * c1, cl)
+            c_out[r, j] = c1
+            h_out[r, j] = ot * _tanh1(c1, cth)
+    return h_out
+
+
 _TRANSPOSED: dict = {}
 
 
@@ -532,6 +599,20 @@ def lstm(ctx, inputs, attrs):
         xw = sgemm(x.reshape(t * n, -1).astype(F32), _transposed(w, d), packed=True).reshape(t, n, -1)
         r_t = _transposed(r, d)
         order = range(t - 1, -1, -1) if rev else range(t)
+        fused = [a.decode() if isinstance(a, bytes) else a for a in (f, g, h)] == ["Sigmoid", "Tanh", "Tanh"]
+        if fused:  # one Numba pass per step, the same float32 operations as the NumPy lines below
+            b_sum = (bias[:4 * hs] + bias[4 * hs:]).astype(F32)
+            cl = tuple(F32(_LOGISTIC[k]) for k in ("a9", "a7", "a5", "a3", "a1", "b10", "b8", "b6", "b4", "b2", "b0"))
+            cth = tuple(F32(v) for v in _TANH)
+            pi_, po_, pf_ = (np.ascontiguousarray(v, F32) for v in (pi, po, pf))
+            for step in order:
+                gates = sgemm(ht, r_t, packed=True, init=xw[step])
+                h_new, c_new = np.empty((n, hs), F32), np.empty((n, hs), F32)
+                lstm_cell(gates, b_sum, np.ascontiguousarray(ct, F32), pi_, po_, pf_, cl, cth, h_new, c_new)
+                ht, ct = h_new, c_new
+                ys[step, d] = ht
+            hn[d], cn[d] = ht, ct
+            continue
         for step in order:
             gates = sgemm(ht, r_t, packed=True, init=xw[step]) + (bias[:4 * hs] + bias[4 * hs:])
             i_, o_, f_, c_ = np.split(gates.astype(F32), 4, axis=1)
