@@ -412,8 +412,19 @@ def dynamic_quantize_lstm(ctx, inputs, attrs):
         ct = np.zeros((n, hs), F32) if c0 is None else c0[d].astype(F32)
         pi, po, pf = (np.zeros(hs, F32),) * 3 if p is None else np.split(p[d].astype(F32), 3)
         xw = _dyn_matmul(ctx, x.reshape(t * n, -1), w[d], per_dir(w_s, d), per_dir(w_z, d)).reshape(t, n, -1)
+        fused = [a.decode() if isinstance(a, bytes) else a for a in (f, g, h)] == ["Sigmoid", "Tanh", "Tanh"]
         for step in (range(t - 1, -1, -1) if rev else range(t)):
             hr = _dyn_matmul(ctx, ht, r[d], per_dir(r_s, d), per_dir(r_z, d))
+            if fused:  # f32_ops.lstm_cell: the float32 operations of the lines below in one Numba pass
+                from qsim.onnxrun.f32_ops import lstm_cell, lstm_cell_consts
+
+                h_new, c_new = np.empty((n, hs), F32), np.empty((n, hs), F32)
+                pre = np.ascontiguousarray((xw[step] + hr).astype(F32))
+                lstm_cell(pre, (bias[:4 * hs] + bias[4 * hs:]).astype(F32), np.ascontiguousarray(ct, F32),
+                          *(np.ascontiguousarray(v, F32) for v in (pi, po, pf)), *lstm_cell_consts(), h_new, c_new)
+                ht, ct = h_new, c_new
+                ys[step, d] = ht
+                continue
             gates = (xw[step] + hr).astype(F32) + (bias[:4 * hs] + bias[4 * hs:])
             i_, o_, f_, c_ = np.split(gates.astype(F32), 4, axis=1)
             it = _act(f, i_ + pi * ct)

@@ -553,6 +553,12 @@ def lstm_cell(gates, bias, ct, pi, po, pf, cl, cth, h_out, c_out):
     return h_out
 
 
+def lstm_cell_consts() -> tuple:
+    """(logistic constants, tanh constants) as `lstm_cell` takes them."""
+    return (tuple(F32(_LOGISTIC[k]) for k in ("a9", "a7", "a5", "a3", "a1", "b10", "b8", "b6", "b4", "b2", "b0")),
+            tuple(F32(v) for v in _TANH))
+
+
 _TRANSPOSED: dict = {}
 
 
