@@ -323,3 +323,33 @@ def test_study_axes_ptq_and_act_mode_are_validated_up_front():
         parse_study({**base, "grid": {"ptq": ["gptqq"]}})
     with pytest.raises(StudySpecError, match="act_mode"):
         parse_study({**base, "grid": {"act_mode": ["dynamic_token"]}})
+
+
+def test_awq_per_group_clip_beats_per_row_clip_and_refines_with_full_h(monkeypatch):
+    """AutoAWQ's clip search picks one ratio per (row, group): with a block-diagonal H (groups independent)
+    that is the exact optimum over a superset of the per-row choices, so its error cannot exceed the per-row
+    search's; the coordinate sweeps over the full H never raise the full-H error of the block-diagonal pick."""
+    import qsim.ptq.awq as awq
+
+    spec = QuantSpec(bits=3, granularity="group", group_size=32)
+    w, x = _layer(5, out=24, k=96)
+    H = second_moment(x)
+    Hbd = np.zeros_like(H)
+    for j in range(0, 96, 32):
+        Hbd[j:j + 32, j:j + 32] = H[j:j + 32, j:j + 32]
+    err = lambda g, M: layer_error(w, g.dequant(g.codes(w)), M)  # noqa: E731
+    monkeypatch.setattr(awq, "REFINE", 0)
+    g_row, g_grp = clip_search(w, Hbd, spec), clip_search(w, Hbd, spec, per_group=True)
+    assert err(g_grp, Hbd) <= err(g_row, Hbd) + 1e-15
+    assert err(g_grp, Hbd) < err(Grid.of(w, spec), Hbd)
+    ratios = g_grp.scale / Grid.of(w, spec).scale                  # symmetric: scale ∝ ratio, one per (row, group)
+    assert len(np.unique(np.round(ratios, 6))) > 2
+    e0 = err(clip_search(w, H, spec, per_group=True), H)
+    monkeypatch.setattr(awq, "REFINE", 2)
+    g2 = clip_search(w, H, spec, per_group=True)
+    assert err(g2, H) <= e0 + 1e-15
+    np.testing.assert_array_equal(g2.scale, clip_search(w, H, spec, per_group=True).scale)   # deterministic
+    wr, Hr = w[:, :80], H[:80, :80]                                 # a ragged last group (80 = 2·32 + 16)
+    gr = clip_search(wr, Hr, spec, per_group=True)
+    assert gr.scale.shape == (24, 3) and layer_error(wr, gr.dequant(gr.codes(wr)), Hr) < \
+        layer_error(wr, rtn(wr, spec).dequantize(np.float64), Hr)

@@ -5,8 +5,10 @@ W' = W·diag(s), and divide the activation by s (folded into the op before; in a
 weight-only runtime the effective weight is Q(W·diag(s))·diag(s)⁻¹). s = mean|x_j|^α,
 normalised by sqrt(max·min), with α searched on the grid {0, 1/n_grid, …, (n_grid−1)/n_grid}
 (AutoAWQ's n_grid = 20) for the smallest layer output error tr(ΔHΔᵀ). Then AutoAWQ's clip
-search: each output row's range is shrunk by a ratio in {1, 0.95, …, 0.5} where that lowers
-the row's output error. No backpropagation; deterministic.
+search: each weight group's range (each row's, per channel) is shrunk by a ratio in
+{1, 0.95, …, 0.5} where that lowers the error of the group's partial output x_g·Δ_gᵀ (AutoAWQ's
+per-group objective: H's diagonal block), followed by `REFINE` coordinate sweeps over the groups
+against the full H (the cross-group terms AutoAWQ ignores). No backpropagation; deterministic.
 
 Speed: every candidate (α values, clip ratios) is quantized in one stacked call (row-wise
 grids stack along the output axis) and scored in one GEMM against a factor of H
@@ -23,6 +25,7 @@ from qsim.ptq.core import Grid, layer_error, rtn, weight_axis
 from qsim.quant import QuantSpec
 from qsim.quant.quantize import observe, uniform_params
 
+REFINE = 2         # coordinate sweeps of the per-group clip search over the full H
 RANK = 96          # eigen-directions of H kept exactly when scoring candidates (inputs wider than 2·RANK)
 
 
@@ -151,7 +154,7 @@ def awq_scales(w: np.ndarray, H: np.ndarray, x_absmean: np.ndarray, spec: QuantS
 
 
 def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(1.0, 0.49, -0.05),
-                factor: ErrorFactor | None = None) -> Grid:
+                factor: ErrorFactor | None = None, per_group: bool = False) -> Grid:
     """Grid of `w` whose per-row range is shrunk by the ratio with the smallest row output error
     (per-tensor grids: one ratio for the whole tensor)."""
     W = np.asarray(w, np.float64)
@@ -166,6 +169,8 @@ def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(
     else:
         diff = lambda r: _quant_dequant(np.broadcast_to(W[r], (n,) + W[r].shape), spec,  # noqa: E731
                                         (lo[r] * rs, hi[r] * rs)) - W[None, r]
+    if per_group and spec.granularity == "group" and H is not None:
+        return _clip_per_group(W, H, spec, lo, hi, ratios)
     e = _row_errors(n, W, spec, diff, factor)                # (ratios, out)
     if spec.granularity == "tensor":
         r = ratios[int(np.argmin(e.sum(1)))]
@@ -173,3 +178,57 @@ def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(
         r = ratios[np.argmin(e, axis=0)]                     # first (largest) ratio among ties
         r = r if np.ndim(lo) == 1 else r[:, None]
     return Grid.of(W, spec, value_range=(lo * r, hi * r))
+
+
+def _clip_per_group(W, H, spec: QuantSpec, lo, hi, ratios, budget: int = 1 << 19) -> Grid:
+    """AutoAWQ's clip search: one ratio per (row, group), the one with the smallest error of that group's
+    partial output x_g·(w_g − ŵ_g)ᵀ, i.e. d_g·H_gg·d_gᵀ with H_gg the group's diagonal block of H
+    (cross-group terms ignored, as AutoAWQ does)."""
+    out, K = W.shape
+    g = spec.group_size
+    G = -(-K // g)                                                                       # a ragged last group
+    Kp, n = G * g, len(ratios)
+    H = np.pad(np.asarray(H, np.float64), (0, Kp - K))                                   # zero rows/cols
+    Hb = np.stack([H[i * g:(i + 1) * g, i * g:(i + 1) * g] for i in range(G)])          # (G, g, g)
+    rs = ratios.reshape(-1, 1, 1)
+    step = max(1, budget // max(n * K, 1))
+    best = np.empty((out, G))
+    for r0 in range(0, out, step):
+        r = slice(r0, min(r0 + step, out))
+        D = _quant_dequant(np.broadcast_to(W[r], (n,) + W[r].shape), spec, (lo[r] * rs, hi[r] * rs)) - W[None, r]
+        D = np.pad(D, ((0, 0), (0, 0), (0, Kp - K))).reshape(n, -1, G, g)
+        e = np.einsum("nrGi,Gij,nrGj->nrG", D, Hb, D, optimize=True)                    # (ratios, rows, groups)
+        pick = np.argmin(e, axis=0)                                                       # (rows, groups)
+        for _ in range(REFINE):                  # coordinate sweeps over the groups with the full H (cross terms)
+            rows_i = np.arange(pick.shape[0])
+            cur = np.stack([D[pick[:, j], rows_i, j] for j in range(G)], 1)               # (rows, G, g)
+            HD = cur.reshape(len(rows_i), Kp) @ H                                          # (rows, K)
+            for j in range(G):
+                cj = slice(j * g, (j + 1) * g)
+                other = HD[:, cj] - cur[:, j] @ Hb[j]                                     # H·d of the other groups
+                ej = 2 * np.einsum("nri,ri->nr", D[:, :, j], other) + \
+                    np.einsum("nri,ij,nrj->nr", D[:, :, j], Hb[j], D[:, :, j], optimize=True)
+                pick[:, j] = np.argmin(ej, axis=0)
+                new = D[pick[:, j], rows_i, j]
+                HD += (new - cur[:, j]) @ H[cj]
+                cur[:, j] = new
+        best[r] = ratios[pick]
+    return Grid.of(W, spec, value_range=(lo * best, hi * best))
+
+
+def awq_scales_module(w: np.ndarray, x_absmean: np.ndarray, spec: QuantSpec, forward, n_grid: int = 20):
+    """(s, α, error) as `awq_scales`, but each α scored as AutoAWQ does: the squared error of the output of the
+    whole module after the layer (`forward(effective weight)`, e.g. the FFN's GELU and second linear on sampled
+    calibration rows) against its output with the float weight."""
+    W = np.asarray(w, np.float64)
+    xm = np.maximum(np.asarray(x_absmean, np.float64), 1e-8)
+    alphas = np.arange(n_grid) / n_grid
+    S = xm[None, :] ** alphas[:, None]
+    S = S / np.sqrt(S.max(1, keepdims=True) * S.min(1, keepdims=True))
+    ref = forward(W)
+    errs = np.empty(n_grid)
+    for i in range(n_grid):
+        eff = _quant_dequant(W[None] * S[i][None, None], spec)[0] / S[i]
+        errs[i] = float(np.sum((forward(eff) - ref) ** 2))
+    i = int(np.argmin(errs))
+    return S[i], float(alphas[i]), float(errs[i]) / max(ref.size, 1)

@@ -14,16 +14,23 @@ of SmolLM2 within minutes here.
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 
-from qsim.ptq.awq import ErrorFactor, awq_scales, clip_search
+from qsim.ptq.awq import ErrorFactor, awq_scales, awq_scales_module, clip_search
 from qsim.ptq.core import Grid, rtn
 from qsim.ptq.gptq import gptq_codes
 from qsim.ptq.rotation import rotation_matrix
 from qsim.ptq.smoothquant import search_smoothing, smooth_scales
 
 MAX_ROWS = 8192   # calibration rows kept per layer for the error searches
+KEEP_ROWS = {"intermediate.dense": 1024}   # layer-name suffix → raw input rows sampled (AWQ's module-output search)
+# AWQ variants (the defaults are what the calibration-set criterion chose, see the README): clip "group" = one
+# ratio per (row, group) as AutoAWQ (then REFINE coordinate sweeps over the full H, qsim.ptq.awq), "row" = one per
+# row; clip_qk = also clip the query/key weights (AutoAWQ skips them); ffn_module = score the FFN input layer's α on
+# the FFN output (GELU and the second linear, MiniLM) instead of on its own output
+AWQ = {"clip": "group", "clip_qk": True, "ffn_module": False}
 
 
 class Stats:
@@ -36,6 +43,7 @@ class Stats:
     def __init__(self):
         self.sxx, self.n, self.absmax, self.abssum, self.sum = {}, {}, {}, {}, {}
         self.min, self.max = {}, {}
+        self.rows, self._keys = {}, {}                   # sampled raw input rows (KEEP_ROWS) and their priorities
         self._last = (None, None)                        # (input array, its increments)
 
     def _increments(self, x: np.ndarray):
@@ -64,6 +72,14 @@ class Stats:
         self.abssum[name] += asum
         self.sum[name] += xsum
         self.min[name], self.max[name] = np.minimum(self.min[name], xmin), np.maximum(self.max[name], xmax)
+        cap = next((c for suf, c in KEEP_ROWS.items() if name.endswith(suf)), 0)
+        if cap:                                          # priority sampling: the `cap` rows of smallest seeded key
+            flat = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+            rng = self._keys.setdefault(name + "#rng", np.random.default_rng(zlib.crc32(name.encode())))
+            keys = np.concatenate([self._keys.get(name, np.empty(0)), rng.random(len(flat))])
+            rows = np.concatenate([self.rows[name], flat]) if name in self.rows else flat
+            keep = np.sort(np.argsort(keys, kind="stable")[:cap])
+            self.rows[name], self._keys[name] = rows[keep], keys[keep]
 
     def H(self, name):
         u = np.triu(self.sxx[name])
@@ -111,11 +127,18 @@ def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: li
                 factors.clear()
                 factors[key] = ErrorFactor(H, seed=seed)
             factor = factors[key]
-            s, a, _ = awq_scales(W, H, stats.absmean(name), q.wspec, factor=factor)
+            fwd = _module_forward(name, weights, stats) if AWQ["ffn_module"] else None
+            if fwd is not None:
+                s, a, _ = awq_scales_module(W, stats.absmean(name), q.wspec, fwd)
+            else:
+                s, a, _ = awq_scales(W, H, stats.absmean(name), q.wspec, factor=factor)
             W, H, pre = W * s, H / np.outer(s, s), ("div", s)
             factor = factor.scaled(s)
             notes.setdefault("awq_alpha", {})[name] = a
-        grid = clip_search(W, H, q.wspec, factor=factor) if "awq" in methods else Grid.of(W, q.wspec)
+        if "awq" in methods and (AWQ["clip_qk"] or not _is_qk(name)):
+            grid = clip_search(W, H, q.wspec, factor=factor, per_group=AWQ["clip"] == "group")
+        else:
+            grid = Grid.of(W, q.wspec)
         if "gptq" in methods:
             qt = grid.qtensor(gptq_codes(W, H, grid))
         elif "awq" in methods:
@@ -132,3 +155,24 @@ def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: li
     notes["ptq_seconds"] = round(time.perf_counter() - t0, 3)
     notes["ptq_cpu_seconds"] = round(time.process_time() - c0, 3)     # one BLAS thread: the one-core time
     return notes
+
+
+def _is_qk(name: str) -> bool:
+    return name.endswith(("attention.self.query", "attention.self.key", "attn_q", "attn_k"))
+
+
+def _module_forward(name: str, weights: dict, stats: Stats):
+    """AWQ's module-output objective for a MiniLM FFN input layer: eff ↦ GELU(x·effᵀ + b1)·W2ᵀ on the sampled
+    calibration rows x of its input (None for other layers)."""
+    if not name.endswith("intermediate.dense") or name not in stats.rows:
+        return None
+    nxt = name[: -len("intermediate.dense")] + "output.dense"
+    if nxt not in weights:
+        return None
+    from qsim.nets.minilm import _gelu, load_weights
+
+    b1 = load_weights()[name + ".bias"].astype(np.float64)
+    W2t = np.asarray(weights[nxt], np.float64).T
+    X = stats.rows[name].astype(np.float64)
+    return lambda eff: _gelu(X @ eff.T + b1) @ W2t
+
