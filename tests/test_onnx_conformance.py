@@ -19,7 +19,7 @@ import onnx.numpy_helper  # noqa: E402
 from qsim.onnxrun.executor import OnnxExecutor, unsupported_nodes  # noqa: E402
 
 # Lower bound on eligible cases with onnx 1.23.2 (raise it as op coverage grows).
-MIN_ELIGIBLE = 656
+MIN_ELIGIBLE = 697
 
 
 def _collect():
@@ -32,7 +32,8 @@ def _collect():
 
 
 def _supported(model) -> bool:
-    """qsim accepts every node (op and attributes); subgraph ops (If, Loop, Scan) are not implemented."""
+    """qsim accepts every node (op and attributes), the nodes of If branches included (Loop, Scan and
+    the sequence/optional ops that test_if_seq / test_if_opt use are not implemented)."""
     return not unsupported_nodes(model)
 
 

@@ -13,13 +13,14 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qsim.onnxrun.contrib import MS_DOMAIN, MS_OPS
+from qsim.onnxrun.control_flow import CONTROL_OPS, plan_if
 from qsim.onnxrun.f32_ops import F32_OPS, unsupported_reason
 from qsim.onnxrun.float_ops import FLOAT_OPS
 from qsim.onnxrun.ops import QUANT_OPS, NodeContext, register_constants
 from qsim.onnxrun.plan import prepare
 from qsim.onnxrun.shape_ops import SHAPE_OPS
 
-OPS = {**QUANT_OPS, **FLOAT_OPS, **F32_OPS, **SHAPE_OPS}
+OPS = {**QUANT_OPS, **FLOAT_OPS, **F32_OPS, **SHAPE_OPS, **CONTROL_OPS}
 OVERFLOW_MODES = ("wrap", "saturate")
 # Which ONNX Runtime CPU build qsim reproduces -> whether its u8 x s8 GEMMs saturate int16 pairs.
 # avx2: x86-64 AVX2 without VNNI (vpmaddubsw); vnni: AVX-512 VNNI / AVX-VNNI (vpdpbusd, exact);
@@ -110,18 +111,26 @@ def _opset_of(model, domain: str) -> int | None:
 
 
 def unsupported_nodes(model) -> list[tuple[str, str, str, int | None, str]]:
-    """(node name, op type, domain, opset, reason) for every node qsim cannot run."""
+    """(node name, op type, domain, opset, reason) for every node qsim cannot run, the nodes
+    of subgraphs (If branches) included, named `<If node>/<branch>/<node>`."""
+    return _unsupported_in(model, model.graph, "")
+
+
+def _unsupported_in(model, graph, prefix: str) -> list:
     out = []
-    for i, n in enumerate(model.graph.node):
-        name = n.name or f"{n.op_type}_{i}"
+    for i, n in enumerate(graph.node):
+        name = prefix + (n.name or f"{n.op_type}_{i}")
         table = OPS if n.domain in DEFAULT_DOMAINS else MS_OPS if n.domain == MS_DOMAIN else {}
         if n.op_type not in table:
             out.append((name, n.op_type, n.domain or "ai.onnx", _opset_of(model, n.domain), "op not implemented"))
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        why = unsupported_reason(n, attrs)
-        if why:
-            out.append((name, n.op_type, n.domain or "ai.onnx", _opset_of(model, n.domain), f"unsupported {why}"))
+        else:
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            why = unsupported_reason(n, attrs)
+            if why:
+                out.append((name, n.op_type, n.domain or "ai.onnx", _opset_of(model, n.domain), f"unsupported {why}"))
+        for a in n.attribute:
+            for g in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
+                out += _unsupported_in(model, g, f"{name}/{a.name}/")
     return out
 
 
@@ -222,7 +231,10 @@ class OnnxExecutor:
         steps = []
         for i, node in enumerate(self.model.graph.node):
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            steps.append((self._node_name(i, node), node, self._op(node), attrs, list(node.input),
+            name, ins = self._node_name(i, node), list(node.input)
+            if node.op_type == "If" and node.domain in DEFAULT_DOMAINS:
+                ins += plan_if(self, name, node, attrs)  # the outer-scope tensors its branches read
+            steps.append((name, node, self._op(node), attrs, ins,
                           list(node.output), len([o for o in node.output if o])))
         return steps
 
@@ -283,6 +295,41 @@ class OnnxExecutor:
             return {t: env[t] for n in self.model.graph.node for t in n.output if t} | {
                 n: env[n] for n in self.output_names}
         return {n: env[n] for n in self.output_names}
+
+
+class Subgraph(OnnxExecutor):
+    """A subgraph (an If branch) run by the executor machinery of its enclosing graph: the
+    outer-scope tensors it reads (`input_names`, see `control_flow.free_names`) are its
+    inputs, its own initializers and Constant nodes are folded at load, and it has a
+    reference interpreter (`run(..., prepared=False)`) and a prepared plan like a model."""
+
+    def __init__(self, graph, parent: OnnxExecutor, where: str):
+        from types import SimpleNamespace
+
+        from qsim.onnxrun.control_flow import free_names
+
+        self.model = SimpleNamespace(graph=graph)
+        self.where = where
+        self.fused = []
+        self.ort_target = parent.ort_target
+        self.options = parent.options
+        self.opset = parent.opset
+        self.initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.inputs = []
+        self.input_names = free_names(graph)
+        self.output_names = [o.name for o in graph.output]
+        self.overflows = {}
+        self.steps = self._plan()
+        self.folded_values = {}
+        self._folded, self._fold_deps, self._fold_overflows = self._fold()
+        register_constants(list(self.initializers.values()) + list(self.folded_values.values()))
+        self.prepared = prepare(self)
+
+    def _node_name(self, i: int, node) -> str:
+        return f"{self.where}/{node.name or f'{node.op_type}_{i}'}"
+
+    def _check_inputs(self, inputs: dict) -> dict:
+        return inputs
 
 
 def run_onnx(model_or_path, inputs: dict, *, acc_bits: int = 32, overflow: str = "wrap",

@@ -948,7 +948,15 @@ def _spec_conv(generic, node, attrs, consts, ex):
     return fast
 
 
+def _spec_if(generic, node, attrs, consts, ex):
+    """If: the taken branch through its own prepared plan (`control_flow.prepared_if`)."""
+    from qsim.onnxrun.control_flow import prepared_if
+
+    return prepared_if(generic, node, attrs, consts, ex)
+
+
 SPECIALIZERS = {
+    ("", "If"): _spec_if,
     ("", "DequantizeLinear"): _spec_dequantize,
     ("", "QuantizeLinear"): _spec_quantize,
     ("", "Add"): _spec_binary(np.add),

@@ -1,0 +1,115 @@
+"""Control flow: ONNX `If` (and `Size`, which the exported graphs that use `If` need).
+
+Each branch of an `If` is a `qsim.onnxrun.executor.Subgraph`: the same executor machinery
+as the top graph (its own initializers and folded constants, its reference interpreter and
+its prepared plan). Tensors of enclosing graphs that a branch reads by name (outer-scope
+references, also those of `If` nodes nested inside it) are found when the model loads and
+appended to the `If` node's inputs, so the enclosing graph hands them over like any other
+input — in the reference interpreter by name, in the prepared plan by slot. The generic op
+runs the taken branch's reference interpreter, the prepared one (`plan._spec_if`) the
+branch's prepared plan; both give the same tensors bit for bit. The outputs are the taken
+branch's outputs as they are (ONNX Runtime's CPU provider does the same: no casts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import AttributeProto
+
+
+def _subgraphs(node):
+    """(attribute name, GraphProto) of every graph attribute of a node."""
+    for a in node.attribute:
+        if a.type == AttributeProto.GRAPH:
+            yield a.name, a.g
+        elif a.type == AttributeProto.GRAPHS:
+            for g in a.graphs:
+                yield a.name, g
+
+
+def free_names(graph) -> list[str]:
+    """Names a graph reads but neither defines nor receives: its outer-scope references
+    (nested subgraphs' references included), in first-use order."""
+    defined = {vi.name for vi in graph.input} | {t.name for t in graph.initializer} | {""}
+    defined |= {t.name for t in graph.sparse_initializer} if hasattr(graph, "sparse_initializer") else set()
+    out: dict[str, None] = {}
+    for node in graph.node:
+        used = list(node.input)
+        for _, g in _subgraphs(node):
+            used += free_names(g)
+        for t in used:
+            if t not in defined:
+                out[t] = None
+        defined.update(node.output)
+    for o in graph.output:
+        if o.name not in defined:
+            out[o.name] = None
+    return list(out)
+
+
+def plan_if(ex, name: str, node, attrs: dict) -> list[str]:
+    """Build both branches of an If node as subgraphs of executor `ex` (stored in
+    attrs["_branches"]); returns the outer-scope names they read, to append to the node's inputs."""
+    from qsim.onnxrun.executor import Subgraph
+
+    n_out = len(node.output)
+    branches = []
+    for key in ("then_branch", "else_branch"):
+        g = attrs.get(key)
+        if g is None:
+            raise ValueError(f"node {name!r} (If): attribute {key} is missing")
+        if len(g.output) != n_out:
+            raise ValueError(f"node {name!r} (If): {key} has {len(g.output)} output(s), the node {n_out}")
+        if len(g.input):
+            raise ValueError(f"node {name!r} (If): {key} must not declare inputs, it has {len(g.input)}")
+        branches.append(Subgraph(g, ex, f"{name}/{key}"))
+    outer = list(dict.fromkeys(branches[0].input_names + branches[1].input_names))
+    attrs["_branches"] = tuple(branches)
+    attrs["_outer"] = tuple(outer)
+    return outer
+
+
+def _condition(ctx, cond) -> bool:
+    c = None if cond is None else np.asarray(cond)
+    if c is None or c.dtype != np.bool_ or c.size != 1:
+        got = "no tensor" if c is None else f"{c.dtype}{list(c.shape)}"
+        raise ctx.error(f"the condition must be a 1-element bool tensor, got {got}")
+    return bool(c.reshape(-1)[0])
+
+
+def _run_branch(ctx, args, attrs, prepared: bool) -> list:
+    branch = attrs["_branches"][0 if _condition(ctx, args[0]) else 1]
+    env = dict(zip(attrs["_outer"], args[1:]))
+    feeds = {n: env[n] for n in branch.input_names}
+    if prepared and branch.prepared is not None:
+        outs = branch.prepared.run(branch, feeds, False)
+    else:
+        outs = branch.run(feeds, prepared=False)
+    ints = [c for _, c in branch.overflows.values()]
+    if ints:
+        ctx.integer_node = True
+        ctx.overflows += int(sum(ints))
+    return [outs[n] for n in branch.output_names]
+
+
+def if_op(ctx, args, attrs):
+    """The generic If: the taken branch through its reference interpreter."""
+    return _run_branch(ctx, args, attrs, prepared=False)
+
+
+def prepared_if(generic, node, attrs, consts, ex):
+    """The prepared If: the taken branch through its prepared plan."""
+    if "_branches" not in attrs:
+        return None
+
+    def fast(ctx, args, attrs_):
+        return _run_branch(ctx, args, attrs_, prepared=True)
+
+    return fast
+
+
+def size(ctx, args, attrs):
+    return [np.array(args[0].size, np.int64)]
+
+
+CONTROL_OPS = {"If": if_op, "Size": size}
