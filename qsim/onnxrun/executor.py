@@ -155,6 +155,27 @@ def _elem_dtype(value_info) -> np.dtype | None:
     return np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)) if t.elem_type else None
 
 
+def _topological(steps: list, available: set) -> list:
+    """The steps in an order where each runs after the producers of its inputs, the outer-scope
+    tensors of If branches included (ORT sorts the same way; `onnxruntime.quantization` writes
+    an If before the node producing a tensor its branches read). A graph already in order keeps
+    it; steps whose inputs never appear keep their place at the end (reported when they run)."""
+    avail = set(available) | {""}
+    out, pending = [], steps
+    while pending:
+        rest = []
+        for step in pending:
+            if all(t in avail for t in step[4]):
+                out.append(step)
+                avail.update(step[5])
+            else:
+                rest.append(step)
+        if len(rest) == len(pending):
+            return out + rest
+        pending = rest
+    return out
+
+
 class OnnxExecutor:
     """Executes one model; `run()` fills `overflows` {node: (op_type, count)} for integer nodes.
 
@@ -236,7 +257,7 @@ class OnnxExecutor:
                 ins += plan_if(self, name, node, attrs)  # the outer-scope tensors its branches read
             steps.append((name, node, self._op(node), attrs, ins,
                           list(node.output), len([o for o in node.output if o])))
-        return steps
+        return _topological(steps, set(self.initializers) | set(self.input_names))
 
     def _fold(self):
         """Run once, at load, every node fed only by initializers and Constant outputs (weight
