@@ -101,3 +101,75 @@ def test_depthwise_taps_equals_numpy_twin(mult, stride, dil):
     Wo = (8 - dil[1] * 1 - 1) // stride[1] + 1
     np.testing.assert_array_equal(depthwise_taps(xp, wz, bias, *stride, *dil, Ho, Wo),
                                   depthwise_taps_reference(xp, wz, bias, *stride, *dil, Ho, Wo))
+
+
+def _requant_ref(acc, scale, zy, lo, hi):
+    from qsim.onnxrun.plan import requant_nchw_reference
+
+    n, o = acc.shape[:2]
+    return requant_nchw_reference(acc.reshape(n, o, -1), scale, zy, lo, hi).reshape(acc.shape)
+
+
+@pytest.mark.parametrize("shape,kernel,stride,dil,pads", [
+    ((2, 5, 9, 10), (3, 4), (1, 1), (1, 1), (1, 1, 1, 1)),      # wide mode
+    ((1, 3, 2, 40), (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),      # row mode (long rows, few of them)
+    ((1, 4, 12, 20), (5, 5), (2, 1), (1, 1), (2, 2, 2, 2)),
+    ((2, 3, 7, 9), (3, 3), (1, 2), (2, 1), (0, 3, 1, 2)),       # strided columns
+    ((1, 2, 6, 6), (2, 2), (3, 3), (1, 1), (0, 0, 0, 0)),
+    ((1, 2, 5, 33), (1, 7), (1, 1), (1, 2), (0, 6, 0, 6)),
+])
+@pytest.mark.parametrize("xdt,ydt", [(np.uint8, np.uint8), (np.int8, np.int8), (np.uint8, np.int8)])
+@pytest.mark.parametrize("extreme", [False, True])
+def test_depthwise_requant_equals_conv2d_int_and_twin(shape, kernel, stride, dil, pads, xdt, ydt, extreme):
+    from qsim.kernels.conv import depthwise_requant, depthwise_requant_reference
+
+    rng = np.random.default_rng(sum(shape) + sum(kernel) + extreme)
+    xi, yi = np.iinfo(xdt), np.iinfo(ydt)
+    n, c, h, w_ = shape
+    x = rng.integers(xi.min, xi.max + 1, shape).astype(xdt)
+    w = rng.integers(-128, 128, (c, 1) + kernel).astype(np.int8)
+    zw = rng.integers(-5, 5, c).astype(np.int8)
+    zx = int(rng.integers(xi.min, xi.max + 1))
+    bias = rng.integers(-1000, 1000, c).astype(np.int32)
+    if extreme:   # every code at the far end from its zero point, the largest |w − zw|
+        x[...] = xi.min if zx > (xi.min + xi.max) // 2 else xi.max
+        w[...] = -128
+        zw[...] = 4
+        bias[0] = -(1 << 20)
+    acc, _ = conv2d_int(x, w, zx, zw, bias, stride=stride, padding=pads, dilation=dil, groups=c)
+    scale = rng.uniform(1e-5, 1e-3, c).astype(np.float32)
+    zy = int(rng.integers(yi.min, yi.max + 1))
+    want = _requant_ref(np.asarray(acc, np.int64), scale, zy, yi.min, yi.max)
+    wsh = (w[:, 0].astype(np.int64) - zw.astype(np.int64)[:, None, None]).astype(np.int32)
+    args = (x, zx, wsh, bias, scale, zy, yi.min, yi.max, stride[0], stride[1], dil[0], dil[1], pads[0], pads[1])
+    got = depthwise_requant(*args, np.empty(acc.shape, ydt))
+    assert np.array_equal(got, want)
+    assert np.array_equal(depthwise_requant_reference(*args, np.empty(acc.shape, np.int64)), want)
+
+
+@pytest.mark.parametrize("n,c,p,o", [(1, 200, 1, 50), (2, 8, 3, 5), (1, 1, 16, 4), (3, 33, 2, 17)])
+@pytest.mark.parametrize("xdt,ydt", [(np.uint8, np.uint8), (np.int8, np.int8)])
+@pytest.mark.parametrize("extreme", [False, True])
+def test_pointwise_requant_equals_conv2d_int_and_twin(n, c, p, o, xdt, ydt, extreme):
+    from qsim.kernels.conv import pointwise_requant, pointwise_requant_reference
+
+    rng = np.random.default_rng(n + c + p + o + extreme)
+    xi, yi = np.iinfo(xdt), np.iinfo(ydt)
+    x = rng.integers(xi.min, xi.max + 1, (n, c, 1, p)).astype(xdt)
+    w = rng.integers(-128, 128, (o, c, 1, 1)).astype(np.int8)
+    zw = rng.integers(-5, 5, o).astype(np.int8)
+    zx = int(rng.integers(xi.min, xi.max + 1))
+    bias = rng.integers(-5000, 5000, o).astype(np.int32)
+    if extreme:
+        x[...] = xi.min if zx > (xi.min + xi.max) // 2 else xi.max
+        w[...] = -128
+        zw[...] = 4
+        bias[0] = (1 << 31) - 1 - c * 255 * 132
+    acc, _ = conv2d_int(x, w, zx, zw, bias)
+    scale = rng.uniform(1e-6, 1e-3, o).astype(np.float32)
+    zy = int(rng.integers(yi.min, yi.max + 1))
+    want = _requant_ref(np.asarray(acc, np.int64), scale, zy, yi.min, yi.max).reshape(n, o, p)
+    wsh = (w[:, :, 0, 0].astype(np.int64) - zw.astype(np.int64)[:, None]).astype(np.int32)
+    args = (x.reshape(n, c, p), zx, wsh, bias, scale, zy, yi.min, yi.max)
+    assert np.array_equal(pointwise_requant(*args, np.empty((n, o, p), ydt)), want)
+    assert np.array_equal(pointwise_requant_reference(*args, np.empty((n, o, p), np.int64)), want)

@@ -357,3 +357,58 @@ def test_lstm_cell_equals_the_numpy_step():
     h, c = np.empty((n, hs), np.float32), np.empty((n, hs), np.float32)
     lstm_cell(gates, bias, ct, pi, po, pf, cl, tuple(np.float32(v) for v in _TANH), h, c)
     assert np.array_equal(c, c_want, equal_nan=True) and np.array_equal(h, h_want, equal_nan=True)
+
+
+def _qlinear_conv_chain(nd: int, xdt, acc_bits: int = 32):
+    """x (codes) -> depthwise QLinearConv (stride 2 on the first axis) -> 1×1 QLinearConv -> GlobalAveragePool-free
+    1×1 QLinearConv on the pooled-size input: the fused cases of `plan._fused_qconv`."""
+    rng = np.random.default_rng(nd)
+    c, o = 6, 5
+    k = (3, 3) if nd == 2 else (5,)
+    pads = [1, 1, 1, 1] if nd == 2 else [2, 2]
+    strides = [2, 1] if nd == 2 else [1]
+    zx = np.array(128 if xdt == np.uint8 else 3, xdt)
+    inits = [numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(zx, "z"),
+             numpy_helper.from_array(rng.integers(-127, 128, (c, 1) + k).astype(np.int8), "wd"),
+             numpy_helper.from_array(rng.uniform(0.005, 0.02, c).astype(np.float32), "wds"),
+             numpy_helper.from_array(np.zeros(c, np.int8), "wdz"),
+             numpy_helper.from_array(rng.integers(-500, 500, c).astype(np.int32), "bd"),
+             numpy_helper.from_array(rng.integers(-127, 128, (o, c) + (1,) * nd).astype(np.int8), "wp"),
+             numpy_helper.from_array(np.float32(0.01), "wps"), numpy_helper.from_array(np.int8(2), "wpz")]
+    nodes = [helper.make_node("QLinearConv", ["x", "s", "z", "wd", "wds", "wdz", "s", "z", "bd"], ["d"],
+                              group=c, pads=pads, strides=strides),
+             helper.make_node("QLinearConv", ["d", "s", "z", "wp", "wps", "wpz", "s", "z"], ["y"])]
+    ttype = TensorProto.UINT8 if xdt == np.uint8 else TensorProto.INT8
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", ttype, [None, c] + [None] * nd)],
+                              [helper.make_tensor_value_info("y", ttype, None),
+                               helper.make_tensor_value_info("d", ttype, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+@pytest.mark.parametrize("xdt", [np.uint8, np.int8])
+def test_prepared_fused_qlinear_conv_equals_reference(nd, xdt, monkeypatch):
+    import qsim.kernels.conv as kc
+
+    calls = {"depthwise_requant": 0, "pointwise_requant": 0}
+    for name in calls:
+        def spy(*args, _f=getattr(kc, name), _n=name):
+            calls[_n] += 1
+            return _f(*args)
+        monkeypatch.setattr(kc, name, spy)
+    ex = OnnxExecutor(_qlinear_conv_chain(nd, xdt))
+    info = np.iinfo(xdt)
+    rng = np.random.default_rng(5)
+    for shape in ([(1, 6, 7, 9), (3, 6, 1, 1), (2, 6, 4, 2)] if nd == 2 else [(1, 6, 11), (2, 6, 1), (1, 6, 3)]):
+        for extreme in (False, True):
+            x = rng.integers(info.min, info.max + 1, shape).astype(xdt)
+            if extreme:
+                x[...] = info.max if xdt == np.uint8 else info.min
+            a = ex.run({"x": x}, keep_all=True)
+            oa = dict(ex.overflows)
+            b = ex.run({"x": x}, keep_all=True, prepared=False)
+            assert oa == ex.overflows
+            for t in a:
+                assert a[t].dtype == b[t].dtype and np.array_equal(a[t], b[t]), (t, shape)
+    assert len(ex.prepared.specialised) == 2
+    assert calls["depthwise_requant"] == 6 and calls["pointwise_requant"] >= 2, calls

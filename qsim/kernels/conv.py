@@ -194,3 +194,145 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
             count += c
     acc = acc.reshape(N, Ho, Wo, O).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(acc, dtype=np.int32 if bits <= 32 else np.int64), count
+
+
+# -- fused integer conv + fp32_rne requantization (the prepared QLinearConv of `qsim.onnxrun.plan`) ---------------
+@njit(cache=True, nogil=True)
+def depthwise_requant(x, zx, w, bias, scale, zy, lo, hi, sh, sw, dh, dw, pt, pl, out):
+    """Depthwise QLinearConv in one pass, one input channel per output channel:
+    acc[n, c, y, q] = bias[c] + Σ_{i,j} w[c, i, j] · (x[n, c, y·sh + i·dh − pt, q·sw + j·dw − pl] − zx)
+    (taps outside x add 0: the padding holds the zero point), then
+    out = clamp(rne(fl32(acc) · scale[c]) + zy, lo, hi) as `requant_nchw` of `qsim.onnxrun.plan`.
+    x (N, C, H, W) 8-bit codes, w (C, kh, kw) int32 = w − w_zp, bias (C,) int32, out (N, C, Ho, Wo).
+    The caller has proven that no partial sum can leave int32 (then every order gives the same
+    integers as the emulated accumulator). One zero-padded int32 plane and one row of sums are the
+    only work arrays."""
+    N, C, H, W = x.shape
+    kh, kw = w.shape[1], w.shape[2]
+    Ho, Wo = out.shape[2], out.shape[3]
+    Hp = max(H + pt, (Ho - 1) * sh + (kh - 1) * dh + 1) + 1      # a spare zero row for the wide mode
+    Wp = max(W + pl, (Wo - 1) * sw + (kw - 1) * dw + 1)
+    xp = np.zeros((Hp, Wp), np.int32)
+    xpf = xp.reshape(Hp * Wp)
+    # wide mode (sw = 1): each tap is one loop over all Ho rows at once, sums kept on the padded
+    # width (row pitch sh·Wp, the columns past Wo and the rows between strides discarded); row mode:
+    # one loop of Wo per output row and tap. Wide when it is fewer vector steps + loop starts.
+    wide = sw == 1 and ((Ho - 1) * sh + 1) * Wp + 48 < Ho * (Wo + 48 + 15 - (Wo + 15) % 16)
+    L = ((Ho - 1) * sh + 1) * Wp if wide else Wo
+    acc = np.empty(L, np.int32)
+    zx32 = np.int32(zx)
+    for n in range(N):
+        for c in range(C):
+            xc = x[n, c]
+            for y in range(H):
+                xr = xp[pt + y, pl:pl + W]       # slices: indices from range() need no wraparound test
+                xs = xc[y]
+                for q in range(W):
+                    xr[q] = np.int32(xs[q]) - zx32
+            s = scale[c]
+            b = bias[c]
+            oc = out[n, c]
+            if wide:
+                for q in range(L):
+                    acc[q] = b
+                for i in range(kh):
+                    o = i * dh * Wp
+                    j = 0
+                    while j + 3 <= kw:               # three taps per pass over acc
+                        w0, w1, w2 = w[c, i, j], w[c, i, j + 1], w[c, i, j + 2]
+                        r0 = xpf[o + j * dw:o + j * dw + L]
+                        r1 = xpf[o + (j + 1) * dw:o + (j + 1) * dw + L]
+                        r2 = xpf[o + (j + 2) * dw:o + (j + 2) * dw + L]
+                        for q in range(L):
+                            acc[q] += w0 * r0[q] + w1 * r1[q] + w2 * r2[q]
+                        j += 3
+                    while j < kw:
+                        wv = w[c, i, j]
+                        r = xpf[o + j * dw:o + j * dw + L]
+                        for q in range(L):
+                            acc[q] += wv * r[q]
+                        j += 1
+                for yo in range(Ho):
+                    ar = acc[yo * sh * Wp:yo * sh * Wp + Wo]
+                    orow = oc[yo]
+                    for q in range(Wo):
+                        v = np.rint(np.float32(ar[q]) * s) + zy
+                        orow[q] = lo if v < lo else (hi if v > hi else np.int64(v))
+                continue
+            for yo in range(Ho):
+                for q in range(Wo):
+                    acc[q] = b
+                for i in range(kh):
+                    xr = xp[yo * sh + i * dh]
+                    j = 0
+                    if sw == 1:
+                        while j + 3 <= kw:           # three taps per pass over acc
+                            w0, w1, w2 = w[c, i, j], w[c, i, j + 1], w[c, i, j + 2]
+                            r0 = xr[j * dw:j * dw + Wo]
+                            r1 = xr[(j + 1) * dw:(j + 1) * dw + Wo]
+                            r2 = xr[(j + 2) * dw:(j + 2) * dw + Wo]
+                            for q in range(Wo):
+                                acc[q] += w0 * r0[q] + w1 * r1[q] + w2 * r2[q]
+                            j += 3
+                    while j < kw:
+                        wv = w[c, i, j]
+                        r = xr[j * dw:j * dw + sw * (Wo - 1) + 1:sw]
+                        for q in range(Wo):
+                            acc[q] += wv * r[q]
+                        j += 1
+                orow = oc[yo]
+                for q in range(Wo):
+                    v = np.rint(np.float32(acc[q]) * s) + zy
+                    orow[q] = lo if v < lo else (hi if v > hi else np.int64(v))
+    return out
+
+
+def depthwise_requant_reference(x, zx, w, bias, scale, zy, lo, hi, sh, sw, dh, dw, pt, pl, out) -> np.ndarray:
+    """NumPy twin of `depthwise_requant` (int64 sums, then the same float32 requantization)."""
+    N, C, H, W = x.shape
+    kh, kw = w.shape[1:]
+    Ho, Wo = out.shape[2:]
+    Hp = max(H + pt, (Ho - 1) * sh + (kh - 1) * dh + 1)
+    Wp = max(W + pl, (Wo - 1) * sw + (kw - 1) * dw + 1)
+    xp = np.zeros((N, C, Hp, Wp), np.int64)
+    xp[:, :, pt:pt + H, pl:pl + W] = x.astype(np.int64) - zx
+    acc = np.broadcast_to(bias.astype(np.int64)[None, :, None, None], (N, C, Ho, Wo)).copy()
+    for i in range(kh):
+        for j in range(kw):
+            acc += xp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw] \
+                * w[None, :, i, j, None, None].astype(np.int64)
+    y = np.rint(acc.astype(np.float32) * scale.astype(np.float32)[None, :, None, None]).astype(np.float64) + zy
+    out[...] = np.clip(y, lo, hi).astype(np.int64)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def pointwise_requant(x, zx, w, bias, scale, zy, lo, hi, out):
+    """A 1×1 QLinearConv (stride 1, no padding, groups 1) on few pixels in one pass:
+    out[n, o, p] = clamp(rne(fl32(bias[o] + Σ_c w[o, c] · (x[n, c, p] − zx)) · scale[o]) + zy, lo, hi).
+    x (N, C, P) 8-bit codes, w (O, C) int32 = w − w_zp, bias (O,) int32, out (N, O, P). Sums in int64
+    (the caller has proven they fit its accumulator: then they are the emulated values)."""
+    N, C, P = x.shape
+    O = w.shape[0]
+    xs = np.empty((P, C), np.int64)
+    for n in range(N):
+        for c in range(C):
+            for p in range(P):
+                xs[p, c] = np.int64(x[n, c, p]) - zx
+        for o in range(O):
+            s = scale[o]
+            for p in range(P):
+                a = np.int64(bias[o])
+                for c in range(C):
+                    a += w[o, c] * xs[p, c]
+                v = np.rint(np.float32(a) * s) + zy
+                out[n, o, p] = lo if v < lo else (hi if v > hi else np.int64(v))
+    return out
+
+
+def pointwise_requant_reference(x, zx, w, bias, scale, zy, lo, hi, out) -> np.ndarray:
+    """NumPy twin of `pointwise_requant`."""
+    acc = np.einsum("oc,ncp->nop", w.astype(np.int64), x.astype(np.int64) - zx) + bias.astype(np.int64)[None, :, None]
+    y = np.rint(acc.astype(np.float32) * scale.astype(np.float32)[None, :, None]).astype(np.float64) + zy
+    out[...] = np.clip(y, lo, hi).astype(np.int64)
+    return out

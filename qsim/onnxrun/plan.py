@@ -525,6 +525,91 @@ def _depthwise_int(x4, zx, w_dw, b_dw, geo) -> np.ndarray:
     return out
 
 
+POINTWISE_DIRECT_PIXELS = 16   # 1×1 convs on at most this many pixels (SE blocks): `pointwise_requant`
+
+
+def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
+    """run(x, attrs) -> the QLinearConv output codes in one Numba call, or None when this x is not
+    one of its cases (the caller then runs the general path): depthwise convolutions
+    (`qsim.kernels.conv.depthwise_requant`) and 1×1 convolutions on few pixels
+    (`pointwise_requant`), whenever no sum can leave the emulated accumulator (nor int32 for the
+    depthwise lanes), from x's dtype alone. Weight − zero point, int32 bias and the geometry per
+    input shape are prepared once. None when no case can apply to this node."""
+    from qsim.kernels.conv import depthwise_requant, pointwise_requant
+    from qsim.onnxrun.ops import int_range
+    from qsim.onnxrun.spatial import window
+
+    if w is None or w.ndim not in (3, 4) or w.dtype.name not in ("uint8", "int8"):
+        return None
+    o = w.shape[0]
+    if wz is not None and (not isinstance(wz, np.ndarray) or wz.dtype != w.dtype
+                           or not (wz.size == 1 or wz.shape[-1] == wz.size == o)):
+        return None
+    if bias is not None and (bias.dtype != np.int32 or bias.shape != (o,)):
+        return None
+    groups = int(attrs.get("group", 1))
+    kernel = tuple(w.shape[2:])
+    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != kernel:
+        return None
+    nd = w.ndim - 2
+    kk = int(np.prod(kernel))
+    depthwise = w.shape[1] == 1 and groups == o and o > 1
+    pointwise = groups == 1 and kk == 1
+    if not (depthwise or pointwise):
+        return None
+    zw = np.broadcast_to(np.asarray(0 if wz is None else wz.reshape(-1), np.int64), (o,))
+    wsh = w.reshape(o, -1).astype(np.int64) - zw[:, None]
+    b64 = np.zeros(o, np.int64) if bias is None else bias.astype(np.int64)
+    lo_x, hi_x = int_range(xdt)
+    max_x = max(abs(lo_x - zx), abs(hi_x - zx))
+    bound = int(np.abs(b64).max(initial=0)) + wsh.shape[1] * max_x * int(np.abs(wsh).max(initial=0))
+    hi_acc = (1 << (ex.options["acc_bits"] - 1)) - 1
+    if bound > hi_acc or (depthwise and bound >= 1 << 31):
+        return None                     # an overflow is possible: the emulating path counts it
+    w32 = np.ascontiguousarray(wsh.astype(np.int32))
+    if depthwise:
+        w32 = w32.reshape((o, 1) + kernel if nd == 1 else (o,) + kernel)
+    b32 = b64.astype(np.int32)
+    geo_cache: dict = {}
+
+    def run(x, attrs_):
+        if x.ndim != nd + 2 or x.shape[1] != w.shape[1] * groups:
+            return None
+        geo = geo_cache.get(x.shape)
+        if geo is None:
+            try:
+                win = window(attrs_, x.shape[2:], kernel)
+            except ValueError:
+                return None
+            st, dl, bg, en, osz = (tuple(win.strides), tuple(win.dilations), tuple(win.begin), tuple(win.end),
+                                   tuple(win.out))
+            if nd == 1:
+                st, dl, bg, en, osz = (1,) + st, (1,) + dl, (0,) + bg, (0,) + en, (1,) + osz
+            n_pix = x.shape[0] * int(np.prod(x.shape[2:]))
+            if depthwise:
+                geo = ("dw", (x.shape[0], o) + osz, st, dl, bg)
+            elif st == (1, 1) and not any(bg) and not any(en) and n_pix <= POINTWISE_DIRECT_PIXELS:
+                geo = ("pw", (x.shape[0], o) + osz)
+            else:
+                geo = ("no",)
+            geo_cache[x.shape] = geo
+        if geo[0] == "no":
+            return None
+        xc = np.ascontiguousarray(x)
+        out = np.empty(geo[1], ydt)
+        if geo[0] == "dw":
+            st, dl, bg = geo[2], geo[3], geo[4]
+            x4 = xc if nd == 2 else xc.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
+            depthwise_requant(x4, zx, w32, b32, scale, zy, lo, hi, st[0], st[1], dl[0], dl[1], bg[0], bg[1],
+                              out)
+        else:
+            pointwise_requant(xc.reshape(x.shape[0], x.shape[1], -1), zx, w32, b32, scale, zy, lo, hi,
+                              out.reshape(x.shape[0], o, -1))
+        return out if nd == 2 else out.reshape(out.shape[0], o, -1)
+
+    return run
+
+
 def _spec_qlinear_conv(generic, node, attrs, consts, ex):
     from qsim.onnxrun.ops import int_range
 
@@ -555,11 +640,17 @@ def _spec_qlinear_conv(generic, node, attrs, consts, ex):
     lo, hi = int_range(zy[1])
     ydt = zy[1]
     zxv, zyv = zx[0], zy[0]
+    fused = _fused_qconv(w, wz, bias, attrs, ex, xdt, zxv, scale, zyv, lo, hi, ydt)
 
     def fast(ctx, args, attrs_):
         x = args[0]
         if x.dtype != xdt:
             return generic(ctx, args, attrs_)
+        if fused is not None:
+            out = fused(x, attrs_)
+            if out is not None:
+                ctx.integer_node = True
+                return [out]
         acc = acc_fn(x, attrs_, ctx, zxv)
         if acc is None:
             return generic(ctx, args, attrs_)
