@@ -1,11 +1,13 @@
 """Real float models from pip wheels, quantized with onnxruntime.quantization (issue 11).
 
 The models come from `pip install --no-deps rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3`
-(PP-OCRv4 det/rec, PP-OCR mobile v2 cls, silero VAD); nothing here imports those packages
+(PP-OCRv4 det/rec, PP-OCR mobile v2 cls, silero VAD: the 16 kHz sequence graph and the four
+graphs with `If`); nothing here imports those packages
 (their own dependencies are not installed), the .onnx files are located through the
 import system only. Each model is converted to opset 13 when older, pre-processed with
 `quant_pre_process`, then quantized four ways: QDQ per tensor, QDQ per channel, QOperator
-(static, u8 activations / s8 weights, calibrated on 3 seeded random batches) and dynamic.
+(static, u8 activations / s8 weights, calibrated on 3 seeded random batches) and dynamic
+(`MODEL_FORMS` names the forms the quantizer leaves float, which are left out).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-# name -> (package, path inside the package, {input: shape at batch 1}, batch axis per input)
+# name -> (package, path inside the package, {input: shape at batch 1, or a fixed array}, batch axis per input)
+_VAD_IO = {"input": (1, 576), "state": (2, 1, 128), "sr": np.array(16000, np.int64)}
 MODELS = {
     "ppocr_cls": ("rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
                   {"x": (1, 3, 48, 192)}, {"x": 0}),
@@ -23,8 +26,28 @@ MODELS = {
     "ppocrv4_rec": ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", {"x": (1, 3, 48, 80)}, {"x": 0}),
     "silero_vad": ("silero_vad", "data/silero_vad_16k_sequence.onnx",
                    {"input": (1, 576), "h": (1, 1, 128), "c": (1, 1, 128)}, {"input": 0}),
+    # the wheel's other VAD graphs: `If` on the sample rate (nested up to 4 levels, branches reading
+    # outer-scope tensors), `Size`; one 16 kHz chunk of 512 samples + 64 of context
+    "silero_vad_if": ("silero_vad", "data/silero_vad.onnx", _VAD_IO, {"input": 0, "state": 1}),
+    "silero_vad_half": ("silero_vad", "data/silero_vad_half.onnx", {k: v for k, v in _VAD_IO.items() if k != "sr"},
+                        {"input": 0, "state": 1}),
+    "silero_vad_op15": ("silero_vad", "data/silero_vad_16k_op15.onnx", _VAD_IO, {"input": 0, "state": 1}),
+    "silero_vad_ifless": ("silero_vad", "data/silero_vad_op18_ifless.onnx", _VAD_IO, {"input": 0, "state": 1}),
 }
 FORMS = ("float", "qdq_tensor", "qdq_channel", "qoperator", "dynamic")
+# Where all the convolutions and LSTMs sit inside If branches, onnxruntime.quantization's static
+# quantizers (QDQ and QOperator) leave the model float (they quantize the top graph only; QOperator
+# with EnableSubgraph fails in ORT 1.32); quantize_dynamic quantizes the branches with
+# extra_options={"EnableSubgraph": True} for silero_vad.onnx, and fails on the op18 graph
+# ("Expected model_8k.encoder.0.reparam_conv.weight to be an initializer": its weights are Constant
+# outputs read from outer scope). Those forms are not listed.
+MODEL_FORMS = {"silero_vad_if": ("float", "dynamic"), "silero_vad_ifless": ("float",)}
+DYNAMIC_SUBGRAPHS = {"silero_vad_if"}
+
+
+def forms(name: str) -> tuple[str, ...]:
+    """The forms of a model that are really quantized (see MODEL_FORMS)."""
+    return MODEL_FORMS.get(name, FORMS)
 
 
 def model_path(name: str) -> Path | None:
@@ -43,6 +66,9 @@ def feeds(name: str, batch: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     out = {}
     for k, shape in shapes.items():
+        if isinstance(shape, np.ndarray):  # a fixed input (the VAD's sample rate)
+            out[k] = shape.copy()
+            continue
         shape = list(shape)
         if k in batch_axes:
             shape[batch_axes[k]] = batch
@@ -78,11 +104,15 @@ def quantize_all(name: str, outdir: Path) -> dict[str, Path]:
     static = {"qdq_tensor": (QuantFormat.QDQ, False), "qdq_channel": (QuantFormat.QDQ, True),
               "qoperator": (QuantFormat.QOperator, False)}
     for form, (fmt, per_channel) in static.items():
+        if form not in forms(name):
+            continue
         paths[form] = outdir / f"{name}_{form}.onnx"
         quantize_static(str(paths["float"]), str(paths[form]), Reader(), quant_format=fmt, per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    paths["dynamic"] = outdir / f"{name}_dynamic.onnx"
-    quantize_dynamic(str(paths["float"]), str(paths["dynamic"]), weight_type=QuantType.QInt8)
+    if "dynamic" in forms(name):
+        paths["dynamic"] = outdir / f"{name}_dynamic.onnx"
+        quantize_dynamic(str(paths["float"]), str(paths["dynamic"]), weight_type=QuantType.QInt8,
+                         extra_options={"EnableSubgraph": True} if name in DYNAMIC_SUBGRAPHS else None)
     return paths
 
 

@@ -1,5 +1,6 @@
-"""Real models from the wild (PP-OCR det/rec/cls, silero VAD), float and quantized four ways
-with onnxruntime.quantization, through `qsim run-onnx` against ORT (graph as written).
+"""Real models from the wild (PP-OCR det/rec/cls, five silero VAD graphs, four of them with `If`),
+float and quantized four ways with onnxruntime.quantization (the forms it really quantizes:
+`tests.real_models.MODEL_FORMS`), through `qsim run-onnx` against ORT (graph as written).
 
 Every integer tensor of every run — graph outputs and all intermediate node outputs — must
 equal ORT's exactly; float outputs must be within FLOAT_ATOL (only Softmax and ReduceMean
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from qsim.onnxrun.executor import OnnxExecutor, first_divergence, run_ort_all
-from tests.real_models import FORMS, MODELS, feeds, model_path, quantize_all
+from tests.real_models import FORMS, MODELS, feeds, forms, model_path, quantize_all
 
 pytest.importorskip("onnxruntime.quantization")
 FLOAT_ATOL = 1e-4
@@ -35,8 +36,7 @@ def quantized(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize(("name", "form"), [(n, f) for n in MODELS for f in FORMS if f in forms(n)])
 def test_real_model_matches_ort(quantized, name, form):
     path = quantized(name)[form]
     ex = OnnxExecutor(path)
