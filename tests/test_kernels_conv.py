@@ -147,7 +147,8 @@ def test_depthwise_requant_equals_conv2d_int_and_twin(shape, kernel, stride, dil
     assert np.array_equal(depthwise_requant_reference(*args, np.empty(acc.shape, np.int64)), want)
 
 
-@pytest.mark.parametrize("n,c,p,o", [(1, 200, 1, 50), (2, 8, 3, 5), (1, 1, 16, 4), (3, 33, 2, 17)])
+@pytest.mark.parametrize("n,c,p,o", [(1, 200, 1, 50), (2, 8, 3, 5), (1, 1, 16, 4), (3, 33, 2, 17), (1, 37, 50, 9),
+                                     (2, 8, 20, 3), (1, 10, 5, 40)])
 @pytest.mark.parametrize("xdt,ydt", [(np.uint8, np.uint8), (np.int8, np.int8)])
 @pytest.mark.parametrize("extreme", [False, True])
 def test_pointwise_requant_equals_conv2d_int_and_twin(n, c, p, o, xdt, ydt, extreme):
@@ -169,7 +170,7 @@ def test_pointwise_requant_equals_conv2d_int_and_twin(n, c, p, o, xdt, ydt, extr
     scale = rng.uniform(1e-6, 1e-3, o).astype(np.float32)
     zy = int(rng.integers(yi.min, yi.max + 1))
     want = _requant_ref(np.asarray(acc, np.int64), scale, zy, yi.min, yi.max).reshape(n, o, p)
-    wsh = (w[:, :, 0, 0].astype(np.int64) - zw.astype(np.int64)[:, None]).astype(np.int32)
+    wsh = np.ascontiguousarray((w[:, :, 0, 0].astype(np.int64) - zw.astype(np.int64)[:, None]).astype(np.int32).T)
     args = (x.reshape(n, c, p), zx, wsh, bias, scale, zy, yi.min, yi.max)
     assert np.array_equal(pointwise_requant(*args, np.empty((n, o, p), ydt)), want)
     assert np.array_equal(pointwise_requant_reference(*args, np.empty((n, o, p), np.int64)), want)

@@ -214,13 +214,48 @@ def depthwise_requant(x, zx, w, bias, scale, zy, lo, hi, sh, sw, dh, dw, pt, pl,
     Wp = max(W + pl, (Wo - 1) * sw + (kw - 1) * dw + 1)
     xp = np.zeros((Hp, Wp), np.int32)
     xpf = xp.reshape(Hp * Wp)
-    # wide mode (sw = 1): each tap is one loop over all Ho rows at once, sums kept on the padded
-    # width (row pitch sh·Wp, the columns past Wo and the rows between strides discarded); row mode:
-    # one loop of Wo per output row and tap. Wide when it is fewer vector steps + loop starts.
-    wide = sw == 1 and ((Ho - 1) * sh + 1) * Wp + 48 < Ho * (Wo + 48 + 15 - (Wo + 15) % 16)
-    L = ((Ho - 1) * sh + 1) * Wp if wide else Wo
-    acc = np.empty(L, np.int32)
+    # Three loop orders, the one with the fewest 16-lane steps (+ 2 per loop start; measured weights)
+    # for this shape:
+    # channels-last (small images, many channels): per output pixel and tap one loop over the
+    # channels; wide (sw = 1): per channel and tap one loop over all Ho rows at once, sums kept on
+    # the padded width (row pitch sh·Wp; the columns past Wo and the rows between strides are
+    # discarded); row: per channel, output row and tap one loop over Wo.
+    kk = kh * kw
+    L_wide = ((Ho - 1) * sh + 1) * Wp
+    cost_cl = 3 * Ho * Wo * kk * ((C + 15) // 16 + 2)
+    cost_wide = C * kk * ((L_wide + 15) // 16 + 2) if sw == 1 else 2 * cost_cl + 1   # (three taps a pass:
+    cost_row = C * Ho * kk * ((Wo + 15) // 16 + 2) * (1 if sw == 1 else 3)          # half the sum traffic)
     zx32 = np.int32(zx)
+    if cost_cl <= cost_wide and cost_cl <= cost_row:
+        xq = np.zeros((Hp, Wp, C), np.int32)
+        wt = np.empty((kh, kw, C), np.int32)
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    wt[i, j, c] = w[c, i, j]
+        accv = np.empty(C, np.int32)
+        for n in range(N):
+            for c in range(C):
+                for y in range(H):
+                    for q in range(W):
+                        xq[pt + y, pl + q, c] = np.int32(x[n, c, y, q]) - zx32
+            for yo in range(Ho):
+                for xo in range(Wo):
+                    for c in range(C):
+                        accv[c] = bias[c]
+                    for i in range(kh):
+                        for j in range(kw):
+                            r = xq[yo * sh + i * dh, xo * sw + j * dw]
+                            wr = wt[i, j]
+                            for c in range(C):
+                                accv[c] += wr[c] * r[c]
+                    for c in range(C):
+                        v = np.rint(np.float32(accv[c]) * scale[c]) + zy
+                        out[n, c, yo, xo] = lo if v < lo else (hi if v > hi else np.int64(v))
+        return out
+    wide = cost_wide < cost_row
+    L = L_wide if wide else Wo
+    acc = np.empty(L, np.int32)
     for n in range(N):
         for c in range(C):
             xc = x[n, c]
@@ -307,32 +342,69 @@ def depthwise_requant_reference(x, zx, w, bias, scale, zy, lo, hi, sh, sw, dh, d
 
 
 @njit(cache=True, nogil=True)
-def pointwise_requant(x, zx, w, bias, scale, zy, lo, hi, out):
-    """A 1×1 QLinearConv (stride 1, no padding, groups 1) on few pixels in one pass:
-    out[n, o, p] = clamp(rne(fl32(bias[o] + Σ_c w[o, c] · (x[n, c, p] − zx)) · scale[o]) + zy, lo, hi).
-    x (N, C, P) 8-bit codes, w (O, C) int32 = w − w_zp, bias (O,) int32, out (N, O, P). Sums in int64
-    (the caller has proven they fit its accumulator: then they are the emulated values)."""
+def pointwise_requant(x, zx, wt, bias, scale, zy, lo, hi, out):
+    """A 1×1 QLinearConv (stride 1, no padding, groups 1) in one pass:
+    out[n, o, p] = clamp(rne(fl32(bias[o] + Σ_c wt[c, o] · (x[n, c, p] − zx)) · scale[o]) + zy, lo, hi).
+    x (N, C, P) 8-bit codes, wt (C, O) int32 = (w − w_zp) transposed, bias (O,) int32, out (N, O, P). The
+    caller has proven that no partial sum can leave int32 (then they are the emulated accumulator's
+    values). Four input channels per pass over the sums of either all output channels of one pixel
+    or all pixels of one output channel, whichever takes fewer 16-lane steps."""
     N, C, P = x.shape
-    O = w.shape[0]
-    xs = np.empty((P, C), np.int64)
+    O = wt.shape[1]
+    zx32 = np.int32(zx)
+    C4 = C - C % 4
+    xs = np.empty((C, P), np.int32)
+    by_pixel = P * ((O + 15) // 16 + 2) <= O * ((P + 15) // 16 + 2)
+    acc = np.empty(O if by_pixel else P, np.int32)
     for n in range(N):
         for c in range(C):
+            xr = xs[c]
+            xc = x[n, c]
             for p in range(P):
-                xs[p, c] = np.int64(x[n, c, p]) - zx
+                xr[p] = np.int32(xc[p]) - zx32
+        if by_pixel:
+            for p in range(P):
+                for o in range(O):
+                    acc[o] = bias[o]
+                for c in range(0, C4, 4):
+                    x0, x1, x2, x3 = xs[c, p], xs[c + 1, p], xs[c + 2, p], xs[c + 3, p]
+                    r0, r1, r2, r3 = wt[c], wt[c + 1], wt[c + 2], wt[c + 3]
+                    for o in range(O):
+                        acc[o] += r0[o] * x0 + r1[o] * x1 + r2[o] * x2 + r3[o] * x3
+                for c in range(C4, C):
+                    xv = xs[c, p]
+                    r = wt[c]
+                    for o in range(O):
+                        acc[o] += r[o] * xv
+                for o in range(O):
+                    v = np.rint(np.float32(acc[o]) * scale[o]) + zy
+                    out[n, o, p] = lo if v < lo else (hi if v > hi else np.int64(v))
+            continue
         for o in range(O):
-            s = scale[o]
+            b = bias[o]
             for p in range(P):
-                a = np.int64(bias[o])
-                for c in range(C):
-                    a += w[o, c] * xs[p, c]
-                v = np.rint(np.float32(a) * s) + zy
-                out[n, o, p] = lo if v < lo else (hi if v > hi else np.int64(v))
+                acc[p] = b
+            for c in range(0, C4, 4):
+                w0, w1, w2, w3 = wt[c, o], wt[c + 1, o], wt[c + 2, o], wt[c + 3, o]
+                r0, r1, r2, r3 = xs[c], xs[c + 1], xs[c + 2], xs[c + 3]
+                for p in range(P):
+                    acc[p] += w0 * r0[p] + w1 * r1[p] + w2 * r2[p] + w3 * r3[p]
+            for c in range(C4, C):
+                wv = wt[c, o]
+                r = xs[c]
+                for p in range(P):
+                    acc[p] += wv * r[p]
+            s = scale[o]
+            orow = out[n, o]
+            for p in range(P):
+                v = np.rint(np.float32(acc[p]) * s) + zy
+                orow[p] = lo if v < lo else (hi if v > hi else np.int64(v))
     return out
 
 
-def pointwise_requant_reference(x, zx, w, bias, scale, zy, lo, hi, out) -> np.ndarray:
+def pointwise_requant_reference(x, zx, wt, bias, scale, zy, lo, hi, out) -> np.ndarray:
     """NumPy twin of `pointwise_requant`."""
-    acc = np.einsum("oc,ncp->nop", w.astype(np.int64), x.astype(np.int64) - zx) + bias.astype(np.int64)[None, :, None]
+    acc = np.einsum("co,ncp->nop", wt.astype(np.int64), x.astype(np.int64) - zx) + bias.astype(np.int64)[None, :, None]
     y = np.rint(acc.astype(np.float32) * scale.astype(np.float32)[None, :, None]).astype(np.float64) + zy
     out[...] = np.clip(y, lo, hi).astype(np.int64)
     return out

@@ -525,15 +525,17 @@ def _depthwise_int(x4, zx, w_dw, b_dw, geo) -> np.ndarray:
     return out
 
 
-POINTWISE_DIRECT_PIXELS = 16   # 1×1 convs on at most this many pixels (SE blocks): `pointwise_requant`
+POINTWISE_DIRECT_PIXELS = 16   # 1×1 convs on at most this many pixels (SE blocks): `pointwise_requant`,
+POINTWISE_DIRECT_MACS = 800_000   # or with at most this many products (measured: faster than the float32
+                                  # BLAS path below, slower above)
 
 
 def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
     """run(x, attrs) -> the QLinearConv output codes in one Numba call, or None when this x is not
     one of its cases (the caller then runs the general path): depthwise convolutions
-    (`qsim.kernels.conv.depthwise_requant`) and 1×1 convolutions on few pixels
-    (`pointwise_requant`), whenever no sum can leave the emulated accumulator (nor int32 for the
-    depthwise lanes), from x's dtype alone. Weight − zero point, int32 bias and the geometry per
+    (`qsim.kernels.conv.depthwise_requant`) and small 1×1 convolutions
+    (`pointwise_requant`), whenever no sum can leave the emulated accumulator nor int32 (their
+    lanes), from x's dtype alone. Weight − zero point, int32 bias and the geometry per
     input shape are prepared once. None when no case can apply to this node."""
     from qsim.kernels.conv import depthwise_requant, pointwise_requant
     from qsim.onnxrun.ops import int_range
@@ -564,11 +566,12 @@ def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
     max_x = max(abs(lo_x - zx), abs(hi_x - zx))
     bound = int(np.abs(b64).max(initial=0)) + wsh.shape[1] * max_x * int(np.abs(wsh).max(initial=0))
     hi_acc = (1 << (ex.options["acc_bits"] - 1)) - 1
-    if bound > hi_acc or (depthwise and bound >= 1 << 31):
+    if bound > hi_acc or bound >= 1 << 31:
         return None                     # an overflow is possible: the emulating path counts it
-    w32 = np.ascontiguousarray(wsh.astype(np.int32))
     if depthwise:
-        w32 = w32.reshape((o, 1) + kernel if nd == 1 else (o,) + kernel)
+        w32 = np.ascontiguousarray(wsh.astype(np.int32).reshape((o, 1) + kernel if nd == 1 else (o,) + kernel))
+    else:
+        w32 = np.ascontiguousarray(wsh.astype(np.int32).T)     # (C, O)
     b32 = b64.astype(np.int32)
     geo_cache: dict = {}
 
@@ -588,7 +591,8 @@ def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
             n_pix = x.shape[0] * int(np.prod(x.shape[2:]))
             if depthwise:
                 geo = ("dw", (x.shape[0], o) + osz, st, dl, bg)
-            elif st == (1, 1) and not any(bg) and not any(en) and n_pix <= POINTWISE_DIRECT_PIXELS:
+            elif st == (1, 1) and not any(bg) and not any(en) and (
+                    n_pix <= POINTWISE_DIRECT_PIXELS or n_pix * wsh.size <= POINTWISE_DIRECT_MACS):
                 geo = ("pw", (x.shape[0], o) + osz)
             else:
                 geo = ("no",)
