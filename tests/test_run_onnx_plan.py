@@ -412,3 +412,39 @@ def test_prepared_fused_qlinear_conv_equals_reference(nd, xdt, monkeypatch):
                 assert a[t].dtype == b[t].dtype and np.array_equal(a[t], b[t]), (t, shape)
     assert len(ex.prepared.specialised) == 2
     assert calls["depthwise_requant"] == 6 and calls["pointwise_requant"] >= 2, calls
+
+
+@pytest.mark.parametrize("bdt", [np.int8, np.uint8])
+def test_prepared_qlinear_matmul_of_two_activations_equals_reference(bdt):
+    """Q·Kᵀ-style QLinearMatMul (b computed at run time): exact float32 batched product while every sum
+    stays below 2^24, the generic op beyond (K too large, shapes that do not broadcast)."""
+    rng = np.random.default_rng(3)
+    binfo = np.iinfo(bdt)
+    inits = [numpy_helper.from_array(np.float32(0.05), "sa"), numpy_helper.from_array(np.uint8(120), "za"),
+             numpy_helper.from_array(np.float32(0.02), "sb"), numpy_helper.from_array(np.array(3, bdt), "zb"),
+             numpy_helper.from_array(np.float32(0.3), "sy"), numpy_helper.from_array(np.uint8(7), "zy")]
+    node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"])
+    btype = TensorProto.INT8 if bdt == np.int8 else TensorProto.UINT8
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, None),
+                                            helper.make_tensor_value_info("b", btype, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert ex.prepared.specialised
+    for sa, sb in [((1, 8, 10, 15), (1, 8, 15, 10)), ((2, 3, 4, 5), (3, 5, 6)), ((7, 9), (9, 4)),
+                   ((2, 300), (300, 3)), ((2, 3, 4), (2, 5, 6))]:
+        for extreme in (False, True):
+            a = rng.integers(0, 256, sa).astype(np.uint8)
+            b = rng.integers(binfo.min, binfo.max + 1, sb).astype(bdt)
+            if extreme:
+                a[...] = 0
+                b[...] = binfo.max
+            feeds = {"a": a, "b": b}
+            try:
+                want = ex.run(feeds, prepared=False)["y"]
+            except ValueError as exc:
+                with pytest.raises(ValueError, match="inner dimensions"):
+                    ex.run(feeds)
+                assert "inner dimensions" in str(exc)
+                continue
+            got = ex.run(feeds)["y"]
+            assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want), (sa, sb)

@@ -714,12 +714,60 @@ def requant_rows(acc, scale, zp, lo, hi, out):
     return out
 
 
+def _qlinear_matmul_runtime_b(generic, consts, ex):
+    """QLinearMatMul of two activations (attention's Q·Kᵀ and P·V) with constant per-tensor scales and
+    zero points: when every partial sum provably stays below 2^24 (and within the accumulator), the
+    exact sums are one batched float32 product of a − za and b − zb (any order gives the same
+    integers), then the fp32_rne requantization of `requant_rows`; else the generic op."""
+    from qsim.onnxrun.ops import int_range
+
+    _, as_, az, _, bs, bz, ys, yz = consts[:8]
+    sa, sb, sy = _scalar_scale(as_), _scalar_scale(bs), _scalar_scale(ys)
+    za, zb, zy = _scalar_zp(az), _scalar_zp(bz), _scalar_zp(yz)
+    if None in (sa, sb, sy, za, zb, zy) or za[1] not in _QDTYPES[:2] or zb[1] not in _QDTYPES[:2] \
+            or zy[1] not in _QDTYPES[:2]:
+        return None
+    adt, bdt, ydt = za[1], zb[1], zy[1]
+    scale = F32(F32(sa) * F32(sb)) / F32(sy)
+    if not np.isfinite(scale):
+        return None
+    lo, hi = int_range(ydt)
+    (lo_a, hi_a), (lo_b, hi_b) = int_range(adt), int_range(bdt)
+    max_ab = max(abs(lo_a - za[0]), abs(hi_a - za[0])) * max(abs(lo_b - zb[0]), abs(hi_b - zb[0]))
+    hi_acc = (1 << (ex.options["acc_bits"] - 1)) - 1
+    k_max = min(F32_EXACT - 1, hi_acc) // max_ab
+    fza, fzb = F32(za[0]), F32(zb[0])
+    scales: dict = {}
+
+    def fast(ctx, args, attrs_):
+        a, b = args[0], args[3]
+        if a.dtype != adt or b.dtype != bdt or a.ndim < 2 or b.ndim < 2 or a.shape[-1] > k_max \
+                or a.shape[-1] != b.shape[-2] or a.size == 0 or b.size == 0:
+            return generic(ctx, args, attrs_)
+        try:
+            acc = np.matmul(np.subtract(a, fza, dtype=np.float32), np.subtract(b, fzb, dtype=np.float32))
+        except ValueError:
+            return generic(ctx, args, attrs_)
+        ctx.integer_node = True
+        n = acc.shape[-1]
+        sv = scales.get(n)
+        if sv is None:
+            sv = scales[n] = np.full(n, scale, np.float32)
+        out = np.empty(acc.shape, ydt)
+        requant_rows(acc.reshape(-1, n), sv, zy[0], lo, hi, out.reshape(-1, n))
+        return [out]
+
+    return fast
+
+
 def _spec_qlinear_matmul(generic, node, attrs, consts, ex):
     from qsim.onnxrun.ops import _kernels, int_range
 
     if len(consts) < 8 or ex.options["pair_saturate16"]:
         return None
     _, as_, az, b, bs, bz, ys, yz = consts[:8]
+    if b is None and len(node.input) > 3 and node.input[3]:  # b computed at run time
+        return _qlinear_matmul_runtime_b(generic, consts, ex)
     if b is None or b.ndim != 2 or b.dtype.name not in ("uint8", "int8") or b.shape[0] == 0:
         return None
     sa, sy = _scalar_scale(as_), _scalar_scale(ys)
