@@ -87,7 +87,22 @@ def test_if_outer_names_become_inputs():
     (_, node, _, attrs, ins, _, _), = ex.steps
     assert ins[0] == "a" and set(ins[1:]) == {"x", "w", "b", "c", "q"}  # k is defined inside top_then
     then, other = attrs["_branches"]
-    assert set(then.input_names) == {"x", "w", "b", "c", "q"} and set(other.input_names) == {"x", "w"}
+    # the top graph's initializers are constants of the branches, the rest their inputs
+    assert set(then.input_names) == {"x", "b", "c"} and set(other.input_names) == {"x"}
+    assert set(then.outer_consts) == {"w", "q"} and set(other.outer_consts) == {"w"}
+    inner = then.steps[1][3]["_branches"][0]  # if_b's then branch: w handed down two levels, k folded in top_then
+    assert inner.outer_consts["w"] is ex.initializers["w"] and set(inner.outer_consts) == {"w", "k"}
+    assert inner.input_names == ["c", "x"]
+
+
+def test_overridden_initializer_reaches_the_branches():
+    ex = OnnxExecutor(nested_if_model())
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    w = np.array([3.0, 0.5, -1.0], np.float32)
+    feeds = {"x": x, "a": np.array(True), "b": np.array([True]), "c": np.array(False)}
+    assert np.array_equal(ex.run(feeds)["y"], x - ex.initializers["w"])
+    assert np.array_equal(ex.run(feeds | {"w": w})["y"], x - w)
+    assert ex.run(feeds | {"q": np.array(1, np.int64)})["n"] == 7
 
 
 def test_size_scalar_int64():

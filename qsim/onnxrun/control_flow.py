@@ -5,7 +5,11 @@ as the top graph (its own initializers and folded constants, its reference inter
 its prepared plan). Tensors of enclosing graphs that a branch reads by name (outer-scope
 references, also those of `If` nodes nested inside it) are found when the model loads and
 appended to the `If` node's inputs, so the enclosing graph hands them over like any other
-input — in the reference interpreter by name, in the prepared plan by slot. The generic op
+input — in the reference interpreter by name, in the prepared plan by slot. Those that are
+constants of the enclosing graph (initializers, folded values) are constants of the branch
+too, so that the branch folds what depends on them and its prepared ops see its weights;
+should the enclosing graph recompute one (an initializer overridden by an input), the
+branch runs on the values it is handed. The generic op
 runs the taken branch's reference interpreter, the prepared one (`plan._spec_if`) the
 branch's prepared plan; both give the same tensors bit for bit. The outputs are the taken
 branch's outputs as they are (ONNX Runtime's CPU provider does the same: no casts).
@@ -48,12 +52,10 @@ def free_names(graph) -> list[str]:
 
 
 def plan_if(ex, name: str, node, attrs: dict) -> list[str]:
-    """Build both branches of an If node as subgraphs of executor `ex` (stored in
-    attrs["_branches"]); returns the outer-scope names they read, to append to the node's inputs."""
-    from qsim.onnxrun.executor import Subgraph
-
+    """Check an If node's branches (when executor `ex` plans its graph); returns the outer-scope
+    names they read, to append to the node's inputs (also kept in attrs["_outer"])."""
     n_out = len(node.output)
-    branches = []
+    outer: dict[str, None] = {}
     for key in ("then_branch", "else_branch"):
         g = attrs.get(key)
         if g is None:
@@ -62,11 +64,23 @@ def plan_if(ex, name: str, node, attrs: dict) -> list[str]:
             raise ValueError(f"node {name!r} (If): {key} has {len(g.output)} output(s), the node {n_out}")
         if len(g.input):
             raise ValueError(f"node {name!r} (If): {key} must not declare inputs, it has {len(g.input)}")
-        branches.append(Subgraph(g, ex, f"{name}/{key}"))
-    outer = list(dict.fromkeys(branches[0].input_names + branches[1].input_names))
-    attrs["_branches"] = tuple(branches)
+        outer.update(dict.fromkeys(free_names(g)))
     attrs["_outer"] = tuple(outer)
-    return outer
+    return list(outer)
+
+
+def build_branches(ex, name: str, attrs: dict, known: dict) -> None:
+    """Both branches of an If as subgraphs of `ex` (attrs["_branches"]), built when `ex` folds its
+    constants: `known` holds the enclosing graph's constants so far (initializers, folded values),
+    which the branches take as their own constants (folded further, seen by the prepared ops)."""
+    from qsim.onnxrun.executor import Subgraph
+
+    branches = []
+    for key in ("then_branch", "else_branch"):
+        g = attrs[key]
+        consts = {n: known[n] for n in free_names(g) if n in known}
+        branches.append(Subgraph(g, ex, f"{name}/{key}", consts))
+    attrs["_branches"] = tuple(branches)
 
 
 def _condition(ctx, cond) -> bool:
@@ -81,7 +95,11 @@ def _run_branch(ctx, args, attrs, prepared: bool) -> list:
     branch = attrs["_branches"][0 if _condition(ctx, args[0]) else 1]
     env = dict(zip(attrs["_outer"], args[1:]))
     feeds = {n: env[n] for n in branch.input_names}
-    if prepared and branch.prepared is not None:
+    if any(env[n] is not v for n, v in branch.outer_consts.items()):
+        # an enclosing constant was recomputed (an initializer overridden by an input): those values
+        feeds.update((n, env[n]) for n in branch.outer_consts)
+        outs = branch.run(feeds, prepared=False)
+    elif prepared:
         outs = branch.prepared.run(branch, feeds, False)
     else:
         outs = branch.run(feeds, prepared=False)

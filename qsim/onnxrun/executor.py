@@ -13,7 +13,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qsim.onnxrun.contrib import MS_DOMAIN, MS_OPS
-from qsim.onnxrun.control_flow import CONTROL_OPS, plan_if
+from qsim.onnxrun.control_flow import CONTROL_OPS, build_branches, plan_if
 from qsim.onnxrun.f32_ops import F32_OPS, unsupported_reason
 from qsim.onnxrun.float_ops import FLOAT_OPS
 from qsim.onnxrun.ops import QUANT_OPS, NodeContext, register_constants
@@ -265,6 +265,8 @@ class OnnxExecutor:
         known = dict(self.initializers)
         folded, deps, overflows = set(), set(), {}
         for idx, (name, node, fn, attrs, ins, outs, n_out) in enumerate(self.steps):
+            if "_outer" in attrs and "_branches" not in attrs:  # an If: its branches see the constants so far
+                build_branches(self, name, attrs, known)
             if not all((t == "" or t in known) for t in ins) or node.op_type in NO_FOLD:
                 continue
             ctx = NodeContext(name, node.op_type, self.opset, n_outputs=n_out,
@@ -320,11 +322,12 @@ class OnnxExecutor:
 
 class Subgraph(OnnxExecutor):
     """A subgraph (an If branch) run by the executor machinery of its enclosing graph: the
-    outer-scope tensors it reads (`input_names`, see `control_flow.free_names`) are its
-    inputs, its own initializers and Constant nodes are folded at load, and it has a
-    reference interpreter (`run(..., prepared=False)`) and a prepared plan like a model."""
+    outer-scope tensors it reads (`control_flow.free_names`) are its inputs (`input_names`),
+    or its constants when they are constants of the enclosing graph (`outer_consts`); what
+    depends only on constants is folded at load, and it has a reference interpreter
+    (`run(..., prepared=False)`) and a prepared plan like a model."""
 
-    def __init__(self, graph, parent: OnnxExecutor, where: str):
+    def __init__(self, graph, parent: OnnxExecutor, where: str, outer_consts: dict | None = None):
         from types import SimpleNamespace
 
         from qsim.onnxrun.control_flow import free_names
@@ -335,9 +338,10 @@ class Subgraph(OnnxExecutor):
         self.ort_target = parent.ort_target
         self.options = parent.options
         self.opset = parent.opset
-        self.initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.outer_consts = dict(outer_consts or {})
+        self.initializers = {**self.outer_consts, **{t.name: numpy_helper.to_array(t) for t in graph.initializer}}
         self.inputs = []
-        self.input_names = free_names(graph)
+        self.input_names = [n for n in free_names(graph) if n not in self.outer_consts]
         self.output_names = [o.name for o in graph.output]
         self.overflows = {}
         self.steps = self._plan()
