@@ -174,3 +174,55 @@ def test_pointwise_requant_equals_conv2d_int_and_twin(n, c, p, o, xdt, ydt, extr
     args = (x.reshape(n, c, p), zx, wsh, bias, scale, zy, yi.min, yi.max)
     assert np.array_equal(pointwise_requant(*args, np.empty((n, o, p), ydt)), want)
     assert np.array_equal(pointwise_requant_reference(*args, np.empty((n, o, p), np.int64)), want)
+
+
+@pytest.mark.parametrize("shape,o,kernel,stride,dil,pads", [
+    ((1, 5, 9, 10), 7, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+    ((2, 3, 16, 20), 40, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),
+    ((1, 33, 4, 8), 13, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),     # 1×1: the image is the patch matrix
+    ((1, 16, 6, 7), 33, (1, 3), (1, 2), (1, 2), (0, 2, 1, 0)),
+    ((1, 2, 7, 9), 5, (2, 4), (3, 1), (2, 1), (0, 3, 2, 1)),
+])
+@pytest.mark.parametrize("xdt,wdt", [(np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8)])
+@pytest.mark.parametrize("extreme", [False, True])
+def test_conv_gemm_requant_equals_conv2d_int(shape, o, kernel, stride, dil, pads, xdt, wdt, extreme):
+    from qsim.kernels.conv import ConvGemmRequant
+
+    rng = np.random.default_rng(sum(shape) + o + extreme)
+    xi, wi = np.iinfo(xdt), np.iinfo(wdt)
+    x = rng.integers(xi.min, xi.max + 1, shape).astype(xdt)
+    w = rng.integers(wi.min, wi.max + 1, (o, shape[1]) + kernel).astype(wdt)
+    zx = int(rng.integers(xi.min, xi.max + 1))
+    zw = rng.integers(wi.min, wi.max + 1, o).astype(wdt)          # per output channel
+    bias = rng.integers(-5000, 5000, o).astype(np.int32)
+    if extreme:     # codes at their far ends from the zero points
+        x[...] = xi.min if zx > (xi.min + xi.max) // 2 else xi.max
+        zw[...] = wi.max
+        w[...] = wi.min
+        bias[0] = -(1 << 24)
+    scale = rng.uniform(1e-7, 1e-4, o).astype(np.float32)
+    try:
+        gemm = ConvGemmRequant(w, zw.astype(np.int64), bias, xdt, scale, 5, -128 if xdt == np.int8 else 0,
+                               127 if xdt == np.int8 else 255)
+    except ValueError:
+        pytest.skip("no VNNI GEMM on this host (AVX-512 VNNI or AVX-VNNI needed)")
+    acc, _ = conv2d_int(x, w, zx, zw, bias, stride=stride, padding=pads, dilation=dil, acc_bits=64)
+    acc = np.asarray(acc, np.int64)
+    want = _requant_ref(acc, scale, 5, gemm.lo, gemm.hi)
+    out = np.empty((shape[0], o, acc.shape[2] * acc.shape[3]), xdt)
+    for i in range(shape[0]):
+        gemm(x[i], zx, kernel, stride, dil, pads, out[i])
+    assert np.array_equal(out.reshape(acc.shape), want)
+
+
+def test_gemm_requant_rows_equals_twin():
+    from qsim.kernels.conv import gemm_requant_rows, gemm_requant_rows_reference
+
+    rng = np.random.default_rng(11)
+    raw = rng.integers(-(1 << 30), 1 << 30, (24, 64)).astype(np.int32)
+    colsum, rowsum = rng.integers(-30000, 30000, 64).astype(np.int32), rng.integers(0, 60000, 24).astype(np.int32)
+    za, bias = rng.integers(0, 256, 20).astype(np.int64), rng.integers(-9999, 9999, 20).astype(np.int64)
+    scale = rng.uniform(1e-9, 1e-6, 20).astype(np.float32)
+    args = (raw, colsum, rowsum, za, np.int64(-7), np.int64(100), bias, scale, 3, 0, 255)
+    got = gemm_requant_rows(*args, np.empty((20, 50), np.uint8))
+    assert np.array_equal(got, gemm_requant_rows_reference(*args, np.empty((20, 50), np.int64)))

@@ -408,3 +408,112 @@ def pointwise_requant_reference(x, zx, wt, bias, scale, zy, lo, hi, out) -> np.n
     y = np.rint(acc.astype(np.float32) * scale.astype(np.float32)[None, :, None]).astype(np.float64) + zy
     out[...] = np.clip(y, lo, hi).astype(np.int64)
     return out
+
+
+@njit(cache=True, nogil=True)
+def gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, out):
+    """The epilogue of a conv as a VNNI GEMM weight (rows o) × patches (columns p): with raw[o, p] =
+    Σ_k a'[o, k]·b'[k, p] (exact int32), rowsum[o] = Σ_k a'[o, k], colsum[p] = Σ_k b'[k, p],
+    v = raw − za[o]·colsum[p] − zb·rowsum[o] + K·za[o]·zb + bias[o] (int64: Σ (w − zw)(x − zx) + bias) and
+    out[o, p] = clamp(rne(fl32(v) · scale[o]) + zy, lo, hi). raw may be larger than out (padded)."""
+    O, P = out.shape
+    for o in range(O):
+        zo = za[o]
+        c0 = K * zo * zb + bias[o] - zb * np.int64(rowsum[o])
+        s = scale[o]
+        r = raw[o]
+        orow = out[o]
+        for p in range(P):
+            v = np.int64(r[p]) - zo * np.int64(colsum[p]) + c0
+            f = np.rint(np.float32(v) * s) + zy
+            orow[p] = lo if f < lo else (hi if f > hi else np.int64(f))
+    return out
+
+
+def gemm_requant_rows_reference(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, out) -> np.ndarray:
+    """NumPy twin of `gemm_requant_rows`."""
+    O, P = out.shape
+    za = za.astype(np.int64)[:, None]
+    v = (raw[:O, :P].astype(np.int64) - za * colsum[None, :P].astype(np.int64)
+         - zb * rowsum[:O, None].astype(np.int64) + K * za * zb + bias.astype(np.int64)[:, None])
+    y = np.rint(v.astype(np.float32) * scale.astype(np.float32)[:, None]).astype(np.float64) + zy
+    out[...] = np.clip(y, lo, hi).astype(np.int64)
+    return out
+
+
+class ConvGemmRequant:
+    """A constant-weight QLinearConv (groups 1) as one VNNI GEMM per image: the weight (O, C·kh·kw) is
+    the left operand, packed once into 12-row (6-row on ymm) strips with its row sums; each call
+    gathers the patches of x as the (C·kh·kw, Ho·Wo) right operand (no copy for a 1×1 conv of stride 1
+    without padding), packs them into panels with their column sums (`pack_weight`), multiplies
+    (`gemm_vnni512` / `gemm_vnni256`: exact int32 sums of a'·b' for K ≤ K_MAX) and finishes with
+    the zero points, bias and requantization straight into the NCHW output (`gemm_requant_rows`).
+    Only for 8-bit operands on a VNNI host, K ≤ K_MAX, and when the caller has proven that no exact
+    sum leaves its accumulator (then the result equals `conv2d_int` + requantize)."""
+
+    def __init__(self, w, zw, bias, xdt, scale, zy: int, lo: int, hi: int):
+        from qsim.kernels.vnni import FLIP, YMM_TILE, ZMM_TILE, pack_a, pad_bytes
+
+        O = w.shape[0]
+        K = int(np.prod(w.shape[1:]))
+        if not VNNI_WIDTH or w.dtype.itemsize != 1 or np.dtype(xdt).itemsize != 1 or not 0 < K <= VNNI_K_MAX:
+            raise ValueError("no VNNI GEMM for this conv")
+        self.width = VNNI_WIDTH
+        tile = ZMM_TILE if VNNI_WIDTH == 512 else YMM_TILE
+        self.rows, self.nr = tile[0], tile[1] * tile[2]
+        self.K, self.Kq, self.O = K, -(-K // 4), O
+        ca = 128 if w.dtype == np.int8 else 0                     # a' = w + ca (unsigned bytes)
+        self.cb = 128 if np.dtype(xdt) == np.uint8 else 0          # b' = x − cb (signed bytes)
+        fa = FLIP if ca else np.uint32(0)
+        self.fb = FLIP if self.cb else np.uint32(0)
+        self.pad_byte = 0x80 if self.cb else 0
+        au = pad_bytes(np.ascontiguousarray(w.reshape(O, K)).view(np.uint8), fa, O, 4 * self.Kq)
+        S = -(-O // self.rows)
+        self.ap = np.empty((S, self.Kq, self.rows), np.uint32)
+        self.rowsum = np.zeros(S * self.rows, np.int32)
+        pack_a(au.reshape(O, 4 * self.Kq, 1, 1), False, fa, np.ones(8, np.int64), self.ap, self.rowsum, True)
+        self.za = np.broadcast_to(np.asarray(zw, np.int64), (O,)) + ca
+        self.za = np.ascontiguousarray(self.za)
+        self.bias = np.zeros(O, np.int64) if bias is None else np.asarray(bias, np.int64).copy()
+        self.scale = np.ascontiguousarray(scale, np.float32)
+        self.zy, self.lo, self.hi = int(zy), int(lo), int(hi)
+
+    def __call__(self, x, zx: int, kernel, stride, dilation, pads, out):
+        """out (O, Ho·Wo) ← the requantized conv of one image x (C, H, W) (padding holds zx)."""
+        from qsim.kernels.prepack import _EMPTY32, _NO_BIAS, _NO_ZB
+        from qsim.kernels.vnni import gemm_vnni256, gemm_vnni512, pack_weight
+
+        c, h, w = x.shape
+        kh, kw = kernel
+        (sh, sw), (dh, dw), (pt, pl, pb, pr) = stride, dilation, pads
+        P = out.shape[1]
+        ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+        wo = P // ho
+        Pn = -(-P // self.nr)
+        buf = np.empty((4 * self.Kq, Pn * self.nr), np.uint8)
+        if self.K < 4 * self.Kq:
+            buf[self.K:] = self.pad_byte          # pad bytes pack to b' = 0
+        if P < Pn * self.nr:
+            buf[:, P:] = self.pad_byte
+        src = x.view(np.uint8)
+        if kh == kw == 1 and sh == sw == 1 and not (pt or pl or pb or pr):
+            buf[:self.K, :P] = src.reshape(c, h * w)
+        else:
+            if pt or pl or pb or pr:
+                xp = np.full((c, h + pt + pb, w + pl + pr), np.array(zx, x.dtype).view(np.uint8), np.uint8)
+                xp[:, pt:pt + h, pl:pl + w] = src
+            else:
+                xp = np.ascontiguousarray(src)
+            s0, s1, s2 = xp.strides
+            v = np.lib.stride_tricks.as_strided(xp, (c, kh, kw, ho, wo), (s0, s1 * dh, s2 * dw, s1 * sh, s2 * sw),
+                                                writeable=False)
+            buf[:self.K, :P].reshape((c, kh, kw, ho, wo), copy=False)[...] = v
+        buf.flags.writeable = False
+        panels = np.empty((Pn, self.Kq, self.nr), np.uint32)
+        colsum = np.empty(Pn * self.nr, np.int32)
+        pack_weight(buf, np.int64(self.K), self.fb, panels, colsum, np.int64(0), _NO_ZB, _NO_BIAS, _EMPTY32, _EMPTY32)
+        raw = np.empty((self.ap.shape[0] * self.rows, Pn * self.nr), np.int32)
+        (gemm_vnni512 if self.width == 512 else gemm_vnni256)(self.ap, panels, raw, _EMPTY32, _EMPTY32, _EMPTY32)
+        gemm_requant_rows(raw, colsum, self.rowsum, self.za, np.int64(zx - self.cb), np.int64(self.K), self.bias,
+                          self.scale, self.zy, self.lo, self.hi, out)
+        return out

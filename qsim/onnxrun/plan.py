@@ -528,16 +528,18 @@ def _depthwise_int(x4, zx, w_dw, b_dw, geo) -> np.ndarray:
 POINTWISE_DIRECT_PIXELS = 16   # 1×1 convs on at most this many pixels (SE blocks): `pointwise_requant`,
 POINTWISE_DIRECT_MACS = 800_000   # or with at most this many products (measured: faster than the float32
                                   # BLAS path below, slower above)
+POINTWISE_GEMM_MACS = 400_000     # the same where the VNNI GEMM (`ConvGemmRequant`) runs: faster above
 
 
 def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
-    """run(x, attrs) -> the QLinearConv output codes in one Numba call, or None when this x is not
-    one of its cases (the caller then runs the general path): depthwise convolutions
-    (`qsim.kernels.conv.depthwise_requant`) and small 1×1 convolutions
-    (`pointwise_requant`), whenever no sum can leave the emulated accumulator nor int32 (their
-    lanes), from x's dtype alone. Weight − zero point, int32 bias and the geometry per
+    """run(x, attrs) -> the QLinearConv output codes in one Numba call (a few per image for the GEMM),
+    or None when this x is not one of its cases (the caller then runs the general path): depthwise
+    convolutions (`qsim.kernels.conv.depthwise_requant`), small 1×1 convolutions
+    (`pointwise_requant`) and, on VNNI hosts, every other groups-1 convolution as one VNNI GEMM
+    with the requantization in its epilogue (`ConvGemmRequant`), whenever no sum can leave the
+    emulated accumulator nor int32 (their lanes), from x's dtype alone. Weight − zero point, int32 bias and the geometry per
     input shape are prepared once. None when no case can apply to this node."""
-    from qsim.kernels.conv import depthwise_requant, pointwise_requant
+    from qsim.kernels.conv import ConvGemmRequant, depthwise_requant, pointwise_requant
     from qsim.onnxrun.ops import int_range
     from qsim.onnxrun.spatial import window
 
@@ -556,8 +558,7 @@ def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
     nd = w.ndim - 2
     kk = int(np.prod(kernel))
     depthwise = w.shape[1] == 1 and groups == o and o > 1
-    pointwise = groups == 1 and kk == 1
-    if not (depthwise or pointwise):
+    if not (depthwise or groups == 1):
         return None
     zw = np.broadcast_to(np.asarray(0 if wz is None else wz.reshape(-1), np.int64), (o,))
     wsh = w.reshape(o, -1).astype(np.int64) - zw[:, None]
@@ -573,6 +574,14 @@ def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
     else:
         w32 = np.ascontiguousarray(wsh.astype(np.int32).T)     # (C, O)
     b32 = b64.astype(np.int32)
+    gemm = None
+    if not depthwise:
+        try:
+            gemm = ConvGemmRequant(w if nd == 2 else w[:, :, None, :], zw, b64, xdt, scale, zy, lo, hi)
+        except ValueError:              # no VNNI here, or K > K_MAX
+            if kk != 1:
+                return None
+    pw_macs = POINTWISE_DIRECT_MACS if gemm is None else POINTWISE_GEMM_MACS
     geo_cache: dict = {}
 
     def run(x, attrs_):
@@ -591,9 +600,12 @@ def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
             n_pix = x.shape[0] * int(np.prod(x.shape[2:]))
             if depthwise:
                 geo = ("dw", (x.shape[0], o) + osz, st, dl, bg)
-            elif st == (1, 1) and not any(bg) and not any(en) and (
-                    n_pix <= POINTWISE_DIRECT_PIXELS or n_pix * wsh.size <= POINTWISE_DIRECT_MACS):
+            elif kk == 1 and st == (1, 1) and not any(bg) and not any(en) and (
+                    n_pix <= POINTWISE_DIRECT_PIXELS or n_pix * wsh.size <= pw_macs):
                 geo = ("pw", (x.shape[0], o) + osz)
+            elif gemm is not None:
+                geo = ("gemm", (x.shape[0], o) + osz, (kernel if nd == 2 else (1,) + kernel), st, dl,
+                       (bg[0], bg[1], en[0], en[1]))
             else:
                 geo = ("no",)
             geo_cache[x.shape] = geo
@@ -606,9 +618,14 @@ def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
             x4 = xc if nd == 2 else xc.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
             depthwise_requant(x4, zx, w32, b32, scale, zy, lo, hi, st[0], st[1], dl[0], dl[1], bg[0], bg[1],
                               out)
-        else:
+        elif geo[0] == "pw":
             pointwise_requant(xc.reshape(x.shape[0], x.shape[1], -1), zx, w32, b32, scale, zy, lo, hi,
                               out.reshape(x.shape[0], o, -1))
+        else:
+            x4 = xc if nd == 2 else xc.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
+            o2 = out.reshape(x.shape[0], o, -1)
+            for i in range(x.shape[0]):
+                gemm(x4[i], zx, geo[2], geo[3], geo[4], geo[5], o2[i])
         return out if nd == 2 else out.reshape(out.shape[0], o, -1)
 
     return run
@@ -705,13 +722,26 @@ def _spec_conv_integer(generic, node, attrs, consts, ex):
 @njit(cache=True, nogil=True)
 def requant_rows(acc, scale, zp, lo, hi, out):
     """out[m, n] = clamp(rne(fl32(acc[m, n]) · scale[n]) + zp, lo, hi): `requantize(fp32_rne)`
-    with the weight scale per column (channel_axis −1)."""
-    m_, n_ = acc.shape
+    with the weight scale per column (channel_axis −1); acc may be larger than out (its top-left
+    block is read: a padded kernel result)."""
+    m_, n_ = out.shape
     for m in range(m_):
         for n in range(n_):
             v = np.rint(np.float32(acc[m, n]) * scale[n]) + zp
             out[m, n] = lo if v < lo else (hi if v > hi else np.int64(v))
     return out
+
+
+def _padded_base(acc: np.ndarray) -> np.ndarray:
+    """The C-contiguous 2-D array whose top-left block the (M, N) view acc is (a packed kernel's
+    padded result), else acc: `requant_rows` reads it in its fast contiguous layout."""
+    base = acc.base
+    if acc.flags.c_contiguous or not isinstance(base, np.ndarray) or base.ndim != 2 \
+            or not base.flags.c_contiguous or base.dtype != acc.dtype or acc.strides != base.strides \
+            or base.shape[0] < acc.shape[0] or base.shape[1] < acc.shape[1] or acc.ndim != 2 \
+            or acc.__array_interface__["data"][0] != base.__array_interface__["data"][0]:
+        return acc
+    return base
 
 
 def _qlinear_matmul_runtime_b(generic, consts, ex):
@@ -815,7 +845,7 @@ def _spec_qlinear_matmul(generic, node, attrs, consts, ex):
         acc, ovf = k.matmul_int(a2, pw, za[0], zb, acc_bits=acc_bits, overflow=overflow)
         ctx.overflows += int(ovf)
         out = np.empty((a2.shape[0], n), ydt)
-        requant_rows(np.asarray(acc), scale, zy[0], lo, hi, out)
+        requant_rows(_padded_base(np.asarray(acc)), scale, zy[0], lo, hi, out)
         return [out.reshape(a.shape[:-1] + (n,))]
 
     return fast
