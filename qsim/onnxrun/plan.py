@@ -830,6 +830,8 @@ def _spec_qlinear_matmul(generic, node, attrs, consts, ex):
     bound = b.shape[0] * max(abs(lo_a - za[0]), abs(hi_a - za[0])) * int(np.abs(bsh).max(initial=0))
     # exact float32 product when every partial sum provably stays below 2^24 (see _conv_int_f32)
     b_f32 = bsh.astype(np.float32) if bound < F32_EXACT and bound <= (1 << (acc_bits - 1)) - 1 else None
+    if getattr(pw, "packed", False):
+        b_f32 = None   # the packed VNNI product is faster at every size measured (10×120×360: 5 vs 15 µs)
 
     def fast(ctx, args, attrs_):
         a = args[0]
