@@ -39,8 +39,8 @@ FORMS = ("float", "qdq_tensor", "qdq_channel", "qoperator", "dynamic")
 # quantizers (QDQ and QOperator) leave the model float (they quantize the top graph only; QOperator
 # with EnableSubgraph fails in ORT 1.32); quantize_dynamic quantizes the branches with
 # extra_options={"EnableSubgraph": True} for silero_vad.onnx, and fails on the op18 graph
-# ("Expected model_8k.encoder.0.reparam_conv.weight to be an initializer": its weights are Constant
-# outputs read from outer scope). Those forms are not listed.
+# ("Expected model_8k.encoder.0.reparam_conv.weight to be an initializer": the weights are
+# initializers of the top graph that the branches read from outer scope). Those forms are not listed.
 MODEL_FORMS = {"silero_vad_if": ("float", "dynamic"), "silero_vad_ifless": ("float",)}
 DYNAMIC_SUBGRAPHS = {"silero_vad_if"}
 
