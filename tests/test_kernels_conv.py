@@ -226,3 +226,20 @@ def test_gemm_requant_rows_equals_twin():
     args = (raw, colsum, rowsum, za, np.int64(-7), np.int64(100), bias, scale, 3, 0, 255)
     got = gemm_requant_rows(*args, np.empty((20, 50), np.uint8))
     assert np.array_equal(got, gemm_requant_rows_reference(*args, np.empty((20, 50), np.int64)))
+
+
+@pytest.mark.parametrize("shape,kernel,stride,dil,pads", [((3, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
+                                                         ((2, 7, 9), (2, 3), (2, 3), (2, 1), (0, 2)),
+                                                         ((1, 2, 2), (3, 3), (1, 1), (1, 1), (1, 1))])
+def test_patches_u8_equals_twin(shape, kernel, stride, dil, pads):
+    from qsim.kernels.conv import patches_u8, patches_u8_reference
+
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(0, 256, shape).astype(np.uint8)
+    c, h, w = shape
+    ho = (h + 2 * pads[0] - dil[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * pads[1] - dil[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    args = (x, 77, kernel[0], kernel[1], stride[0], stride[1], dil[0], dil[1], pads[0], pads[1], ho, wo)
+    got = patches_u8(*args, np.full((c * kernel[0] * kernel[1] + 3, ho * wo + 5), 9, np.uint8))
+    want = patches_u8_reference(*args, np.full((c * kernel[0] * kernel[1] + 3, ho * wo + 5), 9, np.uint8))
+    assert np.array_equal(got, want)

@@ -490,24 +490,15 @@ class ConvGemmRequant:
         ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
         wo = P // ho
         Pn = -(-P // self.nr)
-        buf = np.empty((4 * self.Kq, Pn * self.nr), np.uint8)
-        if self.K < 4 * self.Kq:
-            buf[self.K:] = self.pad_byte          # pad bytes pack to b' = 0
-        if P < Pn * self.nr:
-            buf[:, P:] = self.pad_byte
-        src = x.view(np.uint8)
-        if kh == kw == 1 and sh == sw == 1 and not (pt or pl or pb or pr):
-            buf[:self.K, :P] = src.reshape(c, h * w)
+        if P == Pn * self.nr and self.K == 4 * self.Kq:
+            buf = np.empty((4 * self.Kq, Pn * self.nr), np.uint8)
         else:
-            if pt or pl or pb or pr:
-                xp = np.full((c, h + pt + pb, w + pl + pr), np.array(zx, x.dtype).view(np.uint8), np.uint8)
-                xp[:, pt:pt + h, pl:pl + w] = src
-            else:
-                xp = np.ascontiguousarray(src)
-            s0, s1, s2 = xp.strides
-            v = np.lib.stride_tricks.as_strided(xp, (c, kh, kw, ho, wo), (s0, s1 * dh, s2 * dw, s1 * sh, s2 * sw),
-                                                writeable=False)
-            buf[:self.K, :P].reshape((c, kh, kw, ho, wo), copy=False)[...] = v
+            buf = np.full((4 * self.Kq, Pn * self.nr), self.pad_byte, np.uint8)   # pad bytes pack to b' = 0
+        if kh == kw == 1 and sh == sw == 1 and not (pt or pl or pb or pr):   # the image is the patch matrix
+            buf[:self.K, :P] = x.view(np.uint8).reshape(c, h * w)
+        else:
+            patches_u8(x.view(np.uint8), int(np.array(zx, x.dtype).view(np.uint8)), kh, kw, sh, sw, dh, dw, pt, pl,
+                       ho, wo, buf)
         buf.flags.writeable = False
         panels = np.empty((Pn, self.Kq, self.nr), np.uint32)
         colsum = np.empty(Pn * self.nr, np.int32)
@@ -517,3 +508,41 @@ class ConvGemmRequant:
         gemm_requant_rows(raw, colsum, self.rowsum, self.za, np.int64(zx - self.cb), np.int64(self.K), self.bias,
                           self.scale, self.zy, self.lo, self.hi, out)
         return out
+
+
+@njit(cache=True, nogil=True)
+def patches_u8(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, buf):
+    """The patch matrix of one image x (C, H, W) (bytes) into the top-left (C·kh·kw, Ho·Wo) block of buf:
+    buf[(c·kh + i)·kw + j, y·Wo + q] = x[c, y·sh + i·dh − pt, q·sw + j·dw − pl], or zx where that is
+    outside x (the padding holds the zero point). The rest of buf is left as it is."""
+    C, H, W = x.shape
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = buf[(c * kh + i) * kw + j]
+                for y in range(ho):
+                    yy = y * sh + i * dh - pt
+                    dst = row[y * wo:(y + 1) * wo]
+                    if yy < 0 or yy >= H:
+                        for q in range(wo):
+                            dst[q] = zx
+                    else:
+                        xr = x[c, yy]
+                        for q in range(wo):
+                            xx = q * sw + j * dw - pl
+                            dst[q] = xr[xx] if 0 <= xx < W else zx
+    return buf
+
+
+def patches_u8_reference(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, buf) -> np.ndarray:
+    """NumPy twin of `patches_u8`."""
+    c, h, w = x.shape
+    hp = max(h + pt, (ho - 1) * sh + (kh - 1) * dh + 1)
+    wp = max(w + pl, (wo - 1) * sw + (kw - 1) * dw + 1)
+    xp = np.full((c, hp, wp), zx, np.uint8)
+    xp[:, pt:pt + h, pl:pl + w] = x
+    for i in range(kh):
+        for j in range(kw):
+            v = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+            buf[np.arange(c) * kh * kw + i * kw + j, :ho * wo] = v.reshape(c, ho * wo)
+    return buf
