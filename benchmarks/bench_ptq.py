@@ -95,9 +95,10 @@ def cnn(seeds):
     return rows
 
 
-def minilm(pairs, calib):
+def minilm(pairs, calib, only=None):
     """SICK-R pairs of the seeded 1,000-pair subset; calibration: the first `calib` sentence_A of the other
-    3,927 pairs (never the evaluated pairs)."""
+    3,927 pairs (never the evaluated pairs). `only`: rerun just these methods (and RTN, the interval's base)
+    and merge them into the existing results."""
     from qsim.nets.minilm import task_data
 
     _capture_minilm_similarities()
@@ -107,6 +108,10 @@ def minilm(pairs, calib):
     w8 = QuantSpec(bits=8, granularity="tensor")
     for w, a, methods in ((w3, None, ("rtn", "gptq", "awq", "awq+gptq")), (w4, None, ("rtn", "gptq", "awq")),
                           (w8, A8, ("rtn", "smoothquant"))):
+        if only:
+            methods = ("rtn",) + tuple(m for m in methods if m in only)
+            if len(methods) == 1:
+                continue
         group = [cell("minilm", w, a, m, eval_size=pairs, calib_size=calib, per_layer=False) for m in methods]
         base = group[0]
         for r in group[1:]:
@@ -115,6 +120,11 @@ def minilm(pairs, calib):
     for r in rows:
         r.pop("_sims", None)
         r.pop("_float_sims", None)
+    f = OUT / "ptq_minilm.json"
+    if only and f.exists():
+        key = lambda r: (r["w"], r["a"], r["ptq"])  # noqa: E731
+        new = {key(r): r for r in rows}
+        rows = [new.pop(key(r), r) for r in json.loads(f.read_text())] + list(new.values())
     return rows
 
 
@@ -345,7 +355,7 @@ def main():
     ap.add_argument("--plot", action="store_true", help="draw docs/images/ptq_methods.png from results/ptq/")
     ap.add_argument("--part", choices=("cnn", "minilm", "minilm_ablation", "awq_ablation", "smollm2"), default="cnn")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--only", help="SmolLM2: comma-separated methods to (re)run, merged into the existing results")
+    ap.add_argument("--only", help="SmolLM2 / MiniLM: comma-separated methods to (re)run, merged into the existing results")
     ap.add_argument("--readme", action="store_true", help="print the README table rows from results/ptq/")
     ap.add_argument("--pairs", type=int, default=1000, help="MiniLM: SICK-R pairs (the whole 1,000-pair subset)")
     ap.add_argument("--calib", type=int, default=3927,
@@ -356,7 +366,8 @@ def main():
         return plot()
     if args.readme:
         return readme()
-    rows = {"cnn": lambda: cnn(tuple(range(args.seeds))), "minilm": lambda: minilm(args.pairs, args.calib),
+    rows = {"cnn": lambda: cnn(tuple(range(args.seeds))),
+            "minilm": lambda: minilm(args.pairs, args.calib, args.only and args.only.split(",")),
             "minilm_ablation": lambda: minilm_ablation(args.pairs),
             "awq_ablation": lambda: awq_ablation(args.pairs, args.calib),
             "smollm2": lambda: smollm2(args.windows, args.only and args.only.split(","))}[args.part]()

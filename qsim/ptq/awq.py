@@ -154,7 +154,7 @@ def awq_scales(w: np.ndarray, H: np.ndarray, x_absmean: np.ndarray, spec: QuantS
 
 
 def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(1.0, 0.49, -0.05),
-                factor: ErrorFactor | None = None, per_group: bool = False) -> Grid:
+                factor: ErrorFactor | None = None, per_group: bool = False, refine: int | None = None) -> Grid:
     """Grid of `w` whose per-row range is shrunk by the ratio with the smallest row output error
     (per-tensor grids: one ratio for the whole tensor)."""
     W = np.asarray(w, np.float64)
@@ -170,7 +170,7 @@ def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(
         diff = lambda r: _quant_dequant(np.broadcast_to(W[r], (n,) + W[r].shape), spec,  # noqa: E731
                                         (lo[r] * rs, hi[r] * rs)) - W[None, r]
     if per_group and spec.granularity == "group" and H is not None:
-        return _clip_per_group(W, H, spec, lo, hi, ratios)
+        return _clip_per_group(W, H, spec, lo, hi, ratios, REFINE if refine is None else refine)
     e = _row_errors(n, W, spec, diff, factor)                # (ratios, out)
     if spec.granularity == "tensor":
         r = ratios[int(np.argmin(e.sum(1)))]
@@ -180,10 +180,11 @@ def clip_search(w: np.ndarray, H: np.ndarray, spec: QuantSpec, ratios=np.arange(
     return Grid.of(W, spec, value_range=(lo * r, hi * r))
 
 
-def _clip_per_group(W, H, spec: QuantSpec, lo, hi, ratios, budget: int = 1 << 19) -> Grid:
+def _clip_per_group(W, H, spec: QuantSpec, lo, hi, ratios, refine: int, budget: int = 1 << 19) -> Grid:
     """AutoAWQ's clip search: one ratio per (row, group), the one with the smallest error of that group's
     partial output x_g·(w_g − ŵ_g)ᵀ, i.e. d_g·H_gg·d_gᵀ with H_gg the group's diagonal block of H
-    (cross-group terms ignored, as AutoAWQ does)."""
+    (cross-group terms ignored, as AutoAWQ does), then `refine` coordinate sweeps over the groups, each
+    group's ratio re-chosen against the full H with the other groups' choices fixed."""
     out, K = W.shape
     g = spec.group_size
     G = -(-K // g)                                                                       # a ragged last group
@@ -199,7 +200,7 @@ def _clip_per_group(W, H, spec: QuantSpec, lo, hi, ratios, budget: int = 1 << 19
         D = np.pad(D, ((0, 0), (0, 0), (0, Kp - K))).reshape(n, -1, G, g)
         e = np.einsum("nrGi,Gij,nrGj->nrG", D, Hb, D, optimize=True)                    # (ratios, rows, groups)
         pick = np.argmin(e, axis=0)                                                       # (rows, groups)
-        for _ in range(REFINE):                  # coordinate sweeps over the groups with the full H (cross terms)
+        for _ in range(refine):                  # coordinate sweeps over the groups with the full H (cross terms)
             rows_i = np.arange(pick.shape[0])
             cur = np.stack([D[pick[:, j], rows_i, j] for j in range(G)], 1)               # (rows, G, g)
             HD = cur.reshape(len(rows_i), Kp) @ H                                          # (rows, K)
