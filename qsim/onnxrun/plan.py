@@ -528,7 +528,8 @@ def _depthwise_int(x4, zx, w_dw, b_dw, geo) -> np.ndarray:
 POINTWISE_DIRECT_PIXELS = 16   # 1×1 convs on at most this many pixels (SE blocks): `pointwise_requant`,
 POINTWISE_DIRECT_MACS = 800_000   # or with at most this many products (measured: faster than the float32
                                   # BLAS path below, slower above)
-POINTWISE_GEMM_MACS = 400_000     # the same where the VNNI GEMM (`ConvGemmRequant`) runs: faster above
+POINTWISE_GEMM_MACS = 400_000     # where the VNNI GEMM (`ConvGemmRequant`) runs, only this (measured: the GEMM
+                                  # is faster above, whatever the pixel count)
 
 
 def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
@@ -601,7 +602,7 @@ def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
             if depthwise:
                 geo = ("dw", (x.shape[0], o) + osz, st, dl, bg)
             elif kk == 1 and st == (1, 1) and not any(bg) and not any(en) and (
-                    n_pix <= POINTWISE_DIRECT_PIXELS or n_pix * wsh.size <= pw_macs):
+                    n_pix * wsh.size <= pw_macs or (gemm is None and n_pix <= POINTWISE_DIRECT_PIXELS)):
                 geo = ("pw", (x.shape[0], o) + osz)
             elif gemm is not None:
                 geo = ("gemm", (x.shape[0], o) + osz, (kernel if nd == 2 else (1,) + kernel), st, dl,
