@@ -222,3 +222,28 @@ def test_silero_if_cli_compare_ort(tmp_path, capsys):
 
 
 assert all(n in MODELS for n in VAD_IF)
+
+
+def test_fuse_qdq_keeps_tensors_a_branch_reads():
+    """--fuse-qdq must not fuse away a float tensor that an If branch reads from outer scope."""
+    f32 = TensorProto.FLOAT
+    then = _branch("then", [helper.make_node("Neg", ["m"], ["t"])], [_vi("t", f32, None)])
+    other = _branch("else", [helper.make_node("Abs", ["m"], ["e"])], [_vi("e", f32, None)])
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+             numpy_helper.from_array(np.array(128, np.uint8), "z"),
+             numpy_helper.from_array(np.arange(-6, 6, dtype=np.int8).reshape(4, 3), "w"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "ws"),
+             numpy_helper.from_array(np.array(0, np.int8), "wz")]
+    nodes = [helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["x"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"]),
+             helper.make_node("MatMul", ["x", "wf"], ["m"], name="mm"),
+             helper.make_node("QuantizeLinear", ["m", "s", "z"], ["yq"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other, name="the_if")]
+    model = _model(nodes, [_vi("xq", TensorProto.UINT8, [2, 4]), _vi("cond", TensorProto.BOOL, [])],
+                   [_vi("yq", TensorProto.UINT8, None), _vi("y", f32, None)], inits, opset=13)
+    feeds = {"xq": np.arange(8, dtype=np.uint8).reshape(2, 4) * 30, "cond": np.array(True)}
+    ex = OnnxExecutor(model, fuse_qdq=True)
+    assert ex.fused == []  # m has a second reader: the If's branch
+    ours, theirs = ex.run(feeds), run_ort(model, feeds)
+    for k in ("yq", "y"):
+        assert ours[k].dtype == theirs[k].dtype and np.array_equal(ours[k], theirs[k]), k

@@ -25,6 +25,16 @@ TYPE_TRIPLES = {("uint8", "uint8", "uint8"), ("uint8", "int8", "uint8")}
 QMIN = {"uint8": 0, "int8": -128}
 
 
+def _reads(node) -> list[str]:
+    """A node's inputs and the outer-scope tensors its subgraphs (If branches) read by name."""
+    from qsim.onnxrun.control_flow import _subgraphs, free_names
+
+    names = list(node.input)
+    for _, g in _subgraphs(node):
+        names += free_names(g)
+    return names
+
+
 class _Graph:
     def __init__(self, model: onnx.ModelProto, nodes: list):
         g = model.graph
@@ -33,7 +43,7 @@ class _Graph:
         self.producer = {t: n for n in nodes for t in n.output if t}
         self.consumers: dict[str, list] = {}
         for n in nodes:
-            for t in n.input:
+            for t in _reads(n):
                 if t:
                     self.consumers.setdefault(t, []).append(n)
 
@@ -161,7 +171,7 @@ def fuse_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
 def _prune_dead(nodes, graph_outputs: set) -> list:
     """Drop DequantizeLinear nodes whose outputs nobody reads any more."""
     while True:
-        used = {t for n in nodes for t in n.input} | graph_outputs
+        used = {t for n in nodes for t in _reads(n)} | graph_outputs
         keep = [n for n in nodes if n.op_type != "DequantizeLinear" or any(t in used for t in n.output)]
         if len(keep) == len(nodes):
             return keep
