@@ -217,13 +217,14 @@ def depthwise_requant(x, zx, w, bias, scale, zy, lo, hi, sh, sw, dh, dw, pt, pl,
     # Three loop orders, the one with the fewest 16-lane steps (+ 2 per loop start; measured weights)
     # for this shape:
     # channels-last (small images, many channels): per output pixel and tap one loop over the
-    # channels; wide (sw = 1): per channel and tap one loop over all Ho rows at once, sums kept on
-    # the padded width (row pitch sh·Wp; the columns past Wo and the rows between strides are
-    # discarded); row: per channel, output row and tap one loop over Wo.
+    # channels; wide: per channel and tap one loop over all Ho rows at once, sums kept on the
+    # padded width at column stride 1 (row pitch sh·Wp; the columns past Wo and between strides
+    # and the rows between strides are discarded); row: per channel, output row and tap one loop
+    # over Wo.
     kk = kh * kw
     L_wide = ((Ho - 1) * sh + 1) * Wp
     cost_cl = 3 * Ho * Wo * kk * ((C + 15) // 16 + 2)
-    cost_wide = C * kk * ((L_wide + 15) // 16 + 2) if sw == 1 else 2 * cost_cl + 1   # (three taps a pass:
+    cost_wide = C * kk * ((L_wide + 15) // 16 + 2)                                  # (three taps a pass:
     cost_row = C * Ho * kk * ((Wo + 15) // 16 + 2) * (1 if sw == 1 else 3)          # half the sum traffic)
     zx32 = np.int32(zx)
     if cost_cl <= cost_wide and cost_cl <= cost_row:
@@ -288,11 +289,17 @@ def depthwise_requant(x, zx, w, bias, scale, zy, lo, hi, sh, sw, dh, dw, pt, pl,
                             acc[q] += wv * r[q]
                         j += 1
                 for yo in range(Ho):
-                    ar = acc[yo * sh * Wp:yo * sh * Wp + Wo]
                     orow = oc[yo]
-                    for q in range(Wo):
-                        v = np.rint(np.float32(ar[q]) * s) + zy
-                        orow[q] = lo if v < lo else (hi if v > hi else np.int64(v))
+                    if sw == 1:
+                        ar = acc[yo * sh * Wp:yo * sh * Wp + Wo]
+                        for q in range(Wo):
+                            v = np.rint(np.float32(ar[q]) * s) + zy
+                            orow[q] = lo if v < lo else (hi if v > hi else np.int64(v))
+                    else:
+                        a0 = yo * sh * Wp
+                        for q in range(Wo):
+                            v = np.rint(np.float32(acc[a0 + q * sw]) * s) + zy
+                            orow[q] = lo if v < lo else (hi if v > hi else np.int64(v))
                 continue
             for yo in range(Ho):
                 for q in range(Wo):
