@@ -247,3 +247,18 @@ def test_fuse_qdq_keeps_tensors_a_branch_reads():
     ours, theirs = ex.run(feeds), run_ort(model, feeds)
     for k in ("yq", "y"):
         assert ours[k].dtype == theirs[k].dtype and np.array_equal(ours[k], theirs[k]), k
+
+
+def test_branch_nodes_out_of_order():
+    """A branch whose nodes are not sorted still reads its own tensors, not outer ones."""
+    f32 = TensorProto.FLOAT
+    then = _branch("then", [helper.make_node("Neg", ["h"], ["t"]), helper.make_node("Mul", ["x", "x"], ["h"])],
+                   [_vi("t", f32, None)])
+    other = _branch("else", [helper.make_node("Abs", ["x"], ["e"])], [_vi("e", f32, None)])
+    model = _model([helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other, name="the_if")],
+                   [_vi("x", f32, [3]), _vi("cond", TensorProto.BOOL, [])], [_vi("y", f32, None)])
+    ex = OnnxExecutor(model)
+    assert ex.steps[0][4] == ["cond", "x"]
+    feeds = {"x": np.array([1.0, -2.0, 3.0], np.float32), "cond": np.array(True)}
+    for prepared in (True, False):
+        assert ex.run(feeds, prepared=prepared)["y"].tolist() == [-1.0, -4.0, -9.0]

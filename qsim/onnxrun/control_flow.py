@@ -9,10 +9,10 @@ input — in the reference interpreter by name, in the prepared plan by slot. Th
 constants of the enclosing graph (initializers, folded values) are constants of the branch
 too, so that the branch folds what depends on them and its prepared ops see its weights;
 should the enclosing graph recompute one (an initializer overridden by an input), the
-branch runs on the values it is handed. The generic op
-runs the taken branch's reference interpreter, the prepared one (`plan._spec_if`) the
-branch's prepared plan; both give the same tensors bit for bit. The outputs are the taken
-branch's outputs as they are (ONNX Runtime's CPU provider does the same: no casts).
+branch runs on the values it is handed. The generic op runs the taken branch's reference
+interpreter, the prepared one (`plan._spec_if`) the branch's prepared plan; both give the
+same tensors bit for bit. The outputs are the taken branch's outputs as they are (ONNX
+Runtime's CPU provider does the same: no casts).
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ def _subgraphs(node):
 
 def free_names(graph) -> list[str]:
     """Names a graph reads but neither defines nor receives: its outer-scope references
-    (nested subgraphs' references included), in first-use order."""
+    (nested subgraphs' references included), in first-use order. Names are unique per scope,
+    so a node output counts as defined wherever the node stands (graphs need not be sorted)."""
     defined = {vi.name for vi in graph.input} | {t.name for t in graph.initializer} | {""}
-    defined |= {t.name for t in graph.sparse_initializer} if hasattr(graph, "sparse_initializer") else set()
+    defined |= {t.name for t in graph.sparse_initializer}
+    defined |= {t for node in graph.node for t in node.output}
     out: dict[str, None] = {}
     for node in graph.node:
         used = list(node.input)
@@ -44,7 +46,6 @@ def free_names(graph) -> list[str]:
         for t in used:
             if t not in defined:
                 out[t] = None
-        defined.update(node.output)
     for o in graph.output:
         if o.name not in defined:
             out[o.name] = None
