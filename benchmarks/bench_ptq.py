@@ -205,7 +205,8 @@ def awq_ablation(pairs, calib):
             awq_mod.REFINE = saved[1]
         qe = minilm.embed(crit, q).astype(np.float64)
         sims, emb = minilm._similarities("sick", q, pairs=pairs)
-        r = {"network": "minilm", "w": w3.label(), "a": None, "ptq": label, "float": float(spearmanr(fsims, gold[:len(fsims)]).statistic),
+        r = {"network": "minilm", "w": w3.label(), "a": None, "ptq": label,
+             "float": float(spearmanr(fsims, gold[:len(fsims)]).statistic),
              "mean": float(spearmanr(sims, gold[:len(sims)]).statistic), "sqnr_db": sq(femb.astype(np.float64), emb),
              "calib_sqnr_db": sq(fref, qe),
              "calib_sim_rmse": float(np.sqrt(np.mean((np.sum(fref[pi[0]] * fref[pi[1]], 1)
@@ -274,7 +275,8 @@ def readme():
                 gap = base["float"] - base["mean"]
                 frac = "" if r is base else (f" ({100 * (r['mean'] - base['mean']) / gap:.0f} %, "
                                              f"{100 * r['gap_ci'][0]:.0f}…{100 * r['gap_ci'][1]:.0f} %)")
-                print(f"| {r['ptq']} | {r['calib_sqnr_db']:.2f} dB | {r['calib_sim_rmse']:.4f} | {r['mean']:.4f}{frac} | "
+                print(f"| {r['ptq']} | {r['calib_sqnr_db']:.2f} dB | {r['calib_sim_rmse']:.4f} | "
+                      f"{r['mean']:.4f}{frac} | "
                       f"{r['sqnr_db']:.2f} dB | {r['ptq_seconds']:.1f} s |")
             continue
         for r in rows:
