@@ -15,7 +15,7 @@ from qsim.kernels._checks import (
 )
 from qsim.kernels.exact import F32_EXACT, VNNI_WIDTH
 from qsim.kernels.vnni import K_MAX as VNNI_K_MAX
-from qsim.kernels.vnni import vnni_conv
+from qsim.kernels.vnni import gemm_vnni256, gemm_vnni512, pack_weight, vnni_conv
 from qsim.kernels.gemm import matmul_core, operand_bounds
 from qsim.kernels.prepack import PackedWeights, packed_conv
 
@@ -487,33 +487,16 @@ class ConvGemmRequant:
 
     def __call__(self, x, zx: int, kernel, stride, dilation, pads, out):
         """out (O, Ho·Wo) ← the requantized conv of one image x (C, H, W) (padding holds zx)."""
-        from qsim.kernels.prepack import _EMPTY32, _NO_BIAS, _NO_ZB
-        from qsim.kernels.vnni import gemm_vnni256, gemm_vnni512, pack_weight
-
         c, h, w = x.shape
         kh, kw = kernel
         (sh, sw), (dh, dw), (pt, pl, pb, pr) = stride, dilation, pads
         P = out.shape[1]
         ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
         wo = P // ho
-        Pn = -(-P // self.nr)
-        if P == Pn * self.nr and self.K == 4 * self.Kq:
-            buf = np.empty((4 * self.Kq, Pn * self.nr), np.uint8)
-        else:
-            buf = np.full((4 * self.Kq, Pn * self.nr), self.pad_byte, np.uint8)   # pad bytes pack to b' = 0
-        if kh == kw == 1 and sh == sw == 1 and not (pt or pl or pb or pr):   # the image is the patch matrix
-            buf[:self.K, :P] = x.view(np.uint8).reshape(c, h * w)
-        else:
-            patches_u8(x.view(np.uint8), int(np.array(zx, x.dtype).view(np.uint8)), kh, kw, sh, sw, dh, dw, pt, pl,
-                       ho, wo, buf)
-        buf.flags.writeable = False
-        panels = np.empty((Pn, self.Kq, self.nr), np.uint32)
-        colsum = np.empty(Pn * self.nr, np.int32)
-        pack_weight(buf, np.int64(self.K), self.fb, panels, colsum, np.int64(0), _NO_ZB, _NO_BIAS, _EMPTY32, _EMPTY32)
-        raw = np.empty((self.ap.shape[0] * self.rows, Pn * self.nr), np.int32)
-        (gemm_vnni512 if self.width == 512 else gemm_vnni256)(self.ap, panels, raw, _EMPTY32, _EMPTY32, _EMPTY32)
-        gemm_requant_rows(raw, colsum, self.rowsum, self.za, np.int64(zx - self.cb), np.int64(self.K), self.bias,
-                          self.scale, self.zy, self.lo, self.hi, out)
+        (conv_gemm512 if self.width == 512 else conv_gemm256)(
+            x.view(np.uint8), zx & 0xFF, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, self.ap, self.rowsum,
+            self.za, np.int64(zx - self.cb), np.int64(self.K), self.bias, self.scale, self.zy, self.lo, self.hi, self.fb,
+            np.uint8(self.pad_byte), out)
         return out
 
 
@@ -553,3 +536,44 @@ def patches_u8_reference(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, buf) -> 
             v = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
             buf[np.arange(c) * kh * kw + i * kw + j, :ho * wo] = v.reshape(c, ho * wo)
     return buf
+
+
+
+@njit(cache=True, nogil=True)
+def _conv_gemm_body(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, K, fb, pad, nr):
+    """Patches of x packed as GEMM panels: (panels, column sums Σ_k b', raw product array)."""
+    P = ho * wo
+    Kq = ap.shape[1]
+    Pn = (P + nr - 1) // nr
+    buf = np.empty((4 * Kq, Pn * nr), np.uint8)
+    if P != Pn * nr or K != 4 * Kq:
+        buf[:, :] = pad                                 # pad bytes pack to b' = 0
+    patches_u8(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, buf)
+    panels = np.empty((Pn, Kq, nr), np.uint32)
+    colsum = np.empty(Pn * nr, np.int32)
+    e32 = np.zeros(0, np.int32)
+    e64 = np.zeros(0, np.int64)
+    pack_weight(buf, np.int64(K), fb, panels, colsum, np.int64(0), e64, e64, e32, e32)
+    return panels, colsum, np.empty((ap.shape[0] * ap.shape[2], Pn * nr), np.int32), e32
+
+
+@njit(cache=True, nogil=True)
+def conv_gemm512(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, rowsum, za, zb, K, bias, scale, zy, lo, hi, fb,
+                 pad, out):
+    """A whole `ConvGemmRequant` call in one Numba function (`gemm_vnni512`, 32-column panels):
+    patches (`patches_u8`), their panels and column sums (`pack_weight`), the GEMM with the weight's
+    strips ap, the epilogue (`gemm_requant_rows`) into out (O, Ho·Wo)."""
+    panels, colsum, raw, e32 = _conv_gemm_body(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, K, fb, pad, 32)
+    gemm_vnni512(ap, panels, raw, e32, e32, e32)
+    gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def conv_gemm256(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, rowsum, za, zb, K, bias, scale, zy, lo, hi, fb,
+                 pad, out):
+    """`conv_gemm512` with `gemm_vnni256` (16-column panels; AVX-VNNI)."""
+    panels, colsum, raw, e32 = _conv_gemm_body(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, K, fb, pad, 16)
+    gemm_vnni256(ap, panels, raw, e32, e32, e32)
+    gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, out)
+    return out

@@ -528,7 +528,7 @@ def _depthwise_int(x4, zx, w_dw, b_dw, geo) -> np.ndarray:
 POINTWISE_DIRECT_PIXELS = 16   # 1×1 convs on at most this many pixels (SE blocks): `pointwise_requant`,
 POINTWISE_DIRECT_MACS = 800_000   # or with at most this many products (measured: faster than the float32
                                   # BLAS path below, slower above)
-POINTWISE_GEMM_MACS = 400_000     # where the VNNI GEMM (`ConvGemmRequant`) runs, only this (measured: the GEMM
+POINTWISE_GEMM_MACS = 100_000     # where the VNNI GEMM (`ConvGemmRequant`) runs, only this (measured: the GEMM
                                   # is faster above, whatever the pixel count)
 
 
