@@ -223,9 +223,10 @@ def test_gemm_requant_rows_equals_twin():
     colsum, rowsum = rng.integers(-30000, 30000, 64).astype(np.int32), rng.integers(0, 60000, 24).astype(np.int32)
     za, bias = rng.integers(0, 256, 20).astype(np.int64), rng.integers(-9999, 9999, 20).astype(np.int64)
     scale = rng.uniform(1e-9, 1e-6, 20).astype(np.float32)
-    args = (raw, colsum, rowsum, za, np.int64(-7), np.int64(100), bias, scale, 3, 0, 255)
-    got = gemm_requant_rows(*args, np.empty((20, 50), np.uint8))
-    assert np.array_equal(got, gemm_requant_rows_reference(*args, np.empty((20, 50), np.int64)))
+    for wo, wp in ((50, 50), (5, 6), (10, 12)):
+        args = (raw, colsum, rowsum, za, np.int64(-7), np.int64(100), bias, scale, 3, 0, 255, wo, wp)
+        got = gemm_requant_rows(*args, np.empty((20, 50), np.uint8))
+        assert np.array_equal(got, gemm_requant_rows_reference(*args, np.empty((20, 50), np.int64)))
 
 
 @pytest.mark.parametrize("shape,kernel,stride,dil,pads", [((3, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1)),

@@ -418,30 +418,35 @@ def pointwise_requant_reference(x, zx, wt, bias, scale, zy, lo, hi, out) -> np.n
 
 
 @njit(cache=True, nogil=True)
-def gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, out):
-    """The epilogue of a conv as a VNNI GEMM weight (rows o) × patches (columns p): with raw[o, p] =
-    Σ_k a'[o, k]·b'[k, p] (exact int32), rowsum[o] = Σ_k a'[o, k], colsum[p] = Σ_k b'[k, p],
-    v = raw − za[o]·colsum[p] − zb·rowsum[o] + K·za[o]·zb + bias[o] (int64: Σ (w − zw)(x − zx) + bias) and
-    out[o, p] = clamp(rne(fl32(v) · scale[o]) + zy, lo, hi). raw may be larger than out (padded)."""
+def gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, wo, wp, out):
+    """The epilogue of a conv as a VNNI GEMM weight (rows o) × patches (columns p'): with raw[o, p'] =
+    Σ_k a'[o, k]·b'[k, p'] (exact int32), rowsum[o] = Σ_k a'[o, k], colsum[p'] = Σ_k b'[k, p'],
+    v = raw − za[o]·colsum[p'] − zb·rowsum[o] + K·za[o]·zb + bias[o] (int64: Σ (w − zw)(x − zx) + bias) and
+    out[o, y·wo + q] = clamp(rne(fl32(v) · scale[o]) + zy, lo, hi) at p' = y·wp + q, q < wo (wp > wo: the
+    patches were taken on the padded width, the columns past wo are dropped). raw may be larger (padded)."""
     O, P = out.shape
+    ho = P // wo
     for o in range(O):
         zo = za[o]
         c0 = K * zo * zb + bias[o] - zb * np.int64(rowsum[o])
         s = scale[o]
-        r = raw[o]
-        orow = out[o]
-        for p in range(P):
-            v = np.int64(r[p]) - zo * np.int64(colsum[p]) + c0
-            f = np.rint(np.float32(v) * s) + zy
-            orow[p] = lo if f < lo else (hi if f > hi else np.int64(f))
+        for y in range(ho):
+            r = raw[o, y * wp:y * wp + wo]
+            cs = colsum[y * wp:y * wp + wo]
+            orow = out[o, y * wo:(y + 1) * wo]
+            for q in range(wo):
+                v = np.int64(r[q]) - zo * np.int64(cs[q]) + c0
+                f = np.rint(np.float32(v) * s) + zy
+                orow[q] = lo if f < lo else (hi if f > hi else np.int64(f))
     return out
 
 
-def gemm_requant_rows_reference(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, out) -> np.ndarray:
+def gemm_requant_rows_reference(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, wo, wp, out) -> np.ndarray:
     """NumPy twin of `gemm_requant_rows`."""
     O, P = out.shape
+    cols = (np.arange(P) // wo) * wp + np.arange(P) % wo
     za = za.astype(np.int64)[:, None]
-    v = (raw[:O, :P].astype(np.int64) - za * colsum[None, :P].astype(np.int64)
+    v = (raw[:O, cols].astype(np.int64) - za * colsum[None, cols].astype(np.int64)
          - zb * rowsum[:O, None].astype(np.int64) + K * za * zb + bias.astype(np.int64)[:, None])
     y = np.rint(v.astype(np.float32) * scale.astype(np.float32)[:, None]).astype(np.float64) + zy
     out[...] = np.clip(y, lo, hi).astype(np.int64)
@@ -542,19 +547,50 @@ def patches_u8_reference(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, buf) -> 
 @njit(cache=True, nogil=True)
 def _conv_gemm_body(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, K, fb, pad, nr):
     """Patches of x packed as GEMM panels: (panels, column sums Σ_k b', raw product array)."""
-    P = ho * wo
+    C, H, W = x.shape
     Kq = ap.shape[1]
+    # stride 1 with a kernel or padding: the patches on the padded width Wp (row k of the patch matrix
+    # is one contiguous run of the padded image; the columns q ≥ Wo of each row are computed and dropped)
+    wide = sh == 1 and sw == 1 and (kh > 1 or kw > 1 or pt > 0 or pl > 0 or ho > H or wo > W)
+    if wide:
+        Wp = max(W + pl, wo + (kw - 1) * dw)
+        Hp = max(H + pt, ho + (kh - 1) * dh) + 1         # a spare row: the last runs overshoot by < Wp
+        P = ho * Wp
+    else:
+        Wp = wo
+        P = ho * wo
     Pn = (P + nr - 1) // nr
     buf = np.empty((4 * Kq, Pn * nr), np.uint8)
     if P != Pn * nr or K != 4 * Kq:
-        buf[:, :] = pad                                 # pad bytes pack to b' = 0
-    patches_u8(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, buf)
+        bf = buf.reshape(buf.size)
+        for t in range(bf.shape[0]):
+            bf[t] = pad                                 # pad bytes pack to b' = 0
+    if wide:
+        xpf = np.empty(C * Hp * Wp, np.uint8)          # explicit loops: Numba's slice assignment is slower
+        for t in range(xpf.shape[0]):
+            xpf[t] = zx                                # the padding holds the zero point
+        for c in range(C):
+            for y in range(H):
+                d = xpf[(c * Hp + pt + y) * Wp + pl:(c * Hp + pt + y) * Wp + pl + W]
+                r = x[c, y]
+                for q in range(W):
+                    d[q] = r[q]
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    o = (c * Hp + i * dh) * Wp + j * dw
+                    src = xpf[o:o + P]
+                    dst = buf[(c * kh + i) * kw + j]
+                    for q in range(P):
+                        dst[q] = src[q]
+    else:
+        patches_u8(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, buf)
     panels = np.empty((Pn, Kq, nr), np.uint32)
     colsum = np.empty(Pn * nr, np.int32)
     e32 = np.zeros(0, np.int32)
     e64 = np.zeros(0, np.int64)
     pack_weight(buf, np.int64(K), fb, panels, colsum, np.int64(0), e64, e64, e32, e32)
-    return panels, colsum, np.empty((ap.shape[0] * ap.shape[2], Pn * nr), np.int32), e32
+    return panels, colsum, np.empty((ap.shape[0] * ap.shape[2], Pn * nr), np.int32), e32, Wp
 
 
 @njit(cache=True, nogil=True)
@@ -563,9 +599,9 @@ def conv_gemm512(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, rowsum, za, 
     """A whole `ConvGemmRequant` call in one Numba function (`gemm_vnni512`, 32-column panels):
     patches (`patches_u8`), their panels and column sums (`pack_weight`), the GEMM with the weight's
     strips ap, the epilogue (`gemm_requant_rows`) into out (O, Ho·Wo)."""
-    panels, colsum, raw, e32 = _conv_gemm_body(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, K, fb, pad, 32)
+    panels, colsum, raw, e32, wp = _conv_gemm_body(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, K, fb, pad, 32)
     gemm_vnni512(ap, panels, raw, e32, e32, e32)
-    gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, out)
+    gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, wo, wp, out)
     return out
 
 
@@ -573,7 +609,7 @@ def conv_gemm512(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, rowsum, za, 
 def conv_gemm256(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, rowsum, za, zb, K, bias, scale, zy, lo, hi, fb,
                  pad, out):
     """`conv_gemm512` with `gemm_vnni256` (16-column panels; AVX-VNNI)."""
-    panels, colsum, raw, e32 = _conv_gemm_body(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, K, fb, pad, 16)
+    panels, colsum, raw, e32, wp = _conv_gemm_body(x, zx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, ap, K, fb, pad, 16)
     gemm_vnni256(ap, panels, raw, e32, e32, e32)
-    gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, out)
+    gemm_requant_rows(raw, colsum, rowsum, za, zb, K, bias, scale, zy, lo, hi, wo, wp, out)
     return out
