@@ -456,8 +456,9 @@ def gemm_requant_rows_reference(raw, colsum, rowsum, za, zb, K, bias, scale, zy,
 class ConvGemmRequant:
     """A constant-weight QLinearConv (groups 1) as one VNNI GEMM per image: the weight (O, C·kh·kw) is
     the left operand, packed once into 12-row (6-row on ymm) strips with its row sums; each call
-    gathers the patches of x as the (C·kh·kw, Ho·Wo) right operand (no copy for a 1×1 conv of stride 1
-    without padding), packs them into panels with their column sums (`pack_weight`), multiplies
+    gathers the patches of x as the (C·kh·kw, Ho·Wo) right operand (for stride 1 on the padded width,
+    each patch row one contiguous run of the padded image; the extra columns are dropped in the
+    epilogue), packs them into panels with their column sums (`pack_weight`), multiplies
     (`gemm_vnni512` / `gemm_vnni256`: exact int32 sums of a'·b' for K ≤ K_MAX) and finishes with
     the zero points, bias and requantization straight into the NCHW output (`gemm_requant_rows`).
     Only for 8-bit operands on a VNNI host, K ≤ K_MAX, and when the caller has proven that no exact
