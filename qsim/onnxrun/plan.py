@@ -394,6 +394,20 @@ def qdepthwise_reference(x, w, zx, zw, bias, stride, pads, dil) -> np.ndarray:
     return out
 
 
+def _int_conv_operands_ok(w, wz, bias, attrs) -> bool:
+    """Whether a constant integer conv weight (1-D/2-D, 8-bit), its zero point (scalar or per output
+    channel, same dtype), int32 bias (O,) and kernel_shape attribute fit the prepared integer convs."""
+    if w is None or w.ndim not in (3, 4) or w.dtype.name not in ("uint8", "int8"):
+        return False
+    o = w.shape[0]
+    if wz is not None and (not isinstance(wz, np.ndarray) or wz.dtype != w.dtype
+                           or not (wz.size == 1 or wz.shape[-1] == wz.size == o)):
+        return False
+    if bias is not None and (bias.dtype != np.int32 or bias.shape != (o,)):
+        return False
+    return "kernel_shape" not in attrs or tuple(attrs["kernel_shape"]) == tuple(w.shape[2:])
+
+
 def _int_conv(w, wz, bias, attrs, ex):
     """acc(x, attrs) -> int accumulators (N, O, *spatial) of an integer 1-D/2-D conv with the constant
     weight w, or None when x does not fit (the generic op then runs). Depthwise convolutions whose
@@ -401,18 +415,11 @@ def _int_conv(w, wz, bias, attrs, ex):
     from qsim.onnxrun.ops import _kernels, int_range
     from qsim.onnxrun.spatial import window
 
-    if w is None or w.ndim not in (3, 4) or w.dtype.name not in ("uint8", "int8"):
+    if not _int_conv_operands_ok(w, wz, bias, attrs):
         return None
     o = w.shape[0]
-    if wz is not None and (not isinstance(wz, np.ndarray) or wz.dtype != w.dtype
-                           or not (wz.size == 1 or wz.shape[-1] == wz.size == o)):
-        return None
-    if bias is not None and (bias.dtype != np.int32 or bias.shape != (o,)):
-        return None
     groups = int(attrs.get("group", 1))
     kernel = w.shape[2:]
-    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != tuple(kernel):
-        return None
     nd = w.ndim - 2
     w4 = np.ascontiguousarray(w if nd == 2 else w[:, :, None, :])
     zw = 0 if wz is None else (int(wz.reshape(-1)[0]) if wz.size == 1 else wz.reshape(-1).astype(np.int64))
@@ -544,18 +551,11 @@ def _fused_qconv(w, wz, bias, attrs, ex, xdt, zx, scale, zy, lo, hi, ydt):
     from qsim.onnxrun.ops import int_range
     from qsim.onnxrun.spatial import window
 
-    if w is None or w.ndim not in (3, 4) or w.dtype.name not in ("uint8", "int8"):
+    if not _int_conv_operands_ok(w, wz, bias, attrs):
         return None
     o = w.shape[0]
-    if wz is not None and (not isinstance(wz, np.ndarray) or wz.dtype != w.dtype
-                           or not (wz.size == 1 or wz.shape[-1] == wz.size == o)):
-        return None
-    if bias is not None and (bias.dtype != np.int32 or bias.shape != (o,)):
-        return None
     groups = int(attrs.get("group", 1))
     kernel = tuple(w.shape[2:])
-    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != kernel:
-        return None
     nd = w.ndim - 2
     kk = int(np.prod(kernel))
     depthwise = w.shape[1] == 1 and groups == o and o > 1
