@@ -448,3 +448,110 @@ def test_prepared_qlinear_matmul_of_two_activations_equals_reference(bdt):
                 continue
             got = ex.run(feeds)["y"]
             assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want), (sa, sb)
+
+
+def test_qlinear_channel_kernels_equal_contrib_kernels():
+    from qsim.onnxrun.contrib import _add_kernel, _mul_kernel
+    from qsim.onnxrun.plan import channel_span, qadd_channel, qmul_channel
+
+    assert channel_span((2, 5, 3, 4), (1, 5, 1, 1)) == (5, 12)
+    assert channel_span((2, 5, 3, 4), (5, 3, 1)) == (15, 4)
+    assert channel_span((2, 5, 3, 4), (1, 5, 1, 4)) is None and channel_span((5,), (1, 5)) is None
+    rng = np.random.default_rng(7)
+    for dt, lo, hi in ((np.uint8, 0, 255), (np.int8, -128, 127)):
+        x = rng.integers(lo, hi + 1, (2, 5, 3, 4)).astype(dt)
+        y = rng.integers(lo, hi + 1, (1, 5, 1, 1)).astype(dt)
+        yb = np.ascontiguousarray(np.broadcast_to(y, x.shape)).reshape(-1)
+        want = _mul_kernel(x.reshape(-1), yb, 3, -2, np.float32(0.013), np.float32(17), lo, hi, np.empty(120, dt))
+        got = qmul_channel(x.reshape(-1), 3, y.reshape(-1), -2, 5, 12, np.float32(0.013), np.float32(17), lo, hi,
+                           np.empty(120, dt))
+        assert np.array_equal(got, want)
+        ra, rb, fixed = np.float32(0.7311), np.float32(1.377), np.float32(-3.25)
+        want = _add_kernel(x.reshape(-1).astype(np.float32), yb.astype(np.float32), ra, rb, fixed, 2, lo, hi,
+                           np.empty(120, dt))
+        got = qadd_channel(x.reshape(-1), ra, y.reshape(-1), rb, fixed, 5, 12, lo, hi, np.empty(120, dt))
+        assert np.array_equal(got, want)
+
+
+def _ms_model(nodes, inputs, inits):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.UINT8, None) for n in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    return OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                                helper.make_opsetid("com.microsoft", 1)]))
+
+
+@pytest.mark.parametrize("op", ["QLinearAdd", "QLinearMul"])
+def test_prepared_qlinear_binary_broadcast_equals_reference(op):
+    inits = [numpy_helper.from_array(np.float32(0.05), "sa"), numpy_helper.from_array(np.uint8(120), "za"),
+             numpy_helper.from_array(np.float32(0.011), "sb"), numpy_helper.from_array(np.uint8(3), "zb"),
+             numpy_helper.from_array(np.float32(0.02), "sc"), numpy_helper.from_array(np.uint8(130), "zc")]
+    node = helper.make_node(op, ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["y"], domain="com.microsoft")
+    ex = _ms_model([node], ["a", "b"], inits)
+    assert ex.prepared.specialised
+    rng = np.random.default_rng(5)
+    for sa, sb in (((2, 6, 3, 5), (1, 6, 1, 1)), ((1, 6, 1, 1), (2, 6, 3, 5)), ((2, 6, 3, 1), (1, 6, 1, 1)),
+                   ((2, 6, 3, 5), (6, 3, 1)), ((2, 6, 3, 5), (1, 1, 3, 5)), ((4, 5), (4, 5))):
+        f = {"a": rng.integers(0, 256, sa).astype(np.uint8), "b": rng.integers(0, 256, sb).astype(np.uint8)}
+        got, want = ex.run(f)["y"], ex.run(f, prepared=False)["y"]
+        assert got.shape == want.shape and np.array_equal(got, want), (sa, sb)
+
+
+def test_prepared_qlinear_concat_equals_reference():
+    inits = [numpy_helper.from_array(np.float32(0.05), "sy"), numpy_helper.from_array(np.uint8(120), "zy"),
+             numpy_helper.from_array(np.float32(0.05), "s0"), numpy_helper.from_array(np.uint8(120), "z0"),
+             numpy_helper.from_array(np.float32(0.031), "s1"), numpy_helper.from_array(np.uint8(7), "z1")]
+    node = helper.make_node("QLinearConcat", ["sy", "zy", "a", "s0", "z0", "b", "s1", "z1"], ["y"], axis=1,
+                            domain="com.microsoft")
+    ex = _ms_model([node], ["a", "b"], inits)
+    assert ex.prepared.specialised
+    rng = np.random.default_rng(6)
+    for sa, sb in (((2, 3, 4, 5), (2, 6, 4, 5)), ((1, 1), (1, 7))):
+        f = {"a": rng.integers(0, 256, sa).astype(np.uint8), "b": rng.integers(0, 256, sb).astype(np.uint8)}
+        got, want = ex.run(f)["y"], ex.run(f, prepared=False)["y"]
+        assert got.shape == want.shape and np.array_equal(got, want)
+    with pytest.raises(ValueError, match="concatenate"):
+        ex.run({"a": np.zeros((2, 3, 4, 5), np.uint8), "b": np.zeros((2, 3, 4, 6), np.uint8)})
+
+
+@pytest.mark.parametrize("nm,ctm", [("floor", "asymmetric"), ("round_prefer_floor", "half_pixel"),
+                                    ("ceil", "align_corners")])
+def test_prepared_resize_nearest_equals_reference(nm, ctm):
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 1.5], np.float32), "scales")
+    sizes = numpy_helper.from_array(np.array([1, 3, 7, 5], np.int64), "sizes")
+    roi = numpy_helper.from_array(np.zeros(0, np.float32), "roi")
+    nodes = [helper.make_node("Resize", ["x", "roi", "scales"], ["t"], mode="nearest", nearest_mode=nm,
+                              coordinate_transformation_mode=ctm),
+             helper.make_node("Resize", ["t", "", "", "sizes"], ["y"], mode="nearest", nearest_mode=nm,
+                              coordinate_transformation_mode=ctm)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], [scales, sizes, roi])
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert len(ex.prepared.specialised) == 2
+    rng = np.random.default_rng(8)
+    for shape in ((1, 3, 4, 6), (1, 3, 5, 3)):
+        x = {"x": rng.integers(0, 256, shape).astype(np.uint8)}
+        a, b = ex.run(x, keep_all=True), ex.run(x, keep_all=True, prepared=False)
+        for t in ("t", "y"):
+            assert a[t].shape == b[t].shape and a[t].dtype == b[t].dtype and np.array_equal(a[t], b[t])
+
+
+@pytest.mark.parametrize("with_bias,og,kernel", [(False, 5, (2, 2)), (True, 1, (2, 3)), (True, 4, (1, 1))])
+def test_prepared_conv_transpose_equals_reference(with_bias, og, kernel):
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((6, og, *kernel)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w")]
+    ins = ["x", "w"]
+    if with_bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(og).astype(np.float32), "b"))
+        ins.append("b")
+    node = helper.make_node("ConvTranspose", ins, ["y"], strides=list(kernel), kernel_shape=list(kernel))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert ex.prepared.specialised
+    for shape in ((1, 6, 5, 7), (2, 6, 3, 4)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        x[0, 0, 0, 0] = -0.0
+        got, want = ex.run({"x": x})["y"], ex.run({"x": x}, prepared=False)["y"]
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -1010,6 +1010,45 @@ def qmul_scalar(x, zx, term, ratio, zc, lo, hi, out):
     return out
 
 
+@njit(cache=True, nogil=True)
+def qmul_channel(x, zx, y, zy, mid, inner, ratio, zc, lo, hi, out):
+    """`contrib._mul_kernel` on x times y broadcast: y[(i // inner) % mid] (one value per channel span)."""
+    for r in range(out.size // inner):
+        t = np.int64(y[r % mid]) - zy
+        xs, os_ = x[r * inner:(r + 1) * inner], out[r * inner:(r + 1) * inner]  # slices: the loop vectorises
+        for j in range(inner):
+            p = (np.int64(xs[j]) - zx) * t
+            v = np.float32(p) * ratio + zc
+            q = min(max(np.rint(v), np.float32(-32768.0)), np.float32(32767.0))
+            os_[j] = min(max(np.int64(q), lo), hi)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def qadd_channel(x, rx, y, ry, fixed, mid, inner, lo, hi, out):
+    """`contrib._add_kernel` mode 1/2 (y one value per innermost span, y[(i // inner) % mid])."""
+    for r in range(out.size // inner):
+        f = fixed + np.float32(y[r % mid]) * ry
+        xs, os_ = x[r * inner:(r + 1) * inner], out[r * inner:(r + 1) * inner]
+        for j in range(inner):
+            v = _fma32(np.float32(xs[j]), rx, f)
+            q = min(max(np.rint(v), np.float32(-32768.0)), np.float32(32767.0))
+            os_[j] = min(max(np.int64(q), lo), hi)
+    return out
+
+
+def channel_span(full: tuple, small: tuple):
+    """(mid, inner) when `small` broadcasts to `full` as one contiguous block of full's dims
+    (e.g. (1, C, 1, 1) against (N, C, H, W): mid = C, inner = H·W), else None."""
+    if len(small) > len(full):
+        return None
+    small = (1,) * (len(full) - len(small)) + tuple(small)
+    keep = [d for d, n in enumerate(small) if n != 1]
+    if not keep or keep[-1] - keep[0] + 1 != len(keep) or any(small[d] != full[d] for d in keep):
+        return None
+    return int(np.prod(full[keep[0]:keep[-1] + 1])), int(np.prod(full[keep[-1] + 1:]))
+
+
 def _spec_qlinear_binary(kind):
     def maker(generic, node, attrs, consts, ex):
         from qsim.onnxrun.contrib import _fma, _mul_kernel
@@ -1064,11 +1103,39 @@ def _spec_qlinear_binary(kind):
 
             return fast_scalar
 
+        spans: dict = {}
+
         def fast(ctx, args, attrs_):
             a, b = args[0], args[3]
-            if a.dtype != dt or b.dtype != dt or a.shape != b.shape or a.size <= 1 \
+            if a.dtype != dt or b.dtype != dt or a.size <= 1 or b.size <= 1 \
                     or not a.flags.c_contiguous or not b.flags.c_contiguous:
                 return generic(ctx, args, attrs_)
+            if a.shape != b.shape:  # one side one value per channel span (SE blocks' x·gate, biases)
+                key = (a.shape, b.shape)
+                span = spans.get(key, 0)
+                if span == 0:
+                    span = None
+                    for i_full, full, small in ((0, a, b), (3, b, a)):
+                        cs = channel_span(full.shape, small.shape) if full.size > small.size else None
+                        # add: the generic op's mode 1/2 only where the span's last dim is broadcast
+                        if cs is not None and cs[1] > 1 and (kind == "mul" or full.shape[-1] != 1):
+                            span = (i_full, cs[0], cs[1])
+                    spans[key] = span
+                if span is None:
+                    return generic(ctx, args, attrs_)
+                i_full, mid, inner = span
+                full, small = (a, b) if i_full == 0 else (b, a)
+                ctx.integer_node = True
+                out = np.empty(full.shape, dt)
+                if kind == "add":
+                    rf, rs = (r_a, r_b) if i_full == 0 else (r_b, r_a)
+                    qadd_channel(full.reshape(-1), rf, small.reshape(-1), rs, fixed, mid, inner, lo, hi,
+                                 out.reshape(-1))
+                else:
+                    zf, zs = (za[0], zb[0]) if i_full == 0 else (zb[0], za[0])
+                    qmul_channel(full.reshape(-1), zf, small.reshape(-1), zs, mid, inner, ratio, F32(zc[0]),
+                                 lo, hi, out.reshape(-1))
+                return [out]
             ctx.integer_node = True
             out = np.empty(a.shape, dt)
             if kind == "add":
@@ -1080,6 +1147,115 @@ def _spec_qlinear_binary(kind):
         return fast
 
     return maker
+
+
+# -- QLinearConcat ------------------------------------------------------------------------------------------------
+def _spec_qlinear_concat(generic, node, attrs, consts, ex):
+    """Constant scales / zero points: each input's requantization table (`contrib._table` with the
+    identity) built once, inputs whose scale and zero point equal the output's copied as they are."""
+    from qsim.onnxrun.contrib import _table
+
+    if len(consts) < 5 or (len(consts) - 2) % 3 or "axis" not in attrs:
+        return None
+    ys, yz = _scalar_scale(consts[0]), _scalar_zp(consts[1])
+    if ys is None or yz is None or yz[1] not in _QDTYPES[:2]:
+        return None
+    dt = yz[1]
+    tables = []
+    for i in range(2, len(consts), 3):
+        xs, xz = _scalar_scale(consts[i + 1]), _scalar_zp(consts[i + 2])
+        if xs is None or xz is None or xz[1] is None:
+            return None
+        tables.append(None if (xs == ys and xz[0] == yz[0]) else _table(xs, xz[0], ys, yz[0], dt, lambda v: v))
+    axis = int(attrs["axis"])
+    n = len(tables)
+
+    def fast(ctx, args, attrs_):
+        xs = args[2::3]
+        if len(xs) != n or any(x is None or x.dtype != dt for x in xs):
+            return generic(ctx, args, attrs_)
+        parts = [x if t is None else t[x.view(np.uint8)] for x, t in zip(xs, tables)]
+        try:
+            y = np.concatenate(parts, axis=axis)
+        except (ValueError, np.exceptions.AxisError):
+            return generic(ctx, args, attrs_)
+        ctx.integer_node = True
+        return [y]
+
+    return fast
+
+
+# -- Resize (nearest) --------------------------------------------------------------------------------------------
+def _spec_resize_nearest(generic, node, attrs, consts, ex):
+    """Nearest Resize with constant roi / scales / sizes is a gather: per input shape, the generic op
+    run once on the flat element numbers gives the source of every output element."""
+    mode = attrs.get("mode", b"nearest")
+    if (mode.decode() if isinstance(mode, bytes) else mode) != "nearest":
+        return None
+    fixed = []
+    for i in range(1, len(node.input)):
+        if node.input[i] and consts[i] is None:
+            return None  # roi / scales / sizes computed at run time: the generic op
+        fixed.append((i, consts[i]))
+    gathers: dict = {}
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if any(args[i] is not c for i, c in fixed) or not isinstance(x, np.ndarray):
+            return generic(ctx, args, attrs_)
+        idx = gathers.get(x.shape)
+        if idx is None:
+            try:
+                idx = generic(ctx, [np.arange(x.size, dtype=np.intp).reshape(x.shape)] + args[1:], attrs_)[0]
+            except Exception:  # the generic op reports what is wrong with the real input
+                return generic(ctx, args, attrs_)
+            gathers[x.shape] = idx
+        return [np.take(x.reshape(-1), idx)]
+
+    return fast
+
+
+# -- float ConvTranspose, stride = kernel (the detection heads' 2x2 / stride 2 upsampling) -------------------
+def _spec_conv_transpose(generic, node, attrs, consts, ex):
+    """`f32_ops.conv_transpose` where the taps do not overlap (strides = kernel, no pads, dilation 1,
+    no output padding): the same GEMM from the weights transposed once, each tap's plane placed by a
+    reshape (0 + col, as the generic op's zero-initialised col2im adds it), then the bias."""
+    from qsim.onnxrun.f32gemm import sgemm
+
+    if len(consts) < 2 or consts[1] is None:
+        return None
+    w = consts[1]
+    b = consts[2] if len(consts) > 2 else None
+    if (len(node.input) > 2 and node.input[2] and b is None) or w.dtype != _F32 or w.ndim != 4:
+        return None
+    g, og, kernel = int(attrs.get("group", 1)), w.shape[1], tuple(w.shape[2:])
+    ints = {k: [int(v) for v in attrs.get(k, [])] for k in ("strides", "dilations", "output_padding", "pads")}
+    auto = attrs.get("auto_pad", b"NOTSET")
+    if (auto.decode() if isinstance(auto, bytes) else auto) not in ("NOTSET", "VALID") or g != 1 \
+            or ints["strides"] != list(kernel) or any(d != 1 for d in ints["dilations"]) \
+            or any(ints["output_padding"]) or any(ints["pads"]) or "output_shape" in attrs \
+            or (b is not None and (b.dtype.kind != "f" or b.shape != (og,))):
+        return None
+    c, (kh, kw) = w.shape[0], kernel
+    wt_t = np.ascontiguousarray(w.astype(F32).reshape(1, c, og * kh * kw)[0].T)
+    bias = None if b is None else b.astype(F32).reshape(1, -1, 1, 1)
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.ndim != 4 or x.shape[1] != c \
+                or args[1] is not w or (b is not None and args[2] is not b):
+            return generic(ctx, args, attrs_)
+        n, _, h, wd = x.shape
+        y = np.empty((n, og, h * kh, wd * kw), F32)
+        for i in range(n):
+            col = sgemm(wt_t, x[i].reshape(c, h * wd), packed=False, trans_a=True)
+            yi = y[i].reshape(og, h, kh, wd, kw)
+            np.add(F32(0), col.reshape(og, kh, kw, h, wd).transpose(0, 3, 1, 4, 2), out=yi)
+        if bias is not None:
+            y += bias
+        return [y]
+
+    return fast
 
 
 # -- float Conv --------------------------------------------------------------------------------------------------
@@ -1149,6 +1325,9 @@ SPECIALIZERS = {
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
     ("com.microsoft", "QLinearMul"): _spec_qlinear_binary("mul"),
+    ("com.microsoft", "QLinearConcat"): _spec_qlinear_concat,
+    ("", "Resize"): _spec_resize_nearest,
+    ("", "ConvTranspose"): _spec_conv_transpose,
 }
 
 
