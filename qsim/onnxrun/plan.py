@@ -1088,22 +1088,25 @@ def _spec_qlinear_binary(kind):
                 z_vec = (zb if i_vec == 3 else za)[0]
                 term = code - (za if i_const == 0 else zb)[0]
 
+            c_arr, zcf = consts[i_const], F32(zc[0])
+
             def fast_scalar(ctx, args, attrs_):
-                x, cv = args[i_vec], args[i_const]
-                if cv is not consts[i_const] or x.dtype != dt or x.size <= 1 or x.ndim < c_ndim \
+                x = args[i_vec]
+                if args[i_const] is not c_arr or x.dtype != dt or x.size <= 1 or x.ndim < c_ndim \
                         or not x.flags.c_contiguous:
                     return generic(ctx, args, attrs_)
                 ctx.integer_node = True
-                out = np.empty(x.shape, dt)
+                out = np.empty_like(x)
                 if kind == "add":
                     qadd_scalar(x.reshape(-1), r_vec, fixed2, lo, hi, out.reshape(-1))
                 else:
-                    qmul_scalar(x.reshape(-1), z_vec, term, ratio, F32(zc[0]), lo, hi, out.reshape(-1))
+                    qmul_scalar(x.reshape(-1), z_vec, term, ratio, zcf, lo, hi, out.reshape(-1))
                 return [out]
 
             return fast_scalar
 
         spans: dict = {}
+        zcf = F32(zc[0])
 
         def fast(ctx, args, attrs_):
             a, b = args[0], args[3]
@@ -1133,15 +1136,15 @@ def _spec_qlinear_binary(kind):
                                  out.reshape(-1))
                 else:
                     zf, zs = (za[0], zb[0]) if i_full == 0 else (zb[0], za[0])
-                    qmul_channel(full.reshape(-1), zf, small.reshape(-1), zs, mid, inner, ratio, F32(zc[0]),
+                    qmul_channel(full.reshape(-1), zf, small.reshape(-1), zs, mid, inner, ratio, zcf,
                                  lo, hi, out.reshape(-1))
                 return [out]
             ctx.integer_node = True
-            out = np.empty(a.shape, dt)
+            out = np.empty_like(a)
             if kind == "add":
                 qadd_codes(a.reshape(-1), b.reshape(-1), r_a, r_b, fixed, lo, hi, out.reshape(-1))
             else:
-                _mul_kernel(a.reshape(-1), b.reshape(-1), za[0], zb[0], ratio, F32(zc[0]), lo, hi, out.reshape(-1))
+                _mul_kernel(a.reshape(-1), b.reshape(-1), za[0], zb[0], ratio, zcf, lo, hi, out.reshape(-1))
             return [out]
 
         return fast
