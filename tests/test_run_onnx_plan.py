@@ -555,3 +555,18 @@ def test_prepared_conv_transpose_equals_reference(with_bias, og, kernel):
         got, want = ex.run({"x": x})["y"], ex.run({"x": x}, prepared=False)["y"]
         assert got.shape == want.shape and got.dtype == want.dtype
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_place_taps_equals_zero_initialised_col2im():
+    from qsim.onnxrun.plan import place_taps
+
+    rng = np.random.default_rng(11)
+    col = rng.standard_normal((3, 2, 3, 4, 5)).astype(np.float32)
+    col[0, 0, 0, 0, :3] = -0.0
+    want = np.zeros((3, 8, 15), np.float32)
+    for i in range(2):
+        for j in range(3):
+            want[:, i::2, j::3] += col[:, i, j]
+    got = np.empty((3, 8, 15), np.float32)
+    place_taps(col, got)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -1219,6 +1219,21 @@ def _spec_resize_nearest(generic, node, attrs, consts, ex):
 
 
 # -- float ConvTranspose, stride = kernel (the detection heads' 2x2 / stride 2 upsampling) -------------------
+@njit(cache=True, nogil=True)
+def place_taps(col, out):
+    """out[o, h·kh + i, w·kw + j] = 0 + col[o, i, j, h, w] (the zero-initialised col2im's one add per
+    element where strides = kernel: −0 becomes +0 as there)."""
+    og, kh, kw, h, wd = col.shape
+    for o in range(og):
+        for r in range(h):
+            for i in range(kh):
+                row = out[o, r * kh + i]
+                for j in range(kw):
+                    src = col[o, i, j, r]
+                    for c in range(wd):
+                        row[c * kw + j] = np.float32(0.0) + src[c]
+
+
 def _spec_conv_transpose(generic, node, attrs, consts, ex):
     """`f32_ops.conv_transpose` where the taps do not overlap (strides = kernel, no pads, dilation 1,
     no output padding): the same GEMM from the weights transposed once, each tap's plane placed by a
@@ -1252,8 +1267,7 @@ def _spec_conv_transpose(generic, node, attrs, consts, ex):
         y = np.empty((n, og, h * kh, wd * kw), F32)
         for i in range(n):
             col = sgemm(wt_t, x[i].reshape(c, h * wd), packed=False, trans_a=True)
-            yi = y[i].reshape(og, h, kh, wd, kw)
-            np.add(F32(0), col.reshape(og, kh, kw, h, wd).transpose(0, 3, 1, 4, 2), out=yi)
+            place_taps(col.reshape(og, kh, kw, h, wd), y[i])
         if bias is not None:
             y += bias
         return [y]
