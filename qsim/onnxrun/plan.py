@@ -1153,6 +1153,16 @@ def _spec_qlinear_binary(kind):
 
 
 # -- QLinearConcat ------------------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def table_rows(x, table, off, out):
+    """out[r, off + j] = table[x[r, j]] (bytes: the codes of one QLinearConcat input requantized)."""
+    for r in range(x.shape[0]):
+        src = x[r]
+        dst = out[r, off:off + x.shape[1]]
+        for j in range(x.shape[1]):
+            dst[j] = table[src[j]]
+
+
 def _spec_qlinear_concat(generic, node, attrs, consts, ex):
     """Constant scales / zero points: each input's requantization table (`contrib._table` with the
     identity) built once, inputs whose scale and zero point equal the output's copied as they are."""
@@ -1172,16 +1182,28 @@ def _spec_qlinear_concat(generic, node, attrs, consts, ex):
         tables.append(None if (xs == ys and xz[0] == yz[0]) else _table(xs, xz[0], ys, yz[0], dt, lambda v: v))
     axis = int(attrs["axis"])
     n = len(tables)
+    identity = np.arange(256, dtype=np.uint8).view(dt)
+    tables = [identity if t is None else t for t in tables]
 
     def fast(ctx, args, attrs_):
         xs = args[2::3]
-        if len(xs) != n or any(x is None or x.dtype != dt for x in xs):
+        if len(xs) != n or any(x is None or x.dtype != dt or not x.flags.c_contiguous for x in xs):
             return generic(ctx, args, attrs_)
-        parts = [x if t is None else t[x.view(np.uint8)] for x, t in zip(xs, tables)]
-        try:
-            y = np.concatenate(parts, axis=axis)
-        except (ValueError, np.exceptions.AxisError):
+        nd = xs[0].ndim
+        ax = axis + nd if axis < 0 else axis
+        if not 0 <= ax < nd or any(x.ndim != nd or x.shape[:ax] != xs[0].shape[:ax]
+                                   or x.shape[ax + 1:] != xs[0].shape[ax + 1:] for x in xs):
             return generic(ctx, args, attrs_)
+        shape = list(xs[0].shape)
+        shape[ax] = sum(x.shape[ax] for x in xs)
+        y = np.empty(shape, dt)
+        outer = int(np.prod(shape[:ax]))
+        y2 = y.reshape(outer, -1).view(np.uint8) if outer else y.reshape(0, 0).view(np.uint8)
+        off = 0
+        for x, t in zip(xs, tables):
+            width = x.size // outer if outer else 0
+            table_rows(x.reshape(outer, width).view(np.uint8), t.view(np.uint8), off, y2)
+            off += width
         ctx.integer_node = True
         return [y]
 
