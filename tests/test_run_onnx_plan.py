@@ -496,21 +496,27 @@ def test_prepared_qlinear_binary_broadcast_equals_reference(op):
         assert got.shape == want.shape and np.array_equal(got, want), (sa, sb)
 
 
-def test_prepared_qlinear_concat_equals_reference():
-    inits = [numpy_helper.from_array(np.float32(0.05), "sy"), numpy_helper.from_array(np.uint8(120), "zy"),
-             numpy_helper.from_array(np.float32(0.05), "s0"), numpy_helper.from_array(np.uint8(120), "z0"),
-             numpy_helper.from_array(np.float32(0.031), "s1"), numpy_helper.from_array(np.uint8(7), "z1")]
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_prepared_qlinear_concat_equals_reference(dt):
+    inits = [numpy_helper.from_array(np.float32(0.05), "sy"), numpy_helper.from_array(dt(120), "zy"),
+             numpy_helper.from_array(np.float32(0.05), "s0"), numpy_helper.from_array(dt(120), "z0"),
+             numpy_helper.from_array(np.float32(0.031), "s1"), numpy_helper.from_array(dt(7), "z1")]
     node = helper.make_node("QLinearConcat", ["sy", "zy", "a", "s0", "z0", "b", "s1", "z1"], ["y"], axis=1,
                             domain="com.microsoft")
-    ex = _ms_model([node], ["a", "b"], inits)
+    tp = TensorProto.UINT8 if dt == np.uint8 else TensorProto.INT8
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, tp, None) for n in ("a", "b")],
+                              [helper.make_tensor_value_info("y", tp, None)], inits)
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                              helper.make_opsetid("com.microsoft", 1)]))
     assert ex.prepared.specialised
     rng = np.random.default_rng(6)
+    lo = 0 if dt == np.uint8 else -128
     for sa, sb in (((2, 3, 4, 5), (2, 6, 4, 5)), ((1, 1), (1, 7))):
-        f = {"a": rng.integers(0, 256, sa).astype(np.uint8), "b": rng.integers(0, 256, sb).astype(np.uint8)}
+        f = {"a": rng.integers(lo, lo + 256, sa).astype(dt), "b": rng.integers(lo, lo + 256, sb).astype(dt)}
         got, want = ex.run(f)["y"], ex.run(f, prepared=False)["y"]
-        assert got.shape == want.shape and np.array_equal(got, want)
+        assert got.shape == want.shape and got.dtype == want.dtype and np.array_equal(got, want)
     with pytest.raises(ValueError, match="concatenate"):
-        ex.run({"a": np.zeros((2, 3, 4, 5), np.uint8), "b": np.zeros((2, 3, 4, 6), np.uint8)})
+        ex.run({"a": np.zeros((2, 3, 4, 5), dt), "b": np.zeros((2, 3, 4, 6), dt)})
 
 
 @pytest.mark.parametrize("nm,ctm", [("floor", "asymmetric"), ("round_prefer_floor", "half_pixel"),
