@@ -576,3 +576,17 @@ def test_place_taps_equals_zero_initialised_col2im():
     got = np.empty((3, 8, 15), np.float32)
     place_taps(col, got)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.2, 0.5), (1 / 6, 0.5), (0.3, -0.25)])
+def test_prepared_hard_sigmoid_equals_reference(alpha, beta):
+    node = helper.make_node("HardSigmoid", ["x"], ["y"], alpha=alpha, beta=beta)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert ex.prepared.specialised
+    x = np.random.default_rng(12).uniform(-8, 8, (2, 7, 1, 1)).astype(np.float32)
+    x.reshape(-1)[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -beta / np.float32(alpha)]
+    got, want = ex.run({"x": x})["y"], ex.run({"x": x}, prepared=False)["y"]
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))

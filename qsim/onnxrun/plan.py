@@ -1297,6 +1297,29 @@ def _spec_conv_transpose(generic, node, attrs, consts, ex):
     return fast
 
 
+# -- HardSigmoid (float32) ----------------------------------------------------------------------------------------
+def _spec_hard_sigmoid(generic, node, attrs, consts, ex):
+    """`f32_ops.hard_sigmoid` with the clip as maximum / minimum in place (np.clip's Python wrapper costs
+    more than the work on the SE gates' few values); beta ≠ 0, so x·alpha + beta is never −0 and the two
+    clips agree (NaN propagates through both)."""
+    alpha, beta = F32(attrs.get("alpha", 0.2)), F32(attrs.get("beta", 0.5))
+    if beta == 0 or not np.isfinite(beta):
+        return None
+    zero, one = F32(0), F32(1)
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if type(x) is not np.ndarray or x.dtype != _F32 or x.ndim == 0:
+            return generic(ctx, args, attrs_)
+        y = x * alpha
+        y += beta
+        np.maximum(y, zero, out=y)
+        np.minimum(y, one, out=y)
+        return [y]
+
+    return fast
+
+
 # -- float Conv --------------------------------------------------------------------------------------------------
 def _spec_conv(generic, node, attrs, consts, ex):
     from qsim.onnxrun.f32_ops import conv_prepared
@@ -1367,6 +1390,7 @@ SPECIALIZERS = {
     ("com.microsoft", "QLinearConcat"): _spec_qlinear_concat,
     ("", "Resize"): _spec_resize_nearest,
     ("", "ConvTranspose"): _spec_conv_transpose,
+    ("", "HardSigmoid"): _spec_hard_sigmoid,
 }
 
 
