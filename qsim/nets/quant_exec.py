@@ -245,13 +245,21 @@ def prepared_weight(name: str, layer: str, wspec: QuantSpec) -> PreparedWeight:
         value_range = (float(allw.min()), float(allw.max()))
     qt = quantize(w2, wspec, axis=0 if wspec.granularity == "channel" else None if
                   wspec.granularity in ("tensor", "global") else -1, value_range=value_range)
-    deq = qt.dequantize(np.float32).reshape(w.shape)
+    return weight_from_qtensor(qt, op, w.shape, wspec.label())
+
+
+def weight_from_qtensor(qt, op, weight_shape, label: str) -> PreparedWeight:
+    """The executor's `PreparedWeight` of a QTensor of the 2-D (out, K) weight: codes laid out for
+    the kernels (K, O) for dense and grouped layers, OIHW for convs; the float path (with the
+    reason) for codebook weights or levels beyond the kernels' 16-bit codes. PTQ and QAT build
+    their deployed weights here too, so all three run the same layout."""
+    deq = qt.dequantize(np.float32).reshape(weight_shape)
     deq.setflags(write=False)
     fits = qt.codebook is None and CODE_LIMIT[0] <= qt.qmin and qt.qmax <= CODE_LIMIT[1]
     if not fits:
         why = ("k-means codebook weights (no integer levels)" if qt.codebook is not None else
                f"weight levels {qt.qmin}..{qt.qmax} exceed the kernels' 16-bit codes")
-        return PreparedWeight("float", None, 0, np.ones(()), deq, None, wspec.label(), why)
+        return PreparedWeight("float", None, 0, np.ones(()), deq, None, label, why)
     q = qt.q.astype(_code_dtype(qt.qmin, qt.qmax))
     grouped = qt.spec.granularity == "group"
     if grouped:
@@ -263,10 +271,10 @@ def prepared_weight(name: str, layer: str, wspec: QuantSpec) -> PreparedWeight:
     if isinstance(op, Linear) or grouped:
         q = np.ascontiguousarray(q.T)                                 # (K, O)
     else:
-        q = q.reshape(w.shape)                                        # OIHW
+        q = q.reshape(weight_shape)                                   # OIHW
     q.setflags(write=False)
     return PreparedWeight("int_grouped" if grouped else "int", q, zp, scale, deq,
-                          qt.spec.group_size if grouped else None, wspec.label())
+                          qt.spec.group_size if grouped else None, label)
 
 
 # -- one MAC layer --------------------------------------------------------------------

@@ -115,21 +115,10 @@ def prepare(name, wspec: QuantSpec, methods: tuple, calib_size: int = 256, seed:
 
 
 def prepared_weight(op, qt, w_shape, label: str):
-    """`quant_exec.PreparedWeight` of a PTQ QTensor (the same layout `quant_exec.prepared_weight` builds)."""
-    from qsim.nets.quant_exec import PreparedWeight, _code_dtype
+    """`quant_exec.PreparedWeight` of a PTQ QTensor (`quant_exec.weight_from_qtensor`)."""
+    from qsim.nets.quant_exec import weight_from_qtensor
 
-    deq = qt.dequantize(np.float32).reshape(w_shape)
-    q = qt.q.astype(_code_dtype(qt.qmin, qt.qmax))
-    grouped = qt.spec.granularity == "group"
-    if grouped:
-        scale = np.ascontiguousarray(qt.scale.T)
-        zp = np.ascontiguousarray(qt.zero_point.T) if qt.has_zero_point else 0
-    else:
-        scale = qt.scale
-        zp = (qt.zero_point if qt.zero_point.ndim else int(qt.zero_point)) if qt.has_zero_point else 0
-    q = np.ascontiguousarray(q.T) if isinstance(op, Linear) or grouped else q.reshape(w_shape)
-    return PreparedWeight("int_grouped" if grouped else "int", q, zp, scale, deq,
-                          qt.spec.group_size if grouped else None, label)
+    return weight_from_qtensor(qt, op, w_shape, label)
 
 
 def act_plan(net, prep: Prepared, aspec: QuantSpec):

@@ -29,13 +29,6 @@ from qsim.nets import float_exec
 from qsim.nets.models import Conv, Flatten, Linear, MaxPool
 
 
-def _code_dtype(lo: int, hi: int):
-    for dt in (np.int8, np.uint8, np.int16, np.uint16):
-        if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
-            return dt
-    return np.int32
-
-
 @dataclass(frozen=True)
 class DeployedLayer:
     op: object
@@ -45,31 +38,10 @@ class DeployedLayer:
 
 
 def prepare_qtensor(qt, op, weight_shape, label: str):
-    """A `PreparedWeight` from a QTensor of the 2-D (out, K) weight (the layout of `prepared_weight`)."""
-    from qsim.nets.quant_exec import PreparedWeight
-    from qsim.train.qat import weight_path
+    """A `PreparedWeight` from a QTensor of the 2-D (out, K) weight (`quant_exec.weight_from_qtensor`)."""
+    from qsim.nets.quant_exec import weight_from_qtensor
 
-    deq = qt.dequantize(np.float32).reshape(weight_shape)
-    deq.setflags(write=False)
-    path = weight_path(qt)
-    if path == "float":
-        why = ("k-means codebook weights (no integer levels)" if qt.codebook is not None else
-               f"weight levels {qt.qmin}..{qt.qmax} exceed the kernels' 16-bit codes")
-        return PreparedWeight("float", None, 0, np.ones(()), deq, None, label, why)
-    q = qt.q.astype(_code_dtype(qt.qmin, qt.qmax))
-    grouped = path == "int_grouped"
-    if grouped:
-        scale = np.ascontiguousarray(qt.scale.T)
-        zp = np.ascontiguousarray(qt.zero_point.T) if qt.has_zero_point else 0
-    else:
-        scale = qt.scale
-        zp = (qt.zero_point if qt.zero_point.ndim else int(qt.zero_point)) if qt.has_zero_point else 0
-    if isinstance(op, Linear) or grouped:
-        q = np.ascontiguousarray(q.T)
-    else:
-        q = q.reshape(weight_shape)
-    q.setflags(write=False)
-    return PreparedWeight(path, q, zp, scale, deq, qt.spec.group_size if grouped else None, label)
+    return weight_from_qtensor(qt, op, weight_shape, label)
 
 
 def deploy_qat(net, state) -> list[DeployedLayer]:
