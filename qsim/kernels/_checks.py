@@ -108,3 +108,15 @@ def check_product_fits(max_a: int, max_b: int, hi: int, acc_bits: int) -> None:
     if max_a * max_b > hi:
         raise ValueError(f"acc_bits={acc_bits} is narrower than a single product: max |a-a_zero_point| * "
                          f"max |b-b_zero_point| = {max_a * max_b} > {hi}")
+
+
+def conv_output_hw(H: int, W: int, kernel, stride, padding, dilation) -> tuple[int, int]:
+    """(Ho, Wo) of a 2-D convolution over an (H, W) input padded (top, left, bottom, right);
+    a kernel that does not fit the padded input is an error, not an empty output."""
+    kh, kw = kernel
+    top, left, bottom, right = padding
+    Ho = (H + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    Wo = (W + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"kernel {kh}x{kw} (dilation {dilation}) does not fit the padded input")
+    return Ho, Wo

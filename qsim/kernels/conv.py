@@ -11,7 +11,8 @@ import numpy as np
 from numba import njit
 
 from qsim.kernels._checks import (
-    check_acc, check_bias, check_codes, check_product_fits, check_zero_point, max_abs_shifted, type_max_abs,
+    check_acc, check_bias, check_codes, check_product_fits, check_zero_point, conv_output_hw, max_abs_shifted,
+    type_max_abs,
 )
 from qsim.kernels.exact import F32_EXACT, VNNI_WIDTH
 from qsim.kernels.vnni import K_MAX as VNNI_K_MAX
@@ -65,10 +66,7 @@ def _depthwise_exact(x, w, zx: int, zw, bias, stride, padding, dilation, bits: i
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     top, left, bottom, right = padding
-    Ho = (H + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    Wo = (W + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    if Ho < 1 or Wo < 1:
-        raise ValueError(f"kernel {kh}x{kw} (dilation {dilation}) does not fit the padded input")
+    Ho, Wo = conv_output_hw(H, W, (kh, kw), stride, padding, dilation)
     dt = np.int32 if bits <= 32 else np.int64
     xp = np.zeros((N, C, H + top + bottom, W + left + right), dt)      # padding holds the zero point: 0 after shift
     xp[:, :, top:top + H, left:left + W] = x

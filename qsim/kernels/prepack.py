@@ -31,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.kernels._checks import (
-    check_acc, check_bias, check_codes, check_product_fits, check_zero_point, max_abs_shifted, type_max_abs,
+    check_acc, check_bias, check_codes, check_product_fits, check_zero_point, conv_output_hw, max_abs_shifted,
+    type_max_abs,
 )
 from qsim.kernels.exact import VNNI_WIDTH
 from qsim.kernels.vnni import (
@@ -242,10 +243,7 @@ def packed_conv(x, pw: PackedWeights, zx: int, zw, bias, kernel, stride, padding
     N, C, H, W = x.shape
     kh, kw = kernel
     top, left, bottom, right = padding
-    Ho = (H + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    Wo = (W + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    if Ho < 1 or Wo < 1:
-        raise ValueError(f"kernel {kh}x{kw} (dilation {dilation}) does not fit the padded input")
+    Ho, Wo = conv_output_hw(H, W, (kh, kw), stride, padding, dilation)
     ca = 128 if x.dtype == np.int8 else 0
     za_, zb_, need_asum = _zero_points(zx, zw, ca, pw.cb, pw.N)
     col, nzb = pw.epilogue(za_, zb_, np.ndim(zw) == 0, bias)

@@ -59,6 +59,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from qsim.kernels._checks import conv_output_hw
+
 GEMV_ROWS = 8            # at most this many rows of a: the unpacked-weight kernel
 GEMV_KB = 4              # quads of k (4 weight rows each) per pass of the GEMV kernel over the columns
 KC, NC = 512, 512        # K and N cache blocks of the packed GEMM (bytes of k, columns)
@@ -950,10 +952,7 @@ def vnni_conv(x: np.ndarray, w2: np.ndarray, zx, zw, bias, kernel, stride, paddi
     N, C, H, W = x.shape
     kh, kw = kernel
     top, left, bottom, right = padding
-    Ho = (H + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    Wo = (W + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    if Ho < 1 or Wo < 1:
-        raise ValueError(f"kernel {kh}x{kw} (dilation {dilation}) does not fit the padded input")
+    Ho, Wo = conv_output_hw(H, W, (kh, kw), stride, padding, dilation)
     O = w2.shape[0]
     ca = 128 if x.dtype == np.int8 else 0
     cb = 128 if w2.dtype == np.uint8 else 0
