@@ -27,6 +27,13 @@ def test_tokenizer_wordpiece():
     assert len(tok.encode("word " * 400)) == minilm.MAX_TOKENS
 
 
+@pytest.mark.parametrize("task", minilm.TASKS)
+def test_calibration_never_sees_an_evaluated_text(task):
+    a, b, gold, _, calib = minilm.task_data(task)
+    assert len(a) == len(b) == len(gold) and len(calib) >= 256 and len(set(calib)) == len(calib)
+    assert not set(calib) & (set(a) | set(b))
+
+
 def test_float_scores_match_sentence_transformers():
     # Reference scores of the fp32 model with sentence-transformers (shared/data/README.md).
     assert minilm.float_result("wordsim353")[0] == pytest.approx(0.729, abs=0.002)

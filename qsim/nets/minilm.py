@@ -323,33 +323,65 @@ def embed(texts: list[str], q: Quantizer | None = None, batch: int = 64, sqnr: d
 
 # -- tasks ------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
-def task_data(task: str):
-    """(texts_a, texts_b, gold, correlation, calibration texts) of a similarity task."""
+def _sick_rows() -> list[dict]:
     import csv
 
+    with open(DATA / "SICK_test_annotated.txt", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def _distinct(texts, exclude=()) -> list[str]:
+    """Texts in first-seen order, each once, none of `exclude` (calibration must not see evaluated inputs)."""
+    skip = set(exclude)
+    return [t for t in dict.fromkeys(texts) if t not in skip]
+
+
+def _sentences(text: str) -> list[str]:
+    import re
+
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if len(s.split()) >= 3]
+
+
+def _prose_sentences() -> list[str]:
+    """Sentences of the Lee corpus, then of the Moby-Dick chapters qsim ships: calibration text for tasks whose
+    own sentences are all evaluated."""
+    chapters = sorted((DATA.parent / "text" / "moby-dick").glob("chapter_*.txt"), key=lambda p: int(p.stem.split("_")[1]))
+    texts = [(DATA / "lee.cor").read_text(encoding="latin-1")] + [p.read_text(encoding="utf-8") for p in chapters]
+    return _distinct(s for t in texts for s in _sentences(t))
+
+
+def task_data(task: str):
+    """(texts_a, texts_b, gold, correlation, calibration texts) of a similarity task.
+
+    Calibration texts never occur among the task's evaluated texts (SICK reuses sentences across pairs, so the
+    pairs outside the evaluated subset are filtered, not just taken): "sick" calibrates on the distinct sentences
+    of the other SICK test pairs, "sick-full" and "wordsim353" on the sentences of the Lee corpus and Moby-Dick, "lee" on SICK's."""
     if task in ("sick", "sick-full"):
-        with open(DATA / "SICK_test_annotated.txt", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
+        rows = _sick_rows()
         pick = np.arange(len(rows))
-        rest = np.array([], dtype=np.int64)
+        a = [rows[i]["sentence_A"] for i in pick]
+        b = [rows[i]["sentence_B"] for i in pick]
         if task == "sick":  # a fixed, seeded 1,000-pair subset for sweeps; calibrate on pairs outside it
             pick = np.sort(np.random.default_rng(0).choice(len(rows), SICK_SUBSET, replace=False))
             rest = np.setdiff1d(np.arange(len(rows)), pick)
-        calib = [rows[i]["sentence_A"] for i in (rest if len(rest) else np.arange(len(rows)))]
-        a = [rows[i]["sentence_A"] for i in pick]
-        b = [rows[i]["sentence_B"] for i in pick]
+            a = [rows[i]["sentence_A"] for i in pick]
+            b = [rows[i]["sentence_B"] for i in pick]
+            calib = _distinct((rows[i][k] for i in rest for k in ("sentence_A", "sentence_B")), a + b)
+        else:
+            calib = _distinct(_prose_sentences(), a + b)
         gold = np.array([float(rows[i]["relatedness_score"]) for i in pick])
         return a, b, gold, "spearman", calib
     if task == "wordsim353":
         pairs = [line.split("\t") for line in (DATA / "wordsim353.tsv").read_text().splitlines()
                  if line and not line.startswith("#")]
-        return [p[0] for p in pairs], [p[1] for p in pairs], np.array([float(p[2]) for p in pairs]), "spearman", \
-            [p[0] for p in pairs]
+        a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+        return a, b, np.array([float(p[2]) for p in pairs]), "spearman", _distinct(_prose_sentences(), a + b)
     if task == "lee":
         docs = (DATA / "lee.cor").read_text(encoding="latin-1").splitlines()
         sims = np.loadtxt(DATA / "similarities0-1.txt")
         iu = np.triu_indices(len(docs), 1)
-        return [docs[i] for i in iu[0]], [docs[j] for j in iu[1]], sims[iu], "pearson", docs
+        sick = [r[k] for r in _sick_rows() for k in ("sentence_A", "sentence_B")]
+        return [docs[i] for i in iu[0]], [docs[j] for j in iu[1]], sims[iu], "pearson", _distinct(sick, docs)
     raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
 
 
