@@ -46,9 +46,13 @@ def test_real_model_matches_ort(quantized, name, form):
         prepared_overflows = dict(ex.overflows)
         reference = ex.run(x, keep_all=True, prepared=False)  # the prepared plan equals the reference interpreter
         assert ex.overflows == prepared_overflows
+        steps = ex.prepared.run_steps(ex, ex._check_inputs(x), True)  # the plan interpreted, not generated
+        assert ex.prepared.compiled is not None and ex.overflows == prepared_overflows
         for t, v in reference.items():
             same = ours[t].dtype == v.dtype and ours[t].shape == v.shape and np.array_equal(ours[t], v, equal_nan=True)
             assert same, f"{name}/{form} batch {batch}: prepared plan differs from the reference interpreter at {t!r}"
+            same = steps[t].dtype == v.dtype and steps[t].shape == v.shape and np.array_equal(steps[t], v, equal_nan=True)
+            assert same, f"{name}/{form} batch {batch}: the interpreted plan differs from the reference at {t!r}"
         theirs = run_ort_all(path, x)
         rows = first_divergence(ex.model, ours, theirs)
         integer = [r for r in rows if r["integer"]]

@@ -12,6 +12,8 @@ Built once when the executor loads a model (like an ORT `InferenceSession`):
   (e.g. QLinearConv's requantization). A specialised function checks the few facts it
   relies on (dtype, contiguity, shape) on each call and otherwise hands the node to the
   generic op, so error messages and unusual inputs behave exactly as before.
+* the steps run as one generated Python function (`qsim.onnxrun.codegen`; `run_steps`
+  interprets the same steps one by one).
 
 Every specialised function computes what the generic op computes, bit for bit; the tests
 run each model both ways (`OnnxExecutor.run(..., prepared=False)` is the reference
@@ -23,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from qsim.onnxrun import codegen
 from qsim.onnxrun.f32gemm import _fma32
 
 F32 = np.float32
@@ -35,7 +38,7 @@ class PreparedPlan:
     def __init__(self, ex):
         from qsim.onnxrun.ops import NodeContext
 
-        slots: dict[str, int] = {"": 0}
+        slots: dict = {"": 0, None: 1}  # 0: an absent optional input (None); 1: an unnamed output, dropped
 
         def slot(name: str) -> int:
             if name not in slots:
@@ -58,7 +61,7 @@ class PreparedPlan:
             fast = None
             if missing is None:
                 fast = specialize(fn, node, attrs, [consts.get(t) if t else None for t in ins], ex)
-            steps.append((fast or fn, ctx, attrs, [slot(t) for t in ins], [slot(t) for t in outs], missing))
+            steps.append((fast or fn, ctx, attrs, [slot(t) for t in ins], [slot(t or None) for t in outs], missing))
             available.update(t for t in outs if t)
         steps = _fuse_quantize_dequantize(steps, {slots[n]: v for n, v in consts.items()})
         self.template = [None] * len(slots)
@@ -70,8 +73,18 @@ class PreparedPlan:
         self.output_slots = [(n, slots[n]) for n in ex.output_names]
         self.all_slots = [(t, slots[t]) for n in ex.model.graph.node for t in n.output if t]
         self.specialised = [s[1].name for s in steps if getattr(s[0], "specialised", False)]
+        self.compiled = None
+        if codegen.enabled():
+            self.compiled = codegen.compile_plan(self)
 
     def run(self, ex, feeds: dict, keep_all: bool) -> dict[str, np.ndarray]:
+        """The plan's generated function (`qsim.onnxrun.codegen`), else `run_steps`."""
+        if self.compiled is not None:
+            return self.compiled(ex, feeds, keep_all)
+        return self.run_steps(ex, feeds, keep_all)
+
+    def run_steps(self, ex, feeds: dict, keep_all: bool) -> dict[str, np.ndarray]:
+        """The steps interpreted one by one (what the generated function does, as a loop)."""
         from qsim.onnxrun.executor import OP_ERRORS, node_error
 
         env = self.template.copy()
@@ -92,7 +105,6 @@ class PreparedPlan:
                 env[i] = v
             if ctx.integer_node:
                 overflows[ctx.name] = (ctx.op_type, ctx.overflows)
-        env[0] = None
         ex.overflows = overflows
         if keep_all:
             return {t: env[i] for t, i in self.all_slots} | {n: env[i] for n, i in self.output_slots}
@@ -122,12 +134,12 @@ def _fuse_quantize_dequantize(steps: list, const_slots: dict) -> list:
     every activation in QDQ models) becomes one step writing both tensors; the DQ step goes."""
     producer = {}
     for i, (fn, ctx, attrs, ins, outs, missing) in enumerate(steps):
-        if hasattr(fn, "q_params") and outs and outs[0]:
+        if hasattr(fn, "q_params") and outs and outs[0] > 1:
             producer[outs[0]] = i
     fused: dict[int, tuple] = {}
     dropped = set()
     for j, (fn, ctx, attrs, ins, outs, missing) in enumerate(steps):
-        if not hasattr(fn, "dq_params") or not ins or ins[0] not in producer or not outs or not outs[0]:
+        if not hasattr(fn, "dq_params") or not ins or ins[0] not in producer or not outs or outs[0] <= 1:
             continue
         i = producer[ins[0]]
         if i in fused or i >= j:
@@ -1322,7 +1334,10 @@ def _spec_hard_sigmoid(generic, node, attrs, consts, ex):
 
 # -- float Conv --------------------------------------------------------------------------------------------------
 def _spec_conv(generic, node, attrs, consts, ex):
+    """Float Conv with constant weights: grouped once; 1-D / 2-D ones (depthwise aside) in one Numba
+    call (`fastconv.conv_once`), the rest through `f32_ops.conv_prepared`."""
     from qsim.onnxrun.f32_ops import conv_prepared
+    from qsim.onnxrun.fastconv import conv_once, conv_params
     from qsim.onnxrun.spatial import window
 
     if len(consts) < 2 or consts[1] is None:
@@ -1346,18 +1361,27 @@ def _spec_conv(generic, node, attrs, consts, ex):
     wg_t = np.ascontiguousarray(wg.transpose(0, 2, 1))
 
     wins: dict = {}
+    no_bias = np.zeros(0, F32)
 
     def fast(ctx, args, attrs_):
         x = args[0]
         if x.dtype != _F32 or x.ndim != w.ndim or x.shape[1] != w.shape[1] * g:
             return generic(ctx, args, attrs_)
-        win = wins.get(x.shape[2:])
-        if win is None:
+        hit = wins.get(x.shape[2:])
+        if hit is None:
             try:
-                win = wins[x.shape[2:]] = window(attrs_, x.shape[2:], kernel)
+                win = window(attrs_, x.shape[2:], kernel)
             except ValueError:
                 return generic(ctx, args, attrs_)
-        return conv_prepared(ctx, x, w, wg, bias, attrs_, wg_t, win)
+            hit = wins[x.shape[2:]] = (win, conv_params(win, kernel, x.shape[1], g, o // g, bias is not None))
+        win, params = hit
+        if params is None or not x.flags.c_contiguous:
+            return conv_prepared(ctx, x, w, wg, bias, attrs_, wg_t, win)
+        n = x.shape[0]
+        y = np.empty((n, g, o // g, int(params[8] * params[9])), F32)
+        conv_once(x if x.ndim == 4 else x.reshape(n, x.shape[1], 1, x.shape[2]), wg, wg_t,
+                  no_bias if bias is None else bias, params, y)
+        return [y.reshape((n, o) + win.out)]
 
     return fast
 
