@@ -976,19 +976,6 @@ def _spec_pad(generic, node, attrs, consts, ex):
     return fast
 
 
-def _spec_cast(generic, node, attrs, consts, ex):
-    from onnx import helper
-
-    to = np.dtype(helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
-    if to not in (np.dtype(np.float32), np.dtype(np.float64)):
-        return None
-
-    def fast(ctx, args, attrs_):  # anything → float32/64 is the plain astype of `float_ops.cast`
-        return [args[0].astype(to)]
-
-    return fast
-
-
 # -- QLinearAdd / QLinearMul (same-shape operands) -----------------------------------------------------------
 @njit(cache=True, nogil=True)
 def qadd_codes(a, b, ra, rb, fixed, lo, hi, out):
@@ -1406,7 +1393,6 @@ SPECIALIZERS = {
     ("", "ConvInteger"): _spec_conv_integer,
     ("", "QLinearMatMul"): _spec_qlinear_matmul,
     ("com.microsoft", "QLinearGlobalAveragePool"): _spec_qlinear_gap,
-    ("", "Cast"): _spec_cast,
     ("", "Pad"): _spec_pad,
     ("", "Conv"): _spec_conv,
     ("com.microsoft", "QLinearAdd"): _spec_qlinear_binary("add"),
@@ -1419,8 +1405,12 @@ SPECIALIZERS = {
 
 
 def _register_tables():
-    """QLinearSigmoid / QLinearLeakyRelu (contrib imports this module's siblings: registered last)."""
+    """QLinearSigmoid / QLinearLeakyRelu (contrib imports this module's siblings: registered last) and
+    the data-movement ops of `qsim.onnxrun.shapemaps`."""
     from qsim.onnxrun.contrib import _leaky_fn, _sigmoid_fn
+    from qsim.onnxrun.shapemaps import SHAPE_SPECIALIZERS
+
+    SPECIALIZERS.update(SHAPE_SPECIALIZERS)
 
     SPECIALIZERS[("com.microsoft", "QLinearSigmoid")] = _spec_qlinear_table(_sigmoid_fn)
     SPECIALIZERS[("com.microsoft", "QLinearLeakyRelu")] = _spec_qlinear_table(_leaky_fn)
