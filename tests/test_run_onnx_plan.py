@@ -490,7 +490,8 @@ def test_prepared_qlinear_binary_broadcast_equals_reference(op):
     assert ex.prepared.specialised
     rng = np.random.default_rng(5)
     for sa, sb in (((2, 6, 3, 5), (1, 6, 1, 1)), ((1, 6, 1, 1), (2, 6, 3, 5)), ((2, 6, 3, 1), (1, 6, 1, 1)),
-                   ((2, 6, 3, 5), (6, 3, 1)), ((2, 6, 3, 5), (1, 1, 3, 5)), ((4, 5), (4, 5))):
+                   ((2, 6, 3, 5), (6, 3, 1)), ((2, 6, 3, 5), (1, 1, 3, 5)), ((4, 5), (4, 5)),
+                   ((2, 1, 128), ()), ((), (3, 7)), ((1,), (2, 5)), ((2, 5), (1, 1, 1)), ((1,), (1,))):
         f = {"a": rng.integers(0, 256, sa).astype(np.uint8), "b": rng.integers(0, 256, sb).astype(np.uint8)}
         got, want = ex.run(f)["y"], ex.run(f, prepared=False)["y"]
         assert got.shape == want.shape and np.array_equal(got, want), (sa, sb)
@@ -590,3 +591,54 @@ def test_prepared_hard_sigmoid_equals_reference(alpha, beta):
     got, want = ex.run({"x": x})["y"], ex.run({"x": x}, prepared=False)["y"]
     assert got.shape == want.shape and got.dtype == want.dtype
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 1), (0, 0), (1, 1)])
+@pytest.mark.parametrize("bias_shape,beta", [((6,), 1.0), ((1, 6), 0.5), ((3, 6), 1.0), ((), 2.0), (None, 1.0)])
+def test_prepared_gemm_constant_b_equals_reference(trans_a, trans_b, bias_shape, beta):
+    rng = np.random.default_rng(len(bias_shape or ()) + trans_a + 2 * trans_b)
+    b = rng.standard_normal((6, 40) if trans_b else (40, 6)).astype(np.float32)
+    inits = [numpy_helper.from_array(b, "b")]
+    ins = ["a", "b"]
+    if bias_shape is not None:
+        inits.append(numpy_helper.from_array(rng.standard_normal(bias_shape).astype(np.float32), "c"))
+        ins.append("c")
+    node = helper.make_node("Gemm", ins, ["y"], transA=trans_a, transB=trans_b, beta=beta)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert ex.prepared.specialised == ["Gemm_0"]
+    for m in ((3,) if bias_shape == (3, 6) else (1, 3, 5)):
+        a = rng.standard_normal((40, m) if trans_a else (m, 40)).astype(np.float32)
+        a.reshape(-1)[:2] = [np.nan, -0.0]
+        for _ in range(2):
+            got, want = ex.run({"a": a})["y"], ex.run({"a": a}, prepared=False)["y"]
+            assert got.shape == want.shape and got.dtype == want.dtype
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("with_b,with_p,with_state", [(True, True, True), (False, False, False), (True, False, True)])
+def test_prepared_lstm_equals_reference(direction, with_b, with_p, with_state):
+    nd, hs, i = (2 if direction == "bidirectional" else 1), 5, 7
+    rng = np.random.default_rng(nd + 2 * with_b + 4 * with_p + 8 * with_state)
+    consts = {"w": rng.standard_normal((nd, 4 * hs, i)), "r": rng.standard_normal((nd, 4 * hs, hs)),
+              "b": rng.standard_normal((nd, 8 * hs)) if with_b else None,
+              "p": rng.standard_normal((nd, 3 * hs)) if with_p else None}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in consts.items() if v is not None]
+    ins = ["x", "w", "r", "b" if with_b else "", "", "h0" if with_state else "", "c0" if with_state else "",
+           "p" if with_p else ""]
+    node = helper.make_node("LSTM", ins, ["y", "hn", "cn"], hidden_size=hs, direction=direction)
+    vis = [helper.make_tensor_value_info(k, TensorProto.FLOAT, None) for k in ("x", "h0", "c0")[:3 if with_state else 1]]
+    graph = helper.make_graph([node], "g", vis, [helper.make_tensor_value_info(k, TensorProto.FLOAT, None)
+                                                 for k in ("y", "hn", "cn")], inits)
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    assert ex.prepared.specialised == ["LSTM_0"]
+    for t, n in ((1, 1), (3, 2)):
+        f = {"x": rng.uniform(-3, 3, (t, n, i)).astype(np.float32)}
+        if with_state:
+            f |= {"h0": rng.uniform(-1, 1, (nd, n, hs)).astype(np.float32),
+                  "c0": rng.uniform(-2, 2, (nd, n, hs)).astype(np.float32)}
+        got, want = ex.run(f), ex.run(f, prepared=False)
+        for k in ("y", "hn", "cn"):
+            assert got[k].shape == want[k].shape and np.array_equal(got[k].view(np.uint32), want[k].view(np.uint32)), k

@@ -1107,8 +1107,26 @@ def _spec_qlinear_binary(kind):
         spans: dict = {}
         zcf = F32(zc[0])
 
+        def one_code(ctx, x, s_, vec_is_b):
+            """One side a single code computed at run time: the scalar-span kernel (mode 1 / 2)."""
+            code = int(s_.reshape(-1)[0])
+            ctx.integer_node = True
+            out = np.empty_like(x)
+            if kind == "add":
+                r_vec, r_s = (r_b, r_a) if vec_is_b else (r_a, r_b)
+                qadd_scalar(x.reshape(-1), r_vec, F32(fixed + F32(F32(code) * r_s)), lo, hi, out.reshape(-1))
+            else:
+                z_vec, z_s = (zb[0], za[0]) if vec_is_b else (za[0], zb[0])
+                qmul_scalar(x.reshape(-1), z_vec, code - z_s, ratio, zcf, lo, hi, out.reshape(-1))
+            return [out]
+
         def fast(ctx, args, attrs_):
             a, b = args[0], args[3]
+            if (a.size == 1) != (b.size == 1):
+                x, s_ = (b, a) if a.size == 1 else (a, b)
+                if x.dtype != dt or s_.dtype != dt or x.size <= 1 or s_.ndim > x.ndim or not x.flags.c_contiguous:
+                    return generic(ctx, args, attrs_)
+                return one_code(ctx, x, s_, a.size == 1)
             if a.dtype != dt or b.dtype != dt or a.size <= 1 or b.size <= 1 \
                     or not a.flags.c_contiguous or not b.flags.c_contiguous:
                 return generic(ctx, args, attrs_)
@@ -1408,9 +1426,13 @@ def _register_tables():
     """QLinearSigmoid / QLinearLeakyRelu (contrib imports this module's siblings: registered last) and
     the data-movement ops of `qsim.onnxrun.shapemaps`."""
     from qsim.onnxrun.contrib import _leaky_fn, _sigmoid_fn
+    from qsim.onnxrun.fastgemm import spec_gemm
+    from qsim.onnxrun.fastlstm import spec_lstm
     from qsim.onnxrun.shapemaps import SHAPE_SPECIALIZERS
 
     SPECIALIZERS.update(SHAPE_SPECIALIZERS)
+    SPECIALIZERS[("", "Gemm")] = spec_gemm
+    SPECIALIZERS[("", "LSTM")] = spec_lstm
 
     SPECIALIZERS[("com.microsoft", "QLinearSigmoid")] = _spec_qlinear_table(_sigmoid_fn)
     SPECIALIZERS[("com.microsoft", "QLinearLeakyRelu")] = _spec_qlinear_table(_leaky_fn)
