@@ -1426,6 +1426,7 @@ def _register_tables():
     """QLinearSigmoid / QLinearLeakyRelu (contrib imports this module's siblings: registered last) and
     the data-movement ops of `qsim.onnxrun.shapemaps`."""
     from qsim.onnxrun.contrib import _leaky_fn, _sigmoid_fn
+    from qsim.onnxrun.fastdynamic import spec_conv_integer, spec_dynamic_quantize_linear
     from qsim.onnxrun.fastgemm import spec_gemm
     from qsim.onnxrun.fastlstm import spec_lstm
     from qsim.onnxrun.shapemaps import SHAPE_SPECIALIZERS
@@ -1433,6 +1434,8 @@ def _register_tables():
     SPECIALIZERS.update(SHAPE_SPECIALIZERS)
     SPECIALIZERS[("", "Gemm")] = spec_gemm
     SPECIALIZERS[("", "LSTM")] = spec_lstm
+    SPECIALIZERS[("", "ConvInteger")] = spec_conv_integer
+    SPECIALIZERS[("", "DynamicQuantizeLinear")] = spec_dynamic_quantize_linear
 
     SPECIALIZERS[("com.microsoft", "QLinearSigmoid")] = _spec_qlinear_table(_sigmoid_fn)
     SPECIALIZERS[("com.microsoft", "QLinearLeakyRelu")] = _spec_qlinear_table(_leaky_fn)
