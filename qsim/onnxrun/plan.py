@@ -694,6 +694,7 @@ def _spec_qlinear_conv(generic, node, attrs, consts, ex):
                      out.reshape(acc.shape[0], acc.shape[1], -1))
         return [out]
 
+    fast.qconv = (w, wz, bias, xdt, zxv, scale, zyv, lo, hi, ydt)  # for exactconv.spec_qlinear_conv
     return fast
 
 
@@ -1426,7 +1427,8 @@ def _register_tables():
     """QLinearSigmoid / QLinearLeakyRelu (contrib imports this module's siblings: registered last) and
     the data-movement ops of `qsim.onnxrun.shapemaps`."""
     from qsim.onnxrun.contrib import _leaky_fn, _sigmoid_fn
-    from qsim.onnxrun.fastdynamic import spec_conv_integer, spec_dynamic_quantize_linear
+    from qsim.onnxrun.exactconv import spec_conv_integer, spec_qlinear_conv
+    from qsim.onnxrun.fastdynamic import spec_dynamic_quantize_linear
     from qsim.onnxrun.fastgemm import spec_gemm
     from qsim.onnxrun.fastlstm import spec_lstm
     from qsim.onnxrun.shapemaps import SHAPE_SPECIALIZERS
@@ -1435,6 +1437,7 @@ def _register_tables():
     SPECIALIZERS[("", "Gemm")] = spec_gemm
     SPECIALIZERS[("", "LSTM")] = spec_lstm
     SPECIALIZERS[("", "ConvInteger")] = spec_conv_integer
+    SPECIALIZERS[("", "QLinearConv")] = spec_qlinear_conv
     SPECIALIZERS[("", "DynamicQuantizeLinear")] = spec_dynamic_quantize_linear
 
     SPECIALIZERS[("com.microsoft", "QLinearSigmoid")] = _spec_qlinear_table(_sigmoid_fn)
