@@ -98,3 +98,17 @@ def test_sigmoid_tanh(op):
     x = _x((3, 7, 5), seed=4) * 3
     x.reshape(-1)[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-30]
     _check(ex, x, x[:, ::2], x[0, 0, 0].reshape(()))
+
+
+@pytest.mark.parametrize("axes,keepdims,opset", [([1], 0, 13), ([-1, 0], 1, 13), (None, 1, 13), ([1], 0, 18),
+                                                 ([0, 2], 1, 18)])
+def test_reduce_mean(axes, keepdims, opset):
+    consts, attrs = {}, dict(keepdims=keepdims)
+    if axes is not None and opset >= 18:
+        consts["axes"] = np.array(axes, I64)
+    elif axes is not None:
+        attrs["axes"] = axes
+    ex = _one_node("ReduceMean", TensorProto.FLOAT, consts, opset=opset, **attrs)
+    x = _x((3, 129, 4), seed=9)
+    x.reshape(-1)[:2] = [np.nan, -0.0]
+    _check(ex, x[:, :, :1] * 0 - 0.0, x, _x((2, 1, 5)), x[:, ::3])

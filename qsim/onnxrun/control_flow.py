@@ -117,11 +117,28 @@ def if_op(ctx, args, attrs):
 
 
 def prepared_if(generic, node, attrs, consts, ex):
-    """The prepared If: the taken branch through its prepared plan."""
+    """The prepared If: the taken branch through its prepared plan, what `_run_branch` does with the
+    argument positions of each branch's inputs and constants worked out once (~3 µs less per If;
+    the silero VAD graphs run five per chunk)."""
     if "_branches" not in attrs:
         return None
+    pos = {n: i + 1 for i, n in enumerate(attrs["_outer"])}
+    plans = []
+    for branch in attrs["_branches"]:
+        feeds = [(n, pos[n]) for n in branch.input_names]
+        fixed = [(pos[n], v) for n, v in branch.outer_consts.items()]
+        plans.append((branch, feeds, fixed, branch.output_names))
 
     def fast(ctx, args, attrs_):
+        c = args[0]
+        if type(c) is np.ndarray and c.dtype == np.bool_ and c.size == 1 and attrs_ is attrs:
+            branch, feeds, fixed, outs = plans[0 if c.reshape(-1)[0] else 1]
+            if all(args[i] is v for i, v in fixed):
+                got = branch.prepared.run(branch, {n: args[i] for n, i in feeds}, False)
+                if branch.overflows:
+                    ctx.integer_node = True
+                    ctx.overflows += int(sum(c for _, c in branch.overflows.values()))
+                return [got[n] for n in outs]
         return _run_branch(ctx, args, attrs_, prepared=True)
 
     return fast

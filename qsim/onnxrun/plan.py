@@ -1201,26 +1201,36 @@ def _spec_qlinear_concat(generic, node, attrs, consts, ex):
     axis = int(attrs["axis"])
     n = len(tables)
     identity = np.arange(256, dtype=np.uint8).view(dt)
+    copies = [t is None for t in tables]
     tables = [identity if t is None else t for t in tables]
+
+    layouts: dict = {}
 
     def fast(ctx, args, attrs_):
         xs = args[2::3]
         if len(xs) != n or any(x is None or x.dtype != dt or not x.flags.c_contiguous for x in xs):
             return generic(ctx, args, attrs_)
-        nd = xs[0].ndim
-        ax = axis + nd if axis < 0 else axis
-        if not 0 <= ax < nd or any(x.ndim != nd or x.shape[:ax] != xs[0].shape[:ax]
-                                   or x.shape[ax + 1:] != xs[0].shape[ax + 1:] for x in xs):
-            return generic(ctx, args, attrs_)
-        shape = list(xs[0].shape)
-        shape[ax] = sum(x.shape[ax] for x in xs)
+        key = tuple(x.shape for x in xs)
+        lay = layouts.get(key)
+        if lay is None:  # output shape, rows and each input's width, once per input shapes
+            nd = xs[0].ndim
+            ax = axis + nd if axis < 0 else axis
+            if not 0 <= ax < nd or any(x.ndim != nd or x.shape[:ax] != xs[0].shape[:ax]
+                                       or x.shape[ax + 1:] != xs[0].shape[ax + 1:] for x in xs):
+                return generic(ctx, args, attrs_)
+            shape = list(xs[0].shape)
+            shape[ax] = sum(x.shape[ax] for x in xs)
+            outer = int(np.prod(shape[:ax]))
+            lay = layouts[key] = (tuple(shape), outer, [x.size // outer if outer else 0 for x in xs])
+        shape, outer, widths = lay
         y = np.empty(shape, dt)
-        outer = int(np.prod(shape[:ax]))
         y2 = y.reshape(outer, -1).view(np.uint8) if outer else y.reshape(0, 0).view(np.uint8)
         off = 0
-        for x, t in zip(xs, tables):
-            width = x.size // outer if outer else 0
-            table_rows(x.reshape(outer, width).view(np.uint8), t.view(np.uint8), off, y2)
+        for x, t, width, same in zip(xs, tables, widths, copies):
+            if same:  # the output's scale and zero point: the codes as they are
+                y2[:, off:off + width] = x.reshape(outer, width).view(np.uint8)
+            else:
+                table_rows(x.reshape(outer, width).view(np.uint8), t.view(np.uint8), off, y2)
             off += width
         ctx.integer_node = True
         return [y]

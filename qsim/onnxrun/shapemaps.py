@@ -7,6 +7,8 @@ constant operands, so it is worked out once per input shape by the generic op it
   checking their operands on every call, the silero VAD graphs run ~15 of them per chunk).
 * Squeeze / Unsqueeze / Reshape with constant axes / shape: the output shape, recorded from the
   generic op's result; later calls are one `reshape` (the same elements in the same order).
+* ReduceMean with constant axes: the axes and element count per input shape, then the generic
+  op's own sum and division.
 * Cast to float or between integer types, float32 Sigmoid / Tanh: the generic op's own kernel called
   directly (its dtype lookups and argument copies done once).
 
@@ -123,6 +125,33 @@ def spec_unary32(kernel_name: str):
     return maker
 
 
+def spec_reduce_mean(generic, node, attrs, consts, ex):
+    """ReduceMean with constant axes: `f32_ops.reduce_mean`'s normalised axes and element count once
+    per input shape, then its own sum and division."""
+    fixed = _fixed_operands(node, consts)
+    if fixed is None or attrs.get("noop_with_empty_axes", 0):
+        return None
+    keep = bool(attrs.get("keepdims", 1))
+    per_shape: dict = {}
+
+    def fast(ctx, args, attrs_):
+        x = args[0]
+        if type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim == 0 or any(args[i] is not c for i, c in fixed):
+            return generic(ctx, args, attrs_)
+        hit = per_shape.get(x.shape)
+        if hit is None:
+            axes = args[1] if len(args) > 1 and args[1] is not None else attrs_.get("axes")
+            if axes is None or len(np.asarray(axes).ravel()) == 0:
+                axes = tuple(range(x.ndim))
+            axes = tuple(int(a) % x.ndim for a in np.asarray(axes).ravel())
+            hit = per_shape[x.shape] = (axes, int(np.prod([x.shape[a] for a in axes])))
+        axes, count = hit
+        s = x.sum(axis=axes, keepdims=keep, dtype=x.dtype)
+        return [(s / x.dtype.type(count)).astype(x.dtype)]
+
+    return fast
+
+
 SHAPE_SPECIALIZERS = {
     ("", "Slice"): spec_gather_map,
     ("", "Gather"): spec_gather_map,
@@ -132,4 +161,5 @@ SHAPE_SPECIALIZERS = {
     ("", "Cast"): spec_cast,
     ("", "Sigmoid"): spec_unary32("logistic"),
     ("", "Tanh"): spec_unary32("tanh"),
+    ("", "ReduceMean"): spec_reduce_mean,
 }
