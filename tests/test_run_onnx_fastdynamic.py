@@ -57,3 +57,54 @@ def test_dynamic_quantize_linear_rejects_non_finite(bad):
     ex = _dql()
     with pytest.raises(ValueError, match="NaN or Inf"):
         ex.run({"x": np.array([1.0, bad, 2.0], np.float32)})
+
+
+def _dyn_lstm(direction, per_column, with_bp, wdt=np.int8, seed=0):
+    nd, hs, i = (2 if direction == "bidirectional" else 1), 6, 5
+    rng = np.random.default_rng(seed)
+    lo, hi = (-128, 128) if wdt == np.int8 else (0, 256)
+    w = rng.integers(lo, hi, (nd, i, 4 * hs)).astype(wdt)
+    r = rng.integers(lo, hi, (nd, hs, 4 * hs)).astype(wdt)
+    shape = (nd, 4 * hs) if per_column else (nd,)
+    inits = {"w": w, "r": r, "ws": rng.uniform(1e-3, 1e-2, shape).astype(np.float32),
+             "wz": rng.integers(0, 3, shape).astype(wdt), "rs": rng.uniform(1e-3, 1e-2, shape).astype(np.float32),
+             "rz": np.zeros(shape, wdt)}
+    if with_bp:
+        inits |= {"b": rng.standard_normal((nd, 8 * hs)).astype(np.float32),
+                  "p": rng.standard_normal((nd, 3 * hs)).astype(np.float32)}
+    ins = ["x", "w", "r", "b" if with_bp else "", "", "h0", "c0", "p" if with_bp else "", "ws", "wz", "rs", "rz"]
+    node = helper.make_node("DynamicQuantizeLSTM", ins, ["y", "hn", "cn"], domain="com.microsoft", hidden_size=hs,
+                            direction=direction)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(k, TensorProto.FLOAT, None)
+                                            for k in ("x", "h0", "c0")],
+                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, None) for k in ("y", "hn", "cn")],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    return OnnxExecutor(model), nd, hs, i
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("per_column,with_bp,wdt", [(False, True, np.int8), (True, False, np.int8),
+                                                    (True, True, np.uint8)])
+def test_dynamic_quantize_lstm_equals_reference(direction, per_column, with_bp, wdt):
+    ex, nd, hs, i = _dyn_lstm(direction, per_column, with_bp, wdt)
+    if ex.options["pair_saturate16"] and wdt == np.int8:
+        pytest.skip("int16 pair saturation is modelled by the generic op only")
+    assert ex.prepared.specialised == ["DynamicQuantizeLSTM_0"]
+    rng = np.random.default_rng(3)
+    for t, n in ((1, 1), (3, 2)):
+        f = {"x": rng.uniform(-2, 2, (t, n, i)).astype(np.float32),
+             "h0": rng.uniform(-1, 1, (nd, n, hs)).astype(np.float32),
+             "c0": rng.uniform(-1, 1, (nd, n, hs)).astype(np.float32)}
+        got = ex.run(f)
+        ov = dict(ex.overflows)
+        _equal(got, ex.run(f, prepared=False))
+        assert ov == ex.overflows == {"DynamicQuantizeLSTM_0": ("DynamicQuantizeLSTM", 0)}
+
+
+def test_dynamic_quantize_lstm_non_finite_input_is_reported():
+    ex, nd, hs, i = _dyn_lstm("forward", False, True)
+    f = {"x": np.full((1, 1, i), np.nan, np.float32), "h0": np.zeros((nd, 1, hs), np.float32),
+         "c0": np.zeros((nd, 1, hs), np.float32)}
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ex.run(f)

@@ -1440,12 +1440,13 @@ def _register_tables():
     from qsim.onnxrun.exactconv import spec_conv_integer, spec_qlinear_conv
     from qsim.onnxrun.fastdynamic import spec_dynamic_quantize_linear
     from qsim.onnxrun.fastgemm import spec_gemm
-    from qsim.onnxrun.fastlstm import spec_lstm
+    from qsim.onnxrun.fastlstm import spec_dynamic_quantize_lstm, spec_lstm
     from qsim.onnxrun.shapemaps import SHAPE_SPECIALIZERS
 
     SPECIALIZERS.update(SHAPE_SPECIALIZERS)
     SPECIALIZERS[("", "Gemm")] = spec_gemm
     SPECIALIZERS[("", "LSTM")] = spec_lstm
+    SPECIALIZERS[("com.microsoft", "DynamicQuantizeLSTM")] = spec_dynamic_quantize_lstm
     SPECIALIZERS[("", "ConvInteger")] = spec_conv_integer
     SPECIALIZERS[("", "QLinearConv")] = spec_qlinear_conv
     SPECIALIZERS[("", "DynamicQuantizeLinear")] = spec_dynamic_quantize_linear
