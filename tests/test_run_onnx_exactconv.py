@@ -98,3 +98,13 @@ def test_qlinear_conv_equals_reference(calls, xdt, kernel, attrs, shape, per_cha
         _equal(ex.run(f), ex.run(f, prepared=False))
     if not ex.options["pair_saturate16"]:
         assert (calls["q"] > 0) == (bias_max < 1 << 24 and shape[-1] < 512)
+
+
+@pytest.mark.parametrize("o,k,q", [(7, 13, 9), (258, 256, 4), (5, 3, 1), (4, 387, 6), (1, 1, 1), (2, 0, 5)])
+def test_exact_dots_equal_the_integer_product(o, k, q):
+    rng = np.random.default_rng(o * 7 + k + q)
+    w = rng.integers(-255, 256, (o, k)).astype(np.float32)
+    cols = rng.integers(-255, 256, (q, k)).astype(np.float32)
+    acc = np.full((q, o), np.nan, np.float32)
+    exactconv.exact_dots(w, cols, acc)
+    assert np.array_equal(acc.astype(np.int64), cols.astype(np.int64) @ w.astype(np.int64).T)

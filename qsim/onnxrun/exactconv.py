@@ -51,15 +51,45 @@ def patches_f32(x, zx, p, cols):
 
 @njit(cache=True, nogil=True, fastmath=True)
 def exact_dots(w, cols, acc):
-    """acc[q, o] = Σ_k w[o, k]·cols[q, k] (+ nothing else). Only for operands whose every partial sum is
-    an integer below 2^24 in magnitude: those sums are exact in float32 in any order, which lets this
-    loop be reassociated and vectorised (fastmath) without changing a bit."""
+    """acc[q, o] = Σ_k w[o, k]·cols[q, k]. Only for operands whose every partial sum is an integer below
+    2^24 in magnitude: those sums are exact in float32 in any order, which lets this loop be
+    reassociated and vectorised (fastmath) without changing a bit. Pixels in blocks of 4 with weight
+    rows in pairs, single pixels with rows in blocks of 4 (each loaded value used several times)."""
     o_, k_ = w.shape
     q_ = cols.shape[0]
     q = 0
-    while q + 4 <= q_:  # four pixels per pass over a weight row
+    while q + 4 <= q_:
         c0, c1, c2, c3 = cols[q], cols[q + 1], cols[q + 2], cols[q + 3]
-        for o in range(o_):
+        o = 0
+        while o + 2 <= o_:
+            wa = w[o]
+            wb = w[o + 1]
+            s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = np.float32(0.0)
+            for k in range(k_):
+                va = wa[k]
+                vb = wb[k]
+                x0 = c0[k]
+                x1 = c1[k]
+                x2 = c2[k]
+                x3 = c3[k]
+                s0 += va * x0
+                s1 += va * x1
+                s2 += va * x2
+                s3 += va * x3
+                t0 += vb * x0
+                t1 += vb * x1
+                t2 += vb * x2
+                t3 += vb * x3
+            acc[q, o] = s0
+            acc[q + 1, o] = s1
+            acc[q + 2, o] = s2
+            acc[q + 3, o] = s3
+            acc[q, o + 1] = t0
+            acc[q + 1, o + 1] = t1
+            acc[q + 2, o + 1] = t2
+            acc[q + 3, o + 1] = t3
+            o += 2
+        for o in range(o, o_):
             wr = w[o]
             s0 = s1 = s2 = s3 = np.float32(0.0)
             for k in range(k_):
@@ -75,7 +105,22 @@ def exact_dots(w, cols, acc):
         q += 4
     for q in range(q, q_):
         c = cols[q]
-        for o in range(o_):
+        o = 0
+        while o + 4 <= o_:
+            wa, wb, wc, wd = w[o], w[o + 1], w[o + 2], w[o + 3]
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for k in range(k_):
+                x = c[k]
+                s0 += wa[k] * x
+                s1 += wb[k] * x
+                s2 += wc[k] * x
+                s3 += wd[k] * x
+            acc[q, o] = s0
+            acc[q, o + 1] = s1
+            acc[q, o + 2] = s2
+            acc[q, o + 3] = s3
+            o += 4
+        for o in range(o, o_):
             wr = w[o]
             s = np.float32(0.0)
             for k in range(k_):
@@ -103,8 +148,9 @@ def conv_int_exact(x, zx, w, bias, p, out):
     return out
 
 
-EXACT_MACS = 2_000_000   # ConvInteger: above this the BLAS / VNNI paths of plan._int_conv are faster (measured)
-QCONV_EXACT_MACS = 150_000   # QLinearConv: above this its one-call VNNI GEMM is as fast or faster (measured)
+EXACT_MACS = 400_000   # ConvInteger: above this the BLAS / VNNI paths of plan._int_conv are as fast (measured)
+QCONV_EXACT_MACS = 400_000   # QLinearConv: above this its one-call VNNI GEMM is as fast or faster (measured)
+EXACT_PIXELS = 64   # more output pixels (all images): BLAS / the VNNI GEMM amortise their per-call work
 
 
 _int_sums = conv_int_exact  # what qconv_exact calls (tests spy on the module's entry points)
@@ -160,9 +206,10 @@ class ExactConv:
             k2 = (1,) + self.kernel if one else self.kernel
             st, dl, bg, out = ((1,) + tuple(win.strides), (1,) + tuple(win.dilations), (0,) + tuple(win.begin),
                                (1,) + tuple(win.out)) if one else (win.strides, win.dilations, win.begin, win.out)
-            macs = x.shape[0] * out[0] * out[1] * self.w_f.size
+            pixels = x.shape[0] * out[0] * out[1]
+            ok = pixels <= EXACT_PIXELS and pixels * self.w_f.size <= self.max_macs
             p = self.geo[x.shape] = (np.array([k2[0], k2[1], st[0], st[1], dl[0], dl[1], bg[0], bg[1], out[0],
-                                               out[1]], np.int64), tuple(win.out)) if macs <= self.max_macs else False
+                                               out[1]], np.int64), tuple(win.out)) if ok else False
         return p or None
 
     def x4(self, x):
