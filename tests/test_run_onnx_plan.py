@@ -642,3 +642,25 @@ def test_prepared_lstm_equals_reference(direction, with_b, with_p, with_state):
         got, want = ex.run(f), ex.run(f, prepared=False)
         for k in ("y", "hn", "cn"):
             assert got[k].shape == want[k].shape and np.array_equal(got[k].view(np.uint32), want[k].view(np.uint32)), k
+
+
+@pytest.mark.parametrize("bounds", [(0.0, 6.0), (None, 6.0), (-1.0, None), (np.array([2.0]), np.array([3.0]))])
+def test_prepared_clip_equals_reference(bounds):
+    inits, ins = [], ["x"]
+    for name, v in zip(("lo", "hi"), bounds):
+        if v is None:
+            ins.append("")
+        else:
+            inits.append(numpy_helper.from_array(np.asarray(v, np.float32), name))
+            ins.append(name)
+    graph = helper.make_graph([helper.make_node("Clip", ins, ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert ex.prepared.specialised == ["Clip_0"]
+    x = np.random.default_rng(2).uniform(-9, 9, (2, 3, 5)).astype(np.float32)
+    x.reshape(-1)[:4] = [np.nan, -0.0, 0.0, np.inf]
+    for v in (x, x[:, ::2], x[0, 0, 0].reshape(()), x[0, 0, :1]):
+        got, want = ex.run({"x": v})["y"], ex.run({"x": v}, prepared=False)["y"]
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert np.array_equal(got.reshape(-1).view(np.uint32), want.reshape(-1).view(np.uint32))

@@ -333,13 +333,16 @@ def _spec_clip(generic, node, attrs, consts, ex):
         return None  # a bound computed at run time
     lo32 = None if lo is None else np.asarray(lo).astype(F32)
     hi32 = None if hi is None else np.asarray(hi).astype(F32)
+    hi_in_place = hi32 is not None and hi32.size == 1
 
     def fast(ctx, args, attrs_):
         x = args[0]
         if x.dtype != _F32:
             return generic(ctx, args, attrs_)
         y = x if lo32 is None else np.maximum(x, lo32)
-        y = y if hi32 is None else np.minimum(y, hi32)
+        if hi32 is not None:  # in place into maximum's fresh result where the shapes allow (one array less)
+            y = np.minimum(y, hi32, out=y) if type(y) is np.ndarray and y is not x and hi_in_place \
+                and y.ndim >= hi32.ndim else np.minimum(y, hi32)
         return [np.array(y, F32) if y is x or type(y) is not np.ndarray else y]
 
     return fast
