@@ -9,7 +9,8 @@ every tensor is a local variable, every step a direct call of its (specialised o
 function with the same context, argument list and attributes, constants and functions bound as
 globals of the generated module. It calls exactly the functions `run_steps` calls, on the same
 arguments, in the same order, so every tensor equals the interpreter's bit for bit; errors are
-named as there, an unnamed output is dropped, an empty optional input is None. `QSIM_ONNX_CODEGEN=0` (read when a model is prepared) keeps the interpreter.
+named as there, an unnamed output is dropped, an empty optional input is None.
+`QSIM_ONNX_CODEGEN=0` (read when a model is prepared) keeps the interpreter.
 """
 
 from __future__ import annotations
