@@ -8,7 +8,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from qsim.onnxrun import exactconv
-from qsim.onnxrun.executor import OnnxExecutor
 from tests.test_run_onnx_fastdynamic import _equal, _model
 
 

@@ -79,7 +79,8 @@ def _dyn_lstm(direction, per_column, with_bp, wdt=np.int8, seed=0):
                                             for k in ("x", "h0", "c0")],
                               [helper.make_tensor_value_info(k, TensorProto.FLOAT, None) for k in ("y", "hn", "cn")],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("com.microsoft", 1)])
     return OnnxExecutor(model), nd, hs, i
 
 

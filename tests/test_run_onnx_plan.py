@@ -629,7 +629,8 @@ def test_prepared_lstm_equals_reference(direction, with_b, with_p, with_state):
     ins = ["x", "w", "r", "b" if with_b else "", "", "h0" if with_state else "", "c0" if with_state else "",
            "p" if with_p else ""]
     node = helper.make_node("LSTM", ins, ["y", "hn", "cn"], hidden_size=hs, direction=direction)
-    vis = [helper.make_tensor_value_info(k, TensorProto.FLOAT, None) for k in ("x", "h0", "c0")[:3 if with_state else 1]]
+    vis = [helper.make_tensor_value_info(k, TensorProto.FLOAT, None)
+           for k in ("x", "h0", "c0")[:3 if with_state else 1]]
     graph = helper.make_graph([node], "g", vis, [helper.make_tensor_value_info(k, TensorProto.FLOAT, None)
                                                  for k in ("y", "hn", "cn")], inits)
     ex = OnnxExecutor(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))

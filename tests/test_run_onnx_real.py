@@ -51,7 +51,8 @@ def test_real_model_matches_ort(quantized, name, form):
         for t, v in reference.items():
             same = ours[t].dtype == v.dtype and ours[t].shape == v.shape and np.array_equal(ours[t], v, equal_nan=True)
             assert same, f"{name}/{form} batch {batch}: prepared plan differs from the reference interpreter at {t!r}"
-            same = steps[t].dtype == v.dtype and steps[t].shape == v.shape and np.array_equal(steps[t], v, equal_nan=True)
+            same = steps[t].dtype == v.dtype and steps[t].shape == v.shape and np.array_equal(steps[t], v,
+                                                                                               equal_nan=True)
             assert same, f"{name}/{form} batch {batch}: the interpreted plan differs from the reference at {t!r}"
         theirs = run_ort_all(path, x)
         rows = first_divergence(ex.model, ours, theirs)
