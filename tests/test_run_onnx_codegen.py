@@ -23,7 +23,8 @@ def _same(a: dict, b: dict):
         assert np.array_equal(a[t], b[t], equal_nan=True), t
 
 
-def test_generated_function_equals_plan_and_reference():
+def test_generated_function_equals_plan_and_reference(monkeypatch):
+    monkeypatch.setenv("QSIM_ONNX_CODEGEN", "1")
     ex = OnnxExecutor(_qdq_conv_model())
     assert ex.prepared.compiled is not None and "QLinearConv" not in ex.prepared.compiled.source
     for batch in (1, 3):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qsim.onnxrun import codegen
 from qsim.onnxrun.executor import OnnxExecutor, first_divergence, run_ort_all
 from tests.real_models import FORMS, MODELS, feeds, forms, model_path, quantize_all
 
@@ -47,7 +48,8 @@ def test_real_model_matches_ort(quantized, name, form):
         reference = ex.run(x, keep_all=True, prepared=False)  # the prepared plan equals the reference interpreter
         assert ex.overflows == prepared_overflows
         steps = ex.prepared.run_steps(ex, ex._check_inputs(x), True)  # the plan interpreted, not generated
-        assert ex.prepared.compiled is not None and ex.overflows == prepared_overflows
+        assert ex.overflows == prepared_overflows
+        assert (ex.prepared.compiled is not None) == codegen.enabled()  # ours came from the generated function
         for t, v in reference.items():
             same = ours[t].dtype == v.dtype and ours[t].shape == v.shape and np.array_equal(ours[t], v, equal_nan=True)
             assert same, f"{name}/{form} batch {batch}: prepared plan differs from the reference interpreter at {t!r}"
