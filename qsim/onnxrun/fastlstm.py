@@ -50,6 +50,18 @@ def lstm_dir(x2, w_t, r_t, b_sum, h0, c0, pi, po, pf, cl, cth, rev, ys, hn, cn):
     cn[:, :] = ct
 
 
+def _directions(attrs) -> list | None:
+    """[reverse?] per direction of an LSTM with the default activations; None for anything else."""
+    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+    direction = attrs.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    dirs = {"forward": [False], "reverse": [True], "bidirectional": [False, True]}.get(direction)
+    if dirs is None or any(a != n for a, n in zip(acts, ["Sigmoid", "Tanh", "Tanh"] * 2)) \
+            or acts and len(acts) != 3 * len(dirs):
+        return None
+    return dirs
+
+
 def spec_lstm(generic, node, attrs, consts, ex):
     """LSTM with constant W, R, B, P, no sequence_lens, layout 0, no clip / input_forget and the
     default activations: per direction `lstm_dir`; anything else the generic op."""
@@ -62,12 +74,8 @@ def spec_lstm(generic, node, attrs, consts, ex):
         return None
     if int(attrs.get("layout", 0)) or attrs.get("clip") is not None or int(attrs.get("input_forget", 0)):
         return None
-    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
-    direction = attrs.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
-    dirs = {"forward": [False], "reverse": [True], "bidirectional": [False, True]}.get(direction)
-    if dirs is None or any(a != n for a, n in zip(acts, ["Sigmoid", "Tanh", "Tanh"] * 2)) \
-            or acts and len(acts) != 3 * len(dirs):
+    dirs = _directions(attrs)
+    if dirs is None:
         return None
     if w.dtype != F32 or r.dtype != F32 or w.ndim != 3 or r.ndim != 3 or w.shape[0] != len(dirs) \
             or r.shape[0] != len(dirs) or w.shape[2] == 0:
@@ -202,12 +210,8 @@ def spec_dynamic_quantize_lstm(generic, node, attrs, consts, ex):
         return None
     if attrs.get("clip") is not None or int(attrs.get("input_forget", 0)) or w_s is None or r_s is None:
         return None
-    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
-    direction = attrs.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
-    dirs = {"forward": [False], "reverse": [True], "bidirectional": [False, True]}.get(direction)
-    if dirs is None or any(a != n for a, n in zip(acts, ["Sigmoid", "Tanh", "Tanh"] * 2)) \
-            or acts and len(acts) != 3 * len(dirs):
+    dirs = _directions(attrs)
+    if dirs is None:
         return None
     if w.ndim != 3 or r.ndim != 3 or w.shape[0] != len(dirs) or r.shape[0] != len(dirs):
         return None

@@ -1243,32 +1243,14 @@ def _spec_qlinear_concat(generic, node, attrs, consts, ex):
 
 # -- Resize (nearest) --------------------------------------------------------------------------------------------
 def _spec_resize_nearest(generic, node, attrs, consts, ex):
-    """Nearest Resize with constant roi / scales / sizes is a gather: per input shape, the generic op
-    run once on the flat element numbers gives the source of every output element."""
+    """Nearest Resize with constant roi / scales / sizes is a gather (`shapemaps.gather_by_shape`)."""
+    from qsim.onnxrun.shapemaps import fixed_operands, gather_by_shape
+
     mode = attrs.get("mode", b"nearest")
     if (mode.decode() if isinstance(mode, bytes) else mode) != "nearest":
         return None
-    fixed = []
-    for i in range(1, len(node.input)):
-        if node.input[i] and consts[i] is None:
-            return None  # roi / scales / sizes computed at run time: the generic op
-        fixed.append((i, consts[i]))
-    gathers: dict = {}
-
-    def fast(ctx, args, attrs_):
-        x = args[0]
-        if any(args[i] is not c for i, c in fixed) or not isinstance(x, np.ndarray):
-            return generic(ctx, args, attrs_)
-        idx = gathers.get(x.shape)
-        if idx is None:
-            try:
-                idx = generic(ctx, [np.arange(x.size, dtype=np.intp).reshape(x.shape)] + args[1:], attrs_)[0]
-            except Exception:  # the generic op reports what is wrong with the real input
-                return generic(ctx, args, attrs_)
-            gathers[x.shape] = idx
-        return [np.take(x.reshape(-1), idx)]
-
-    return fast
+    fixed = fixed_operands(node, consts)  # None: roi / scales / sizes computed at run time, the generic op
+    return None if fixed is None else gather_by_shape(generic, fixed)
 
 
 # -- float ConvTranspose, stride = kernel (the detection heads' 2x2 / stride 2 upsampling) -------------------

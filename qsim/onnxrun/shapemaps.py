@@ -23,7 +23,7 @@ import numpy as np
 F32 = np.dtype(np.float32)
 
 
-def _fixed_operands(node, consts):
+def fixed_operands(node, consts):
     """[(input index, constant array)] for inputs 1.. when all present ones are constants, else None."""
     fixed = []
     for i in range(1, len(node.input)):
@@ -34,11 +34,9 @@ def _fixed_operands(node, consts):
     return fixed
 
 
-def spec_gather_map(generic, node, attrs, consts, ex):
-    """Slice / Gather with constant operands: a flat gather map per input shape."""
-    fixed = _fixed_operands(node, consts)
-    if fixed is None:
-        return None
+def gather_by_shape(generic, fixed):
+    """The op as one `np.take` per input shape: the generic op, run once on the flat element numbers, gives
+    the source of every output element (for ops that only move elements: Slice, Gather, nearest Resize)."""
     maps: dict = {}
 
     def fast(ctx, args, attrs_):
@@ -57,9 +55,15 @@ def spec_gather_map(generic, node, attrs, consts, ex):
     return fast
 
 
+def spec_gather_map(generic, node, attrs, consts, ex):
+    """Slice / Gather with constant operands: a flat gather map per input shape."""
+    fixed = fixed_operands(node, consts)
+    return None if fixed is None else gather_by_shape(generic, fixed)
+
+
 def spec_reshape_map(generic, node, attrs, consts, ex):
     """Squeeze / Unsqueeze / Reshape with constant operands: the output shape per input shape."""
-    fixed = _fixed_operands(node, consts)
+    fixed = fixed_operands(node, consts)
     if fixed is None:
         return None
     shapes: dict = {}
@@ -128,7 +132,7 @@ def spec_unary32(kernel_name: str):
 def spec_reduce_mean(generic, node, attrs, consts, ex):
     """ReduceMean with constant axes: `f32_ops.reduce_mean`'s normalised axes and element count once
     per input shape, then its own sum and division."""
-    fixed = _fixed_operands(node, consts)
+    fixed = fixed_operands(node, consts)
     if fixed is None or attrs.get("noop_with_empty_axes", 0):
         return None
     keep = bool(attrs.get("keepdims", 1))
