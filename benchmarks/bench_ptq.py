@@ -1,5 +1,9 @@
-"""PTQ methods vs round-to-nearest: the README's table (`python benchmarks/bench_ptq.py [--part cnn|minilm|smollm2]`,
-then `--readme` prints the table rows and `--plot` draws the figure from results/ptq/).
+"""PTQ methods vs round-to-nearest: the README's tables (`python benchmarks/bench_ptq.py --part cnn|minilm|smollm2|
+minilm_ablation|minilm_extras|awq_ablation`, then `--readme` prints the table rows and `--plot` draws the figure from
+results/ptq/; `--readme` reads every stored part, so rerunning one part keeps the others' rows).
+
+MiniLM calibrates on the 3,296 distinct sentences of the 3,927 SICK test pairs outside the evaluated 1,000-pair
+subset that never occur in an evaluated pair (`qsim.nets.minilm.task_data("sick")`).
 
 Every cell is `qsim.ptq.evaluate_ptq` (the integer pipeline of `qsim nets eval --ptq`); CNN cells are the mean
 and min–max over calibration seeds 0..4 (seed 0 = the study's calibration set). MiniLM cells also carry a 90 %
@@ -158,19 +162,48 @@ def minilm_ablation(pairs):
     return [{k: v for k, v in q.items() if not k.startswith("_")} for q in rows]
 
 
-AWQ_VARIANTS = (("rtn", None, None), ("awq row clip (previous default)", {"clip": "row"}, 0),
-                ("awq group clip, no sweep (AutoAWQ's objective)", {"clip": "group"}, 0),
-                ("awq group clip, 1 sweep", {"clip": "group"}, 1),
-                ("awq group clip, 2 sweeps (default)", {"clip": "group"}, 2),
-                ("awq group clip, 2 sweeps, q/k not clipped (AutoAWQ)", {"clip": "group", "clip_qk": False}, 2),
-                ("awq FFN-output α + row clip", {"clip": "row", "ffn_module": True}, 0),
-                ("awq FFN-output α + group clip, 2 sweeps", {"clip": "group", "ffn_module": True}, 2),
+def minilm_extras(pairs, calib):
+    """MiniLM: the randomized Hadamard rotation at W4 per-channel / A4 per-tensor (against RTN), and the run-time
+    activation ranges at W8A8 per-tensor (static RTN is the base; the dynamic modes, SmoothQuant + per-token)."""
+    from qsim.nets.minilm import task_data
+
+    _capture_minilm_similarities()
+    gold = task_data("sick")[2]
+    w4, a4 = QuantSpec(bits=4, granularity="channel"), QuantSpec(bits=4, scheme="affine")
+    w8 = QuantSpec(bits=8, granularity="tensor")
+    plan = ((w4, a4, (("rtn", "static"), ("rotation", "static"), ("rotation+gptq", "static"))),
+            (w8, A8, (("rtn", "static"), ("rtn", "dynamic_tensor"), ("rtn", "dynamic_token"),
+                      ("smoothquant", "dynamic_token"))))
+    rows = []
+    for w, a, cells in plan:
+        group = []
+        for m, mode in cells:
+            r = cell("minilm", w, a, m, eval_size=pairs, calib_size=calib, per_layer=False, act_mode=mode)
+            if mode != "static":
+                r["ptq"] = f"{m} ({mode})"
+            group.append(r)
+        for r in group[1:]:
+            r["gap_ci"] = gap_interval(gold[:len(r["_sims"])], group[0]["_float_sims"], group[0]["_sims"], r["_sims"])
+        rows += group
+        _save("minilm_extras", [{k: v for k, v in q.items() if not k.startswith("_")} for q in rows])
+    return [{k: v for k, v in q.items() if not k.startswith("_")} for q in rows]
+
+
+# every variant names all of transformer.AWQ's options (the default's change must not leak into the others)
+_AWQ_OFF = {"clip": "group", "clip_qk": True, "ffn_module": False, "attn_module": False, "gptq_clip": "row"}
+AWQ_VARIANTS = (("rtn", None, None), ("awq row clip (previous default)", {**_AWQ_OFF, "clip": "row"}, 0),
+                ("awq group clip, no sweep (AutoAWQ's objective)", _AWQ_OFF, 0),
+                ("awq group clip, 1 sweep", _AWQ_OFF, 1),
+                ("awq group clip, 2 sweeps (default before the leak-free calibration)", _AWQ_OFF, 2),
+                ("awq group clip, 2 sweeps, q/k not clipped (AutoAWQ)", {**_AWQ_OFF, "clip_qk": False}, 2),
+                ("awq FFN-output α + row clip", {**_AWQ_OFF, "clip": "row", "ffn_module": True}, 0),
+                ("awq FFN-output α + group clip, 2 sweeps (default)", {**_AWQ_OFF, "ffn_module": True}, 2),
                 ("awq attention-output α (q/k/v one α, AutoAWQ) + group clip, 2 sweeps",
-                 {"clip": "group", "attn_module": True}, 2),
+                 {**_AWQ_OFF, "attn_module": True}, 2),
                 ("awq attention-output α, then q/k/v each its own + group clip, 2 sweeps",
-                 {"clip": "group", "attn_module": "each"}, 2),
+                 {**_AWQ_OFF, "attn_module": "each"}, 2),
                 ("awq attention- and FFN-output α (AutoAWQ) + group clip, 2 sweeps",
-                 {"clip": "group", "attn_module": True, "ffn_module": True}, 2))
+                 {**_AWQ_OFF, "attn_module": True, "ffn_module": True}, 2))
 
 
 def awq_ablation(pairs, calib):
@@ -281,12 +314,12 @@ def _fmt_spec(w, a):
 
 def readme():
     """The README's PTQ table rows from results/ptq/ptq_{cnn,minilm,smollm2}.json."""
-    for part in ("cnn", "minilm", "smollm2", "minilm_ablation", "awq_ablation"):
+    for part in ("cnn", "minilm", "smollm2", "minilm_ablation", "minilm_extras", "awq_ablation"):
         f = OUT / f"ptq_{part}.json"
         if not f.exists():
             continue
         rows = json.loads(f.read_text())
-        if part in ("minilm_ablation", "awq_ablation"):
+        if part in ("minilm_ablation", "minilm_extras", "awq_ablation"):
             print()
         if part == "awq_ablation":
             print("| AWQ variant (MiniLM W3 g128) | calibration: embedding SQNR | calibration: pair-cosine RMSE | "
@@ -381,7 +414,8 @@ def plot(path="docs/images/ptq_methods.png"):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--plot", action="store_true", help="draw docs/images/ptq_methods.png from results/ptq/")
-    ap.add_argument("--part", choices=("cnn", "minilm", "minilm_ablation", "awq_ablation", "smollm2"), default="cnn")
+    ap.add_argument("--part", choices=("cnn", "minilm", "minilm_ablation", "minilm_extras", "awq_ablation", "smollm2"),
+                    default="cnn")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--only", help="SmolLM2 / MiniLM: comma-separated methods to (re)run, merged into the existing results")
     ap.add_argument("--readme", action="store_true", help="print the README table rows from results/ptq/")
@@ -396,13 +430,14 @@ def main():
     if args.readme:
         return readme()
     calib = args.calib
-    if calib is None and args.part in ("minilm", "awq_ablation"):
+    if calib is None and args.part in ("minilm", "minilm_extras", "awq_ablation"):
         from qsim.nets.minilm import task_data
 
         calib = len(task_data("sick")[4])
     rows = {"cnn": lambda: cnn(tuple(range(args.seeds))),
             "minilm": lambda: minilm(args.pairs, calib, args.only and args.only.split(",")),
             "minilm_ablation": lambda: minilm_ablation(args.pairs),
+            "minilm_extras": lambda: minilm_extras(args.pairs, calib),
             "awq_ablation": lambda: awq_ablation(args.pairs, calib),
             "smollm2": lambda: smollm2(args.windows, args.only and args.only.split(","))}[args.part]()
     OUT.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,8 @@ KEEP_SEQUENCES = {"attention.self.query": 256}   # layer-name suffix → whole i
 # q/k/v together, scored on the attention block's output (softmax, the value average and the float output
 # projection, on sampled whole calibration sequences: AutoAWQ's module2inspect=self_attn; MiniLM), "each" = then
 # one coordinate sweep giving each of q/k/v its own α on the same objective
-AWQ = {"clip": "group", "clip_qk": True, "ffn_module": False, "attn_module": False}
+# gptq_clip = the clip search of awq+gptq ("row" or "group", no sweeps: GPTQ re-chooses the codes the sweeps fit)
+AWQ = {"clip": "group", "clip_qk": True, "ffn_module": True, "attn_module": False, "gptq_clip": "row"}
 
 
 class Stats:
@@ -171,10 +172,12 @@ def prepare_linears(q, weights: dict, stats: Stats, methods: tuple, *, share: li
             factor = factor.scaled(s)
             notes.setdefault("awq_alpha", {})[name] = a
         if "awq" in methods and (AWQ["clip_qk"] or not _is_qk(name)):
-            # the full-H sweeps fit the clip to RTN's codes; GPTQ re-chooses the codes, and on MiniLM the
-            # sweeps lowered awq+gptq's calibration SQNR (11.9 → 11.0 dB): GPTQ gets AutoAWQ's per-group pick
-            grid = clip_search(W, H, q.wspec, factor=factor, per_group=AWQ["clip"] == "group",
-                               refine=0 if "gptq" in methods else None)
+            # the full-H sweeps fit the clip to RTN's codes; GPTQ re-chooses the codes: awq+gptq takes its own
+            # clip mode (AWQ["gptq_clip"], chosen on MiniLM's calibration criterion, see the README), never swept
+            gptq = "gptq" in methods
+            grid = clip_search(W, H, q.wspec, factor=factor,
+                               per_group=(AWQ["gptq_clip"] if gptq else AWQ["clip"]) == "group",
+                               refine=0 if gptq else None)
         else:
             grid = Grid.of(W, q.wspec)
         if "gptq" in methods:
