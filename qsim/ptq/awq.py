@@ -9,6 +9,9 @@ search: each weight group's range (each row's, per channel) is shrunk by a ratio
 {1, 0.95, …, 0.5} where that lowers the error of the group's partial output x_g·Δ_gᵀ (AutoAWQ's
 per-group objective: H's diagonal block), followed by `REFINE` coordinate sweeps over the groups
 against the full H (the cross-group terms AutoAWQ ignores). No backpropagation; deterministic.
+AutoAWQ's module objectives (`awq_scales_module`: one layer's α scored on the output of the module after it, e.g.
+MiniLM's FFN; `awq_scales_joint`: one α for the layers reading one input, e.g. q/k/v scored on the attention
+block's output) replace the layer-output error where `qsim.ptq.transformer.AWQ` selects them.
 
 Speed: every candidate (α values, clip ratios) is quantized in one stacked call (row-wise
 grids stack along the output axis) and scored in one GEMM against a factor of H
