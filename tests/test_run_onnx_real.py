@@ -67,3 +67,22 @@ def test_real_model_matches_ort(quantized, name, form):
                 assert np.array_equal(a, b)
             else:
                 np.testing.assert_allclose(a, b, rtol=0, atol=FLOAT_ATOL, err_msg=f"{name}/{form} {out}")
+
+
+@pytest.mark.parametrize(("name", "form"), [(n, f) for n in MODELS for f in FORMS if f in forms(n) and f != "float"])
+def test_real_model_plan_on_the_other_ort_target(quantized, name, form):
+    """The plan's paths for the ORT build this host is *not* (int16 pair saturation on a VNNI host, exact
+    products on an AVX2-only one) equal the reference interpreter on every tensor and overflow count, so a CI
+    host of either kind checks both sets of fast paths; the host's own target is checked against ORT above."""
+    from qsim.onnxrun.executor import host_ort_target
+
+    other = "exact" if host_ort_target() == "avx2" else "avx2"
+    ex = OnnxExecutor(quantized(name)[form], ort_target=other)
+    x = feeds(name, 2, seed=3)
+    ours = ex.run(x, keep_all=True)
+    prepared_overflows = dict(ex.overflows)
+    reference = ex.run(x, keep_all=True, prepared=False)
+    assert ex.overflows == prepared_overflows
+    for t, v in reference.items():
+        assert ours[t].dtype == v.dtype and ours[t].shape == v.shape and np.array_equal(ours[t], v, equal_nan=True), \
+            f"{name}/{form} ort_target={other}: prepared plan differs from the reference interpreter at {t!r}"
