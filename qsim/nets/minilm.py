@@ -130,6 +130,7 @@ class Quantizer:
     record: object = None                               # callable(layer, float input): calibration statistics
     wspecs: dict = field(default_factory=dict)          # linear layer → its own weight QuantSpec (overrides)
     aspecs: dict = field(default_factory=dict)          # linear layer → its own input-activation QuantSpec
+    packed: dict = field(default_factory=dict)          # linear layer → (its QTensor, PackedWeights of qᵀ or None)
 
     def act_spec(self, site: str) -> QuantSpec | None:
         """The activation spec of a site: a linear layer's own (overrides) or the shared `aspec`
@@ -185,6 +186,17 @@ class Quantizer:
             self.qweights[key] = np.ascontiguousarray(qt.dequantize(np.float32).T)
         return self.qweights[key]
 
+    def kernel_weight(self, name: str, qw):
+        """The (K, N) codes qwᵀ for `matmul_int`: packed once per weight into the VNNI panels where
+        that helps (`quant_exec.pack_if_useful`), else the transposed view itself. Kept with the
+        QTensor it was packed from, so a weight replaced in `qweights` is packed anew."""
+        hit = self.packed.get(name)
+        if hit is None or hit[0] is not qw:
+            from qsim.nets.quant_exec import pack_if_useful
+
+            hit = self.packed[name] = (qw, pack_if_useful(qw.q.T))
+        return qw.q.T if hit[1] is None else hit[1]
+
     def count(self, site: str, n: int) -> None:
         self.overflows[site] = self.overflows.get(site, 0) + int(n)
 
@@ -201,7 +213,8 @@ def _int_linear(qa, qw, q: Quantizer, site: str) -> np.ndarray:
                                        acc_bits=q.acc_bits, overflow=q.overflow)
         q.count(site, ov)
         return rescale_groups(parts, a_scale, qw.scale.T).astype(np.float32)
-    acc, ov = matmul_int(qa.q, qw.q.T, a_zp, qw.zero_point, acc_bits=q.acc_bits, overflow=q.overflow)
+    acc, ov = matmul_int(qa.q, q.kernel_weight(site, qw), a_zp, qw.zero_point, acc_bits=q.acc_bits,
+                         overflow=q.overflow)
     q.count(site, ov)
     return (acc * (a_scale[:, None] * qw.scale if np.ndim(a_scale) else a_scale * qw.scale)).astype(np.float32)
 

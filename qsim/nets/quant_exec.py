@@ -31,7 +31,9 @@ activation is rounded by the requantization policy (or half to even on the float
 
 Everything that does not depend on the quant config — data, weights, the float forward on
 the test split and on the calibration subset, calibrated ranges, quantized weights — is
-cached in-process, so a sweep pays only for the integer forward itself.
+cached in-process, so a sweep pays only for the integer forward itself. On a VNNI backend a
+prepared 8-bit weight is also packed once into the kernels' panels on first use
+(`PreparedWeight.kernel_weight`), not per call: the same integers, fewer repacks.
 
 Other networks (e.g. a transformer) reuse the pieces: `QuantConfig.build` (defaults +
 per-layer overrides), `act_params` / `ActParams` (calibrated codes), `quantize_input`,
@@ -46,7 +48,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from qsim.kernels import POLICIES, conv2d_int, matmul_int, matmul_int_grouped, requantize, rescale_groups
+from qsim.kernels import (
+    POLICIES, PackedWeights, conv2d_int, matmul_int, matmul_int_grouped, pack_weights, requantize, rescale_groups,
+)
+from qsim.kernels.cpu import has_vnni
 from qsim.nets import float_exec
 from qsim.nets.data import load_dataset
 from qsim.nets.metrics import accuracy, sqnr_db
@@ -223,6 +228,35 @@ class PreparedWeight:
     label: str
     float_reason: str = ""        # why path is "float" (provenance; empty on the integer paths)
 
+    def kernel_weight(self, groups: int = 1):
+        """What `conv2d_int` / `matmul_int` get for `q`: on a VNNI backend the codes packed once
+        into the kernels' panels (`qsim.kernels.pack_weights`, built on first use and kept with
+        this weight), so no forward re-packs them; else (another backend, 16-bit codes, K beyond
+        the panels, grouped convs) `q` itself. The kernels return the same integers either way."""
+        if groups != 1:
+            return self.q
+        packed = self._packed
+        return self.q if packed is None else packed
+
+    @functools.cached_property
+    def _packed(self) -> PackedWeights | None:
+        return pack_if_useful(self.q) if self.path == "int" else None
+
+
+def pack_if_useful(q) -> PackedWeights | None:
+    """`pack_weights(q)` when the packed panels can serve it: a VNNI backend (`has_vnni`), 8-bit
+    codes, a (K, N) matrix or an (O, C, kh, kw) conv weight with 0 < K ≤ the panels' K_MAX
+    (K = C·kh·kw for a conv) and N > 0; else None (the kernels would only use the stored copy)."""
+    if q is None or not has_vnni() or q.dtype.itemsize != 1 or q.dtype.kind not in "iu" or q.ndim not in (2, 4):
+        return None
+    from qsim.kernels.vnni import K_MAX
+
+    K, N = (q.shape[0], q.shape[1]) if q.ndim == 2 else (int(np.prod(q.shape[1:])), q.shape[0])
+    if not (0 < K <= K_MAX and N > 0):
+        return None
+    packed = pack_weights(q)
+    return packed if packed.packed else None
+
 
 def _code_dtype(lo: int, hi: int):
     for dt in (np.int8, np.uint8, np.int16, np.uint16):
@@ -363,12 +397,13 @@ def run_mac_layer(op, pw: PreparedWeight, b: np.ndarray, codes: np.ndarray, a: A
         w_scale = pw.scale
         bias = int_bias(b, a.scale, w_scale)
         if isinstance(op, Conv):
-            acc, ovf = conv2d_int(codes, pw.q, a.zero_point, pw.zero_point, bias, stride=op.stride,
-                                  padding=_pad4(op), groups=op.groups, acc_bits=cfg.acc_bits, overflow=cfg.overflow)
+            acc, ovf = conv2d_int(codes, pw.kernel_weight(op.groups), a.zero_point, pw.zero_point, bias,
+                                  stride=op.stride, padding=_pad4(op), groups=op.groups, acc_bits=cfg.acc_bits,
+                                  overflow=cfg.overflow)
             axis = 1
         else:
-            acc, ovf = matmul_int(codes, pw.q, a.zero_point, pw.zero_point, bias, acc_bits=cfg.acc_bits,
-                                  overflow=cfg.overflow)
+            acc, ovf = matmul_int(codes, pw.kernel_weight(), a.zero_point, pw.zero_point, bias,
+                                  acc_bits=cfg.acc_bits, overflow=cfg.overflow)
             axis = -1
         if out is None:
             s = a.scale * np.asarray(w_scale, np.float64)
