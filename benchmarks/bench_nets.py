@@ -9,8 +9,13 @@ fp32_rne), end to end; target ratio quantized/float >= 1.0. Also the wall time o
 `evaluate()` call of the digits CNN (what a sweep pays per config). Single-threaded: BLAS
 is pinned to one thread. The report names the CPU and qsim's kernel backend
 (`QSIM_KERNEL_BACKEND=avx2` forces the AVX2 kernels on a VNNI host, to compare).
+`packed_over_raw_weights` times the same quantized forward with each layer's weight packed
+once into the VNNI panels (`PreparedWeight.kernel_weight`, the executor's default) against
+passing the raw code arrays (re-packed by every kernel call), alternately in the same run
+(1.0 where the backend packs nothing).
 With `--minilm` (needs the MiniLM package) also the wall time of one quantized MiniLM
-evaluation (W8A8 per-channel, SICK-R 1,000-pair subset) and of its float evaluation.
+evaluation (W8A8 per-channel, SICK-R 1,000-pair subset) and of its float evaluation, and
+the quantized one again on the raw weight codes (`minilm_w8a8_sick_raw_weights_s`, run second).
 """
 
 from __future__ import annotations
@@ -45,6 +50,18 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
+def _raw_weights(quantized_forward, net, cfg, x, batch):
+    """The quantized forward with the raw code arrays in the kernel calls (no prepacked weights)."""
+    from qsim.nets.quant_exec import PreparedWeight
+
+    packed = PreparedWeight.kernel_weight
+    PreparedWeight.kernel_weight = lambda self, groups=1: self.q
+    try:
+        return quantized_forward(net, cfg, x, batch_size=batch)
+    finally:
+        PreparedWeight.kernel_weight = packed
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10,
@@ -75,10 +92,13 @@ def main(argv=None) -> int:
             # Both run in chunks of the same size (cache-friendly for both).
             t_float, t_quant = paired_best(lambda: forward(net.arch, params, x, batch_size=args.batch),
                                            lambda: quantized_forward(net, cfg, x, batch_size=args.batch), args.repeats)
+            t_raw, t_packed = paired_best(lambda: _raw_weights(quantized_forward, net, cfg, x, args.batch),
+                                          lambda: quantized_forward(net, cfg, x, batch_size=args.batch), args.repeats)
         n = len(x)
         report[name] = {"images": n, "float_images_per_s": round(n / t_float, 1),
                         "quantized_images_per_s": round(n / t_quant, 1),
-                        "ratio_quantized_over_float": round(t_float / t_quant, 3)}
+                        "ratio_quantized_over_float": round(t_float / t_quant, 3),
+                        "packed_over_raw_weights": round(t_raw / t_packed, 3)}
     evaluate("digits_cnn", wspec, aspec)                    # warm-up of the digits caches
     report["digits_cnn_evaluate_s"] = round(best_of(lambda: evaluate("digits_cnn", wspec, aspec), args.repeats), 4)
     if args.minilm:
@@ -91,6 +111,14 @@ def main(argv=None) -> int:
         res = minilm.evaluate_minilm(wspec, aspec, task="sick", per_layer=False)
         report["minilm_w8a8_sick_s"] = round(time.perf_counter() - t0, 2)
         report["minilm_spearman_float_w8a8"] = [round(res["float"]["metric"], 4), round(res["quantized"]["metric"], 4)]
+        packed = minilm.Quantizer.kernel_weight          # the same evaluation on the raw (unpacked) weight codes
+        minilm.Quantizer.kernel_weight = lambda self, name, qw: qw.q.T
+        try:
+            t0 = time.perf_counter()
+            minilm.evaluate_minilm(wspec, aspec, task="sick", per_layer=False)
+            report["minilm_w8a8_sick_raw_weights_s"] = round(time.perf_counter() - t0, 2)
+        finally:
+            minilm.Quantizer.kernel_weight = packed
     print(json.dumps(report, indent=2))
     return 0
 
