@@ -104,7 +104,7 @@ def test_depthwise_taps_equals_numpy_twin(mult, stride, dil):
 
 
 def _requant_ref(acc, scale, zy, lo, hi):
-    from qsim.onnxrun.plan import requant_nchw_reference
+    from qsim.onnxrun.qconv import requant_nchw_reference
 
     n, o = acc.shape[:2]
     return requant_nchw_reference(acc.reshape(n, o, -1), scale, zy, lo, hi).reshape(acc.shape)

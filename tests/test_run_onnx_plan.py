@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qsim.onnxrun.executor import OnnxExecutor
 from qsim.onnxrun.f32gemm import _sgemm, _sgemm_1row, sgemm, sgemm_groups, stride_k
-from qsim.onnxrun.plan import requant_nchw, requant_nchw_reference
+from qsim.onnxrun.qconv import requant_nchw, requant_nchw_reference
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 7, 5), (3, 300, 17), (4, 129, 64), (9, 257, 33), (37, 64, 1)])
@@ -109,7 +109,7 @@ def test_prepared_plan_falls_back_to_the_generic_op():
 
 def test_qadd_codes_equals_contrib_add_kernel():
     from qsim.onnxrun.contrib import _add_kernel
-    from qsim.onnxrun.plan import qadd_codes
+    from qsim.onnxrun.qelementwise import qadd_codes
 
     rng = np.random.default_rng(3)
     for dt, lo, hi in ((np.uint8, 0, 255), (np.int8, -128, 127)):
@@ -162,7 +162,7 @@ def test_depthwise_m1_equals_im2col_m1(kernel, dil, pads):
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 def test_depthwise_int_equals_reference_and_conv2d_int(stride, dil, pads, dtype):
     from qsim.kernels import conv2d_int
-    from qsim.onnxrun.plan import _depthwise_int, qdepthwise_reference
+    from qsim.onnxrun.qconv import _depthwise_int, qdepthwise_reference
 
     rng = np.random.default_rng(sum(stride) + sum(pads))
     info = np.iinfo(dtype)
@@ -197,7 +197,7 @@ def test_quantize_tensor_equals_quantize_fp32(dtype):
 
 def test_qlinear_scalar_side_kernels_equal_contrib_kernels():
     from qsim.onnxrun.contrib import _add_kernel, _mul_kernel
-    from qsim.onnxrun.plan import qadd_scalar, qmul_scalar
+    from qsim.onnxrun.qelementwise import qadd_scalar, qmul_scalar
 
     rng = np.random.default_rng(11)
     x = rng.integers(0, 256, 777).astype(np.uint8)
@@ -216,7 +216,7 @@ def test_qlinear_scalar_side_kernels_equal_contrib_kernels():
 
 def test_requant_rows_equals_kernel():
     from qsim.kernels import requantize
-    from qsim.onnxrun.plan import requant_rows
+    from qsim.onnxrun.qconv import requant_rows
 
     rng = np.random.default_rng(9)
     acc = rng.integers(-(1 << 22), 1 << 22, (7, 13)).astype(np.int32)
@@ -298,7 +298,7 @@ def test_prepared_plan_fuses_q_dq_pairs():
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 def test_conv_int_f32_equals_conv2d_int(kernel, stride, dil, pads, dtype):
     from qsim.kernels import conv2d_int
-    from qsim.onnxrun.plan import _conv_int_f32
+    from qsim.onnxrun.qconv import _conv_int_f32
 
     rng = np.random.default_rng(sum(kernel) + sum(pads))
     info = np.iinfo(dtype)
@@ -329,7 +329,7 @@ def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
 @pytest.mark.parametrize("shape,axis,before,after", [((1, 576), 1, 32, 32), ((2, 3, 7), 2, 6, 0), ((4, 5), 0, 1, 3),
                                                      ((3, 9), 1, 0, 8)])
 def test_reflect_pad_axis_equals_np_pad(shape, axis, before, after):
-    from qsim.onnxrun.plan import reflect_pad_axis
+    from qsim.onnxrun.floatplan import reflect_pad_axis
 
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     width = [(0, 0)] * len(shape)
@@ -361,7 +361,7 @@ def test_lstm_cell_equals_the_numpy_step():
 
 def _qlinear_conv_chain(nd: int, xdt, acc_bits: int = 32):
     """x (codes) -> depthwise QLinearConv (stride 2 on the first axis) -> 1×1 QLinearConv -> GlobalAveragePool-free
-    1×1 QLinearConv on the pooled-size input: the fused cases of `plan._fused_qconv`."""
+    1×1 QLinearConv on the pooled-size input: the fused cases of `qconv._fused_qconv`."""
     rng = np.random.default_rng(nd)
     c, o = 6, 5
     k = (3, 3) if nd == 2 else (5,)
@@ -452,7 +452,7 @@ def test_prepared_qlinear_matmul_of_two_activations_equals_reference(bdt):
 
 def test_qlinear_channel_kernels_equal_contrib_kernels():
     from qsim.onnxrun.contrib import _add_kernel, _mul_kernel
-    from qsim.onnxrun.plan import channel_span, qadd_channel, qmul_channel
+    from qsim.onnxrun.qelementwise import channel_span, qadd_channel, qmul_channel
 
     assert channel_span((2, 5, 3, 4), (1, 5, 1, 1)) == (5, 12)
     assert channel_span((2, 5, 3, 4), (5, 3, 1)) == (15, 4)
@@ -565,7 +565,7 @@ def test_prepared_conv_transpose_equals_reference(with_bias, og, kernel):
 
 
 def test_place_taps_equals_zero_initialised_col2im():
-    from qsim.onnxrun.plan import place_taps
+    from qsim.onnxrun.floatplan import place_taps
 
     rng = np.random.default_rng(11)
     col = rng.standard_normal((3, 2, 3, 4, 5)).astype(np.float32)

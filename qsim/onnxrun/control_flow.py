@@ -10,7 +10,7 @@ constants of the enclosing graph (initializers, folded values) are constants of 
 too, so that the branch folds what depends on them and its prepared ops see its weights;
 should the enclosing graph recompute one (an initializer overridden by an input), the
 branch runs on the values it is handed. The generic op runs the taken branch's reference
-interpreter, the prepared one (`plan._spec_if`) the branch's prepared plan; both give the
+interpreter, the prepared one (`floatplan._spec_if`) the branch's prepared plan; both give the
 same tensors bit for bit. The outputs are the taken branch's outputs as they are (ONNX
 Runtime's CPU provider does the same: no casts).
 """

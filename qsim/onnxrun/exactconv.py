@@ -7,7 +7,7 @@ taken in any order — `exact_dots` lets LLVM reassociate and vectorise them —
 the integers of the generic ops and of the plan's other prepared paths (BLAS float32, VNNI
 GEMM, `conv2d_int`). On the silero VAD's few-pixel convolutions those paths spend most of their
 time in per-call Python and packing (ConvInteger encoder.0: 22 → 9 µs). QLinearConv's
-requantization is `plan.requant_nchw`'s, as on its other prepared paths. The results equal the
+requantization is `qconv.requant_nchw`'s, as on its other prepared paths. The results equal the
 generic ops bit for bit (tests/test_run_onnx_fastdynamic.py); hosts whose ORT saturates int16
 pairs (`pair_saturate16`) keep the QLinearConv paths that model it.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from qsim.onnxrun.plan import requant_nchw  # plan imports this module at its end, after defining it
+from qsim.onnxrun.qconv import requant_nchw
 
 F32 = np.float32
 
@@ -148,7 +148,7 @@ def conv_int_exact(x, zx, w, bias, p, out):
     return out
 
 
-EXACT_MACS = 400_000   # ConvInteger: above this the BLAS / VNNI paths of plan._int_conv are as fast (measured)
+EXACT_MACS = 400_000   # ConvInteger: above this the BLAS / VNNI paths of qconv._int_conv are as fast (measured)
 QCONV_EXACT_MACS = 400_000   # QLinearConv: above this its one-call VNNI GEMM is as fast or faster (measured)
 EXACT_PIXELS = 64   # more output pixels (all images): BLAS / the VNNI GEMM amortise their per-call work
 
@@ -158,7 +158,7 @@ _int_sums = conv_int_exact  # what qconv_exact calls (tests spy on the module's 
 
 @njit(cache=True, nogil=True)
 def qconv_exact(x, zx, w, bias, p, scale, zy, lo, hi, acc, out):
-    """`conv_int_exact` into acc (N, O, P) int32, then `plan.requant_nchw` into out (N, O, P)."""
+    """`conv_int_exact` into acc (N, O, P) int32, then `qconv.requant_nchw` into out (N, O, P)."""
     _int_sums(x, zx, w, bias, p, acc)
     requant_nchw(acc, scale, zy, lo, hi, out)
     return out
@@ -218,7 +218,7 @@ class ExactConv:
 
 
 def _exact_conv(w, wz, bias, attrs, ex, max_macs: int):
-    from qsim.onnxrun.plan import _int_conv_operands_ok
+    from qsim.onnxrun.qconv import _int_conv_operands_ok
 
     if w is None or not _int_conv_operands_ok(w, wz, bias, attrs) or int(attrs.get("group", 1)) != 1:
         return None
@@ -226,8 +226,9 @@ def _exact_conv(w, wz, bias, attrs, ex, max_macs: int):
 
 
 def spec_conv_integer(generic, node, attrs, consts, ex):
-    """ConvInteger: `conv_int_exact` where it applies, else `plan._spec_conv_integer`'s paths."""
-    from qsim.onnxrun.plan import _scalar_zp, _spec_conv_integer
+    """ConvInteger: `conv_int_exact` where it applies, else `qconv._spec_conv_integer`'s paths."""
+    from qsim.onnxrun.qconv import _spec_conv_integer
+    from qsim.onnxrun.specbase import _scalar_zp
 
     base = _spec_conv_integer(generic, node, attrs, consts, ex)
     consts = consts + [None] * (4 - len(consts))
@@ -267,9 +268,9 @@ def spec_conv_integer(generic, node, attrs, consts, ex):
 
 
 def spec_qlinear_conv(generic, node, attrs, consts, ex):
-    """QLinearConv: `qconv_exact` where it applies, else `plan._spec_qlinear_conv`'s paths (whose
+    """QLinearConv: `qconv_exact` where it applies, else `qconv._spec_qlinear_conv`'s paths (whose
     checks and requantization constants it shares)."""
-    from qsim.onnxrun.plan import _spec_qlinear_conv
+    from qsim.onnxrun.qconv import _spec_qlinear_conv
 
     base = _spec_qlinear_conv(generic, node, attrs, consts, ex)
     q = getattr(base, "qconv", None)
