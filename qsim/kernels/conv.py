@@ -194,13 +194,13 @@ def conv2d_int(x, w, x_zero_point=0, w_zero_point=0, bias=None, *, stride=(1, 1)
     return np.ascontiguousarray(acc, dtype=np.int32 if bits <= 32 else np.int64), count
 
 
-# -- fused integer conv + fp32_rne requantization (the prepared QLinearConv of `qsim.onnxrun.plan`) ---------------
+# -- fused integer conv + fp32_rne requantization (the prepared QLinearConv of `qsim.onnxrun.qconv`) ---------------
 @njit(cache=True, nogil=True)
 def depthwise_requant(x, zx, w, bias, scale, zy, lo, hi, sh, sw, dh, dw, pt, pl, out):
     """Depthwise QLinearConv in one pass, one input channel per output channel:
     acc[n, c, y, q] = bias[c] + Σ_{i,j} w[c, i, j] · (x[n, c, y·sh + i·dh − pt, q·sw + j·dw − pl] − zx)
     (taps outside x add 0: the padding holds the zero point), then
-    out = clamp(rne(fl32(acc) · scale[c]) + zy, lo, hi) as `requant_nchw` of `qsim.onnxrun.plan`.
+    out = clamp(rne(fl32(acc) · scale[c]) + zy, lo, hi) as `requant_nchw` of `qsim.onnxrun.qconv`.
     x (N, C, H, W) 8-bit codes, w (C, kh, kw) int32 = w − w_zp, bias (C,) int32, out (N, C, Ho, Wo).
     The caller has proven that no partial sum can leave int32 (then every order gives the same
     integers as the emulated accumulator). One zero-padded int32 plane and one row of sums are the
