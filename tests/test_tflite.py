@@ -102,3 +102,36 @@ def test_bad_tflite_inputs_give_clear_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.delitem(ops.OPS, "LOGISTIC")
     with pytest.raises(ValueError, match=r"unsupported TFLite op LOGISTIC at operator \d+"):
         TfliteRunner(p)
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name", WAKE_WORDS)
+def test_prepared_runner_equals_reference_runner_on_every_tensor(name, path, kernels, monkeypatch):
+    """The prepared closures (qsim.tflite.prepared, the default; CONV_2D / DEPTHWISE_CONV_2D /
+    FULLY_CONNECTED as one Numba call each, or the NumPy closures kept beside them) give the
+    straightforward op-by-op runner's bits, dtype and shape on every tensor of every invocation,
+    across a reset too."""
+    from qsim.tflite import prepared
+
+    monkeypatch.setattr(prepared, "USE_NUMBA", kernels == "numba")
+    p = model(name)
+    ref = TfliteRunner(p, path=path, prepared=False)
+    fast = TfliteRunner(p, path=path)
+    assert ref.prepared is None and fast.prepared is not None
+    steps = sequence(ref, 11)
+    for phase in range(2):
+        for step, s in enumerate(steps):
+            a, b = ref.invoke(s, keep_all=True), fast.invoke(s, keep_all=True)
+            assert list(a) == list(b)
+            for tensor, v in a.items():
+                w = b[tensor]
+                assert v.dtype == w.dtype and v.shape == w.shape and np.array_equal(v, w), \
+                    f"{name}/{path} phase {phase} invocation {step}: {tensor} differs"
+        assert ref.variables.keys() == fast.variables.keys()
+        for key in ref.variables:
+            assert np.array_equal(ref.variables[key], fast.variables[key])
+        ref.reset()
+        fast.reset()
+    plain, want = fast.invoke(steps[0]), ref.invoke(steps[0])
+    assert list(plain) == fast.output_names and all(np.array_equal(plain[k], want[k]) for k in want)

@@ -23,9 +23,13 @@ def _unsupported(graphs) -> list[tuple[int, str, bool]]:
 
 
 class TfliteRunner:
-    """`invoke(inputs)` runs subgraph 0 once; variables persist until `reset()`."""
+    """`invoke(inputs)` runs subgraph 0 once; variables persist until `reset()`.
 
-    def __init__(self, path_or_bytes, *, path: str = "reference"):
+    `prepared=True` (the default) runs subgraph 0 as closures prepared once per model and path
+    (`qsim.tflite.prepared`); `prepared=False` is the straightforward op-by-op interpreter kept as the
+    reference (tests/test_tflite.py checks both give the same bits on every tensor)."""
+
+    def __init__(self, path_or_bytes, *, path: str = "reference", prepared: bool = True):
         if path not in PATHS:
             raise ValueError(f"path must be one of {list(PATHS)}, got {path!r}")
         self.path = path
@@ -40,6 +44,11 @@ class TfliteRunner:
         self.input_names = [self.main.tensors[i].name for i in self.main.inputs]
         self.output_names = [self.main.tensors[i].name for i in self.main.outputs]
         self.reset()
+        self.prepared = None
+        if prepared:
+            from qsim.tflite.prepared import PreparedGraph
+
+            self.prepared = PreparedGraph(self)
 
     def reset(self) -> None:
         self.variables: dict = {}
@@ -115,6 +124,12 @@ class TfliteRunner:
 
     def invoke(self, inputs: dict, *, keep_all: bool = False) -> dict[str, np.ndarray]:
         env = self._check_inputs(inputs)
+        if self.prepared is not None:
+            slots = self.prepared.run(env)
+            outs = {self.main.tensors[i].name: slots[i] for i in self.main.outputs}
+            if not keep_all:
+                return outs
+            return {**{name: slots[i] for name, i in self.prepared.traced}, **outs}
         trace = {} if keep_all else None
         self._run(0, env, trace)
         outs = {self.main.tensors[i].name: env[i] for i in self.main.outputs}
