@@ -5,26 +5,16 @@ one unfused op). Prints the CPU model and the median over repeats.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_ort_dispatch.py
 """
-import platform
 import statistics
 import time
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from qsim.kernels.cpu import cpu_model
+
 N = 200
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main():
@@ -45,7 +35,7 @@ def main():
         for _ in range(20):
             sess.run(None, x)
         per.append((time.perf_counter() - t0) / 20 / N)
-    print(f"CPU: {cpu_name()}; onnxruntime {ort.__version__}")
+    print(f"CPU: {cpu_model()}; onnxruntime {ort.__version__}")
     print(f"per-node dispatch: median {statistics.median(per) * 1e6:.2f} us, min {min(per) * 1e6:.2f} us")
 
 

@@ -9,27 +9,17 @@ ms per invocation over the repeats (each repeat: a 100-invocation stream, variab
 import argparse
 import importlib.util
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from qsim.kernels.cpu import cpu_model
 from qsim.tflite.ops import PATHS
 from qsim.tflite.runner import TfliteRunner
 
 WAKE_WORDS = ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def models_dir() -> Path:
@@ -65,7 +55,7 @@ def main():
 
     resolvers = {"reference": OpResolverType.BUILTIN_REF,
                  "optimized": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, "xnnpack": OpResolverType.AUTO}
-    print(f"CPU: {cpu_name()}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
+    print(f"CPU: {cpu_model()}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(f"median ms per invocation over {args.repeats} repeats of {args.steps} invocations")
     print(f"{'model':12s} {'path':10s} {'before':>8s} {'after':>8s} {'LiteRT':>8s} {'speedup':>8s} "

@@ -229,20 +229,24 @@ def reshape(ctx, args, tensors, out, opts):
     return [args[0].reshape(shape)]
 
 
+def slice_index(begin, end, strides, opts, ndim: int) -> tuple:
+    """STRIDED_SLICE's begin/end/strides and masks as a NumPy index (no ellipsis / new-axis masks)."""
+    sl = []
+    for i in range(ndim):
+        if opts.ShrinkAxisMask() >> i & 1:
+            sl.append(int(begin[i]))
+            continue
+        b = None if opts.BeginMask() >> i & 1 else int(begin[i])
+        e = None if opts.EndMask() >> i & 1 else int(end[i])
+        sl.append(slice(b, e, int(strides[i])))
+    return tuple(sl)
+
+
 def strided_slice(ctx, args, tensors, out, opts):
     x, begin, end, strides = args[:4]
     if opts.EllipsisMask() or opts.NewAxisMask():
         raise ctx.error("ellipsis and new-axis masks are not supported")
-    sl = []
-    for i in range(x.ndim):
-        b = None if opts.BeginMask() >> i & 1 else int(begin[i])
-        e = None if opts.EndMask() >> i & 1 else int(end[i])
-        st = int(strides[i])
-        if opts.ShrinkAxisMask() >> i & 1:
-            sl.append(int(begin[i]))
-            continue
-        sl.append(slice(b, e, st))
-    return [np.ascontiguousarray(x[tuple(sl)])]
+    return [np.ascontiguousarray(x[slice_index(begin, end, strides, opts, x.ndim)])]
 
 
 def split_v(ctx, args, tensors, out, opts):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.tflite.ops import F32, OPS, OpContext, _act_range, _logistic_table, _pads
+from qsim.tflite.ops import F32, OPS, OpContext, _act_range, _logistic_table, _pads, slice_index
 
 
 USE_NUMBA = True  # CONV_2D / DEPTHWISE_CONV_2D as one Numba call (qsim.tflite.nbkernels); False: the NumPy closures
@@ -295,17 +295,7 @@ def _prep_strided_slice(ctx, g, op, path):
     if (any(c is None for c in consts) or opts.EllipsisMask() or opts.NewAxisMask() or xt.data is not None
             or len(op.inputs) < 4):
         raise _Fallback
-    begin, end, strides = consts
-    sl = []
-    for i in range(len(xt.shape)):
-        b = None if opts.BeginMask() >> i & 1 else int(begin[i])
-        e = None if opts.EndMask() >> i & 1 else int(end[i])
-        st = int(strides[i])
-        if opts.ShrinkAxisMask() >> i & 1:
-            sl.append(int(begin[i]))
-            continue
-        sl.append(slice(b, e, st))
-    sl = tuple(sl)
+    sl = slice_index(*consts, opts, len(xt.shape))
     xi, oi = op.inputs[0], op.outputs[0]
 
     def run(slots):
